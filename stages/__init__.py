@@ -1,0 +1,1 @@
+"""One module per subcommand: a frozen config dataclass plus run(config)."""
