@@ -1,0 +1,447 @@
+"""Parquet artifacts: schemas declared once, validated reads, atomic writes.
+
+Every artifact is one Parquet file, a directory of shards or a glob of shards.
+Its key-value metadata holds the artifact's kind and a JSON provenance record
+(stage, toolkit version, resolved config, input hashes, model, seed, library
+versions, time), so any output can be traced back to what made it.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from iswcli import __version__
+from iswcli.errors import IswtError
+
+KIND_KEY = b"iswt.artifact"
+PROVENANCE_KEY = b"iswt.provenance"
+
+# Config keys that legitimately differ between shards of one artifact.
+SHARD_LOCAL_KEYS = frozenset({"shard", "out", "workers", "batch_size"})
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """An artifact kind: its key columns and the columns it must have."""
+
+    kind: str
+    key: tuple[str, ...]
+    schema: pa.Schema
+
+    @property
+    def columns(self) -> list[str]:
+        return self.schema.names
+
+
+def _spec(kind: str, key: tuple[str, ...], *fields: tuple[str, pa.DataType]) -> ArtifactSpec:
+    return ArtifactSpec(kind, key, pa.schema([pa.field(n, t) for n, t in fields]))
+
+
+_ints = pa.list_(pa.int32())
+_floats = pa.list_(pa.float32())
+
+SAMPLES = _spec(
+    "samples",
+    ("prompt_id", "sample_idx"),
+    ("prompt_id", pa.string()),
+    ("sample_idx", pa.int32()),
+    ("task", pa.string()),
+    ("prompt", pa.string()),  # the source prompt: text, or chat messages as JSON
+    ("task_fields", pa.string()),  # JSON: answer, tests, entry_point, ...
+    ("prompt_text", pa.string()),  # what the model saw, chat template applied
+    ("response", pa.string()),
+    ("prompt_token_ids", _ints),
+    ("response_token_ids", _ints),
+    ("token_logprobs_q", _floats),  # under the sampler's processed distribution
+    ("logprob_q", pa.float64()),
+    ("token_logprobs_model", _floats),  # raw model, temperature 1, untruncated
+    ("logprob_model", pa.float64()),
+    ("n_tokens", pa.int32()),
+    ("finish_reason", pa.string()),  # 'stop' (EOS) or 'length'
+)
+
+SCORES = _spec(
+    "scores",
+    ("prompt_id", "sample_idx"),
+    ("prompt_id", pa.string()),
+    ("sample_idx", pa.int32()),
+    ("reward", pa.float64()),
+    ("reward_info", pa.string()),
+)
+
+Z = _spec(
+    "z",
+    ("prompt_id",),
+    ("prompt_id", pa.string()),
+    ("log_z", pa.float64()),
+    ("beta", pa.float64()),
+    ("n_samples", pa.int32()),
+    ("ess", pa.float64()),
+    ("ess_frac", pa.float64()),
+    ("max_weight_share", pa.float64()),
+    ("khat", pa.float64()),
+    ("khat_note", pa.string()),
+    ("log_z_se", pa.float64()),
+    ("flags", pa.list_(pa.string())),
+)
+
+PAIRS = _spec(
+    "pairs",
+    ("prompt_id", "chosen_idx", "rejected_idx"),
+    ("prompt_id", pa.string()),
+    ("chosen_idx", pa.int32()),
+    ("rejected_idx", pa.int32()),
+    ("r_chosen", pa.float64()),
+    ("r_rejected", pa.float64()),
+    ("log_weight_base", pa.float64()),
+    ("margin_score", pa.float64()),
+    ("weight", pa.float64()),
+    ("method", pa.string()),
+)
+
+TRAIN_LOG = _spec(
+    "train_log",
+    ("step",),
+    ("step", pa.int64()),
+    ("loss", pa.float64()),
+    ("lr", pa.float64()),
+    ("grad_norm", pa.float64()),
+    ("tokens_per_s", pa.float64()),
+)
+
+EVAL = _spec(
+    "eval",
+    ("prompt_id", "sample_idx"),
+    ("prompt_id", pa.string()),
+    ("sample_idx", pa.int32()),
+    ("response", pa.string()),
+    ("reward", pa.float64()),
+    ("correct", pa.bool_()),
+)
+
+DIVERSITY = _spec(
+    "diversity",
+    ("prompt_id",),
+    ("prompt_id", pa.string()),
+    ("n_strategies", pa.float64()),
+    ("judge_raw", pa.string()),
+    ("distinct_1", pa.float64()),
+    ("distinct_2", pa.float64()),
+    ("self_bleu", pa.float64()),
+    ("embed_dispersion", pa.float64()),
+)
+
+SPECS = {s.kind: s for s in (SAMPLES, SCORES, Z, PAIRS, TRAIN_LOG, EVAL, DIVERSITY)}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A validated artifact read into memory, with where it came from."""
+
+    path: str
+    files: tuple[str, ...]
+    table: pa.Table
+    kind: str | None
+    provenance: dict[str, Any]
+    sha256: str
+
+    def ref(self) -> dict[str, Any]:
+        """What a downstream artifact records about this input."""
+        return {"path": self.path, "kind": self.kind, "sha256": self.sha256, "files": len(self.files)}
+
+
+def resolve_files(path: str) -> list[str]:
+    """A file, a directory of *.parquet shards, or a glob, as a sorted file list."""
+    if os.path.isdir(path):
+        files = sorted(str(p) for p in Path(path).glob("*.parquet"))
+        if not files:
+            raise IswtError(f"{path}: directory holds no .parquet shards")
+        return files
+    if os.path.isfile(path):
+        return [path]
+    if globlib.has_magic(path):
+        files = sorted(f for f in globlib.glob(path) if os.path.isfile(f))
+        if not files:
+            raise IswtError(f"{path}: no file matches this pattern")
+        return files
+    raise IswtError(f"{path}: no such file or directory")
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def combined_sha256(files: list[str]) -> str:
+    """One hash for a set of shards; a single file keeps its own hash."""
+    hashes = [file_sha256(f) for f in files]
+    if len(hashes) == 1:
+        return hashes[0]
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+
+
+def read_metadata(file: str) -> tuple[pa.Schema, str | None, dict[str, Any]]:
+    """Schema, kind and provenance of one Parquet file, without reading its rows."""
+    try:
+        schema = pq.read_schema(file)
+    except (OSError, pa.ArrowException) as exc:
+        raise IswtError(f"{file}: not a readable Parquet file ({_short(exc)})") from exc
+    meta = schema.metadata or {}
+    kind = meta.get(KIND_KEY, b"").decode() or None
+    provenance = json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
+    return schema, kind, provenance
+
+
+def read_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = None) -> Artifact:
+    """Read and validate an artifact; errors name the file, column and rule."""
+    files = resolve_files(path)
+    metas = [read_metadata(f) for f in files]
+    for file, (schema, kind, _) in zip(files, metas):
+        if kind is not None and kind != spec.kind:
+            raise IswtError(f"{file}: is a {kind} artifact, expected {spec.kind}")
+        check_columns(schema, spec, file)
+    _check_shards_agree(files, [m[2] for m in metas])
+
+    wanted = None if columns is None else list(dict.fromkeys([*spec.key, *columns]))
+    tables = []
+    for file, (schema, _, _) in zip(files, metas):
+        table = pq.read_table(file, columns=wanted)
+        tables.append(conform(table.replace_schema_metadata(None), spec))
+    table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    check_unique_key(table, spec, path)
+    return Artifact(
+        path=path,
+        files=tuple(files),
+        table=table,
+        kind=metas[0][1],
+        provenance=metas[0][2],
+        sha256=combined_sha256(files),
+    )
+
+
+def check_columns(schema: pa.Schema, spec: ArtifactSpec, where: str) -> None:
+    for expected in spec.schema:
+        if expected.name not in schema.names:
+            raise IswtError(f"{where}: column '{expected.name}' is missing (required in {spec.kind})")
+        actual = schema.field(expected.name).type
+        if not _compatible(actual, expected.type):
+            raise IswtError(
+                f"{where}: column '{expected.name}' has type {actual}, expected {expected.type}"
+            )
+
+
+def conform(table: pa.Table, spec: ArtifactSpec) -> pa.Table:
+    """Cast the spec's columns to their declared types (int64 ids to int32, ...)."""
+    for i, name in enumerate(table.column_names):
+        if name in spec.schema.names:
+            target = spec.schema.field(name).type
+            if table.schema.field(name).type != target:
+                table = table.set_column(i, name, table.column(name).cast(target))
+    return table
+
+
+def check_unique_key(table: pa.Table, spec: ArtifactSpec, where: str) -> None:
+    if table.num_rows == 0:
+        return
+    counts = table.group_by(list(spec.key)).aggregate([([], "count_all")])
+    dupes = counts.filter(pa.compute.greater(counts["count_all"], 1))
+    if dupes.num_rows:
+        first = {k: dupes.column(k)[0].as_py() for k in spec.key}
+        shown = ", ".join(f"{k}={v!r}" for k, v in first.items())
+        raise IswtError(f"{where}: duplicate key ({shown}); each {'/'.join(spec.key)} must appear once")
+
+
+def _check_shards_agree(files: list[str], provenances: list[dict]) -> None:
+    """Shards read as one artifact must come from one stage and one config."""
+    if len(files) < 2:
+        return
+    first = _shared_config(provenances[0])
+    for file, prov in zip(files[1:], provenances[1:]):
+        other = _shared_config(prov)
+        if other != first:
+            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+            key = diff[0]
+            raise IswtError(
+                f"{file}: shard from a different config than {files[0]} "
+                f"('{key}': {other.get(key)!r} vs {first.get(key)!r})"
+            )
+
+
+def _shared_config(provenance: dict) -> dict:
+    config = {k: v for k, v in provenance.get("config", {}).items() if k not in SHARD_LOCAL_KEYS}
+    config["stage"] = provenance.get("stage")
+    return config
+
+
+def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Same family is enough: an int64 column is a fine int32 column, etc."""
+    if actual == expected:
+        return True
+    if pa.types.is_integer(expected):
+        return pa.types.is_integer(actual)
+    if pa.types.is_floating(expected):
+        return pa.types.is_floating(actual) or pa.types.is_integer(actual)
+    if pa.types.is_string(expected):
+        return pa.types.is_string(actual) or pa.types.is_large_string(actual)
+    if pa.types.is_list(expected):
+        is_list = pa.types.is_list(actual) or pa.types.is_large_list(actual)
+        return is_list and _compatible(actual.value_type, expected.value_type)
+    return False
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("torch", "transformers", "peft", "accelerate", "pyarrow", "numpy", "vllm"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def jsonable(value: Any) -> Any:
+    """Config values as JSON: paths to strings, tuples to lists."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def make_provenance(
+    stage: str,
+    config: dict[str, Any],
+    inputs: dict[str, Artifact | dict] | None = None,
+    model: dict[str, Any] | None = None,
+    seed: int | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "stage": stage,
+        "iswt_version": __version__,
+        "config": jsonable(config),
+        "inputs": {
+            role: art.ref() if isinstance(art, Artifact) else art for role, art in (inputs or {}).items()
+        },
+        "model": model,
+        "seed": seed,
+        "libraries": library_versions(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **jsonable(extra),
+    }
+
+
+def write_artifact(table: pa.Table, path: str, spec: ArtifactSpec, provenance: dict[str, Any]) -> str:
+    """Write atomically (temp file, fsync, rename) and return the file's sha256."""
+    check_columns(table.schema, spec, f"{spec.kind} being written")
+    table = conform(table, spec)
+    meta = {KIND_KEY: spec.kind.encode(), PROVENANCE_KEY: json.dumps(provenance).encode()}
+    table = table.replace_schema_metadata(meta)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        pq.write_table(table, tmp, row_group_size=64 * 1024)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return file_sha256(str(target))
+
+
+def check_output_path(path: str, flag: str = "--out") -> None:
+    """Fail before any heavy work when the output cannot be written."""
+    target = Path(path)
+    if target.is_dir():
+        raise IswtError(f"{flag} {path}: is a directory, expected a .parquet file path")
+    if target.suffix != ".parquet":
+        raise IswtError(f"{flag} {path}: must end in .parquet")
+    parent = target.parent if str(target.parent) else Path(".")
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise IswtError(f"{flag} {path}: {existing} is a file, not a directory")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise IswtError(f"{flag} {path}: directory {existing} is not writable")
+
+
+@dataclass
+class PartWriter:
+    """Resumable output: finished parts land in OUT.partial/, the final file only at the end.
+
+    Each part is written atomically, so a killed run leaves whole parts only; a
+    re-run with the same config skips the parts already there.
+    """
+
+    out: str
+    spec: ArtifactSpec
+    config: dict[str, Any]
+    done: set[int] = field(default_factory=set)
+
+    @property
+    def directory(self) -> Path:
+        return Path(self.out).with_name(Path(self.out).name + ".partial")
+
+    def open(self) -> int:
+        """Create or reuse the partial directory; return how many parts are already done."""
+        config_file = self.directory / "config.json"
+        wanted = json.dumps(jsonable(self.config), sort_keys=True)
+        if self.directory.exists():
+            found = config_file.read_text() if config_file.exists() else ""
+            if found != wanted:
+                raise IswtError(
+                    f"{self.directory}: left by a run with a different config; "
+                    "delete it to start over, or re-run the original command to resume"
+                )
+            self.done = {int(p.stem.split("-")[1]) for p in self.directory.glob("part-*.parquet")}
+        else:
+            self.directory.mkdir(parents=True)
+            config_file.write_text(wanted)
+        return len(self.done)
+
+    def write_part(self, index: int, table: pa.Table) -> None:
+        part = self.directory / f"part-{index:06d}.parquet"
+        tmp = part.with_name(f".{part.name}.tmp")
+        pq.write_table(conform(table, self.spec), tmp)
+        os.replace(tmp, part)
+        self.done.add(index)
+
+    def finish(self, provenance: dict[str, Any]) -> str:
+        """Concatenate the parts in order into the final artifact, then drop the parts."""
+        parts = sorted(self.directory.glob("part-*.parquet"))
+        tables = [pq.read_table(p) for p in parts]
+        table = pa.concat_tables(tables) if tables else self.spec.schema.empty_table()
+        sha = write_artifact(table, self.out, self.spec, provenance)
+        for p in self.directory.iterdir():
+            p.unlink()
+        self.directory.rmdir()
+        return sha

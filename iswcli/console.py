@@ -1,0 +1,89 @@
+"""Terminal output: progress bars, summary tables, warnings; silent with --quiet."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+@dataclass
+class Settings:
+    quiet: bool = False
+    json: bool = False
+
+
+settings = Settings()
+err = Console(stderr=True)
+out = Console()
+
+
+def warn(message: str) -> None:
+    if not settings.quiet:
+        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+
+@dataclass
+class ProgressHandle:
+    progress: Progress | None
+    task: Any = None
+    fields: dict = field(default_factory=dict)
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=n, **fields)
+
+
+@contextmanager
+def progress(total: int, label: str, rate_unit: str = "tok/s") -> Iterator[ProgressHandle]:
+    """A rich progress bar with an extra rate column the stage keeps updated."""
+    if settings.quiet or settings.json:
+        yield ProgressHandle(None)
+        return
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>8.1f} " + rate_unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task(label, total=total, rate=0.0)
+        yield ProgressHandle(bar, task)
+
+
+def show_summary(title: str, rows: dict[str, Any]) -> None:
+    """The closing table of a stage, or one JSON object with --json."""
+    if settings.json:
+        print(json.dumps({"title": title, **rows}, default=str))
+        return
+    if settings.quiet:
+        return
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows.items():
+        table.add_row(key, _fmt(value))
+    out.print(table)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
+    return str(value)
+
+
+def fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    sys.stderr.flush()

@@ -1,0 +1,526 @@
+"""Importance-sampling estimates of a prompt's partition function, with diagnostics.
+
+For one prompt with K samples y_k drawn from a proposal q, the log-weights are
+
+    lw_k = log pi_ref(y_k|x) - log q(y_k|x) + beta * r_k
+
+and Z(x) = E_{y~pi_ref}[exp(beta * r)] is estimated by Z_hat = mean_k exp(lw_k),
+that is log Z_hat = logsumexp(lw) - log K. Z_hat is unbiased; log Z_hat is
+biased low. Everything is computed in log space: beta * r of a few thousand is
+routine and exp() of it overflows.
+
+Per-group functions take a 1-D array of one prompt's log-weights. The grouped
+driver `estimate_groups` takes many prompts at once and works on whole arrays
+(np.unique + ufunc.reduceat); only the bootstrap draws and the Pareto tail fit
+work per block of equally sized groups, never per element.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from iswcli.errors import IswtError
+
+#: Default ESS/K below which a prompt is flagged ``low_ess``.
+LOW_ESS_FRAC = 0.1
+#: Fewest tail weights (distinct, above the threshold) the Pareto fit accepts,
+#: as in the loo package; with M = ceil(min(K/5, 3 sqrt K)) this means K >= 21.
+KHAT_MIN_TAIL = 5
+#: Weakly informative prior of PSIS (Vehtari et al. 2024): the fitted shape is
+#: averaged with this many pseudo-observations at k = 0.5.
+_KHAT_PRIOR_COUNT = 10.0
+_KHAT_PRIOR_SHAPE = 0.5
+#: Upper bound on elements of one temporary array in the batched tail fit and
+#: bootstrap, so memory stays flat for millions of prompts.
+_CHUNK_ELEMENTS = 4_000_000
+
+FLAG_NAMES = ("low_ess", "high_khat", "truncated_proposal", "all_equal_rewards")
+
+
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ZEstimate:
+    """log Z_hat of one prompt and its diagnostics.
+
+    ``log_z_lo``/``log_z_hi`` are the bootstrap percentile interval, NaN when
+    no bootstrap was asked for. ``khat`` is NaN when the tail is too small to
+    fit, and ``khat_note`` then says why ("" otherwise).
+    """
+
+    log_z: float
+    n_samples: int
+    ess: float
+    ess_frac: float
+    max_weight_share: float
+    khat: float
+    khat_note: str
+    log_z_se: float
+    log_z_lo: float
+    log_z_hi: float
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ZTable:
+    """Column arrays of `estimate_groups`, one entry per group.
+
+    Groups are in ascending order of their id (the order of ``np.unique``).
+    ``flags`` holds one tuple of flag names per group.
+    """
+
+    group_id: np.ndarray
+    log_z: np.ndarray
+    n_samples: np.ndarray
+    ess: np.ndarray
+    ess_frac: np.ndarray
+    max_weight_share: np.ndarray
+    khat: np.ndarray
+    khat_note: np.ndarray
+    log_z_se: np.ndarray
+    log_z_lo: np.ndarray
+    log_z_hi: np.ndarray
+    flags: list[tuple[str, ...]]
+
+
+# --------------------------------------------------------------------------
+# Input checks
+# --------------------------------------------------------------------------
+
+
+def _shown(value) -> str:
+    """repr of an id or index as the user wrote it (numpy scalars unwrapped)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _positive(value: float, name: str) -> float:
+    """Return ``value`` as a float, or raise unless it is given, finite and > 0."""
+    if value is None:
+        raise IswtError(f"{name} is required")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise IswtError(f"{name} must be a finite number > 0 (got {value})")
+    return value
+
+
+def _finite_array(values, name: str) -> np.ndarray:
+    """Return ``values`` as a 1-D float64 array, refusing NaN and infinities."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1:
+        raise IswtError(f"{name} must be one-dimensional (got shape {arr.shape})")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        row = int(np.argmax(bad))
+        what = "NaN" if np.isnan(arr[row]) else "an infinite value"
+        raise IswtError(f"{name} contains {what} (row {row}); every value must be a finite number")
+    return arr
+
+
+def _log_weight_array(lw, min_samples: int = 1) -> np.ndarray:
+    """Validate one group's log-weights: 1-D, finite, at least ``min_samples``."""
+    arr = _finite_array(lw, "log-weights")
+    if arr.size < min_samples:
+        raise IswtError(f"a group needs at least {min_samples} samples (got {arr.size})")
+    return arr
+
+
+# --------------------------------------------------------------------------
+# Log-weights and reward transforms
+# --------------------------------------------------------------------------
+
+
+def log_weights(logprob_ref, logprob_q, reward, beta: float) -> np.ndarray:
+    """Importance log-weights toward pi_ref * exp(beta * r): log pi_ref - log q + beta * r.
+
+    Pass ``logprob_ref`` and ``logprob_q`` both as None when q is pi_ref at
+    temperature 1 without truncation (the log-ratio is then exactly 0). Giving
+    only one of them is an error: half a ratio would silently be wrong.
+    """
+    beta = _positive(beta, "beta")
+    reward = _finite_array(reward, "reward")
+    if (logprob_ref is None) != (logprob_q is None):
+        raise IswtError("logprob_ref and logprob_q must both be given or both be None")
+    lw = beta * reward
+    if logprob_ref is not None:
+        ref = _finite_array(logprob_ref, "logprob_ref")
+        prop = _finite_array(logprob_q, "logprob_q")
+        if not (ref.shape == prop.shape == reward.shape):
+            raise IswtError("logprob_ref, logprob_q and reward must have one value per sample")
+        lw = lw + (ref - prop)
+    return lw
+
+
+def group_zscore(rewards, group_ids) -> np.ndarray:
+    """Standardize rewards within each group: (r - group mean) / group std.
+
+    Uses the population std (ddof=0). A group whose rewards are all equal has
+    std 0 and maps to zeros rather than NaN. Output is in input row order.
+    Note that this changes the target distribution pi_ref * exp(beta * r).
+    """
+    rewards = _finite_array(rewards, "reward")
+    group_ids = np.asarray(group_ids)
+    if group_ids.shape != rewards.shape:
+        raise IswtError("group ids and rewards must have one value per sample")
+    if rewards.size == 0:
+        return rewards.copy()
+    _, inverse, counts = np.unique(group_ids, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    mean = np.bincount(inverse, weights=rewards) / counts
+    centered = rewards - mean[inverse]
+    std = np.sqrt(np.bincount(inverse, weights=centered * centered) / counts)
+    scale = std[inverse]
+    return np.divide(centered, scale, out=np.zeros_like(centered), where=scale > 0)
+
+
+# --------------------------------------------------------------------------
+# Segment (per-group) reductions on group-contiguous arrays
+# --------------------------------------------------------------------------
+
+
+def _segment_logsumexp(values: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """logsumexp of each contiguous segment, shifted by the segment max for stability."""
+    peak = np.maximum.reduceat(values, starts)
+    total = np.add.reduceat(np.exp(values - np.repeat(peak, counts)), starts)
+    return peak + np.log(total)
+
+
+def _segment_stats(lw: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> dict:
+    """log Z_hat, Kish ESS, largest weight share and delta-method se per segment.
+
+    The se uses var(w)/mean(w)^2 = K (K/ESS - 1)/(K - 1) (sample variance,
+    ddof=1), so se(log Z_hat) = sqrt((K/ESS - 1)/(K - 1)): no weight is ever
+    exponentiated unshifted. It is NaN for a single-sample group.
+    """
+    lse1 = _segment_logsumexp(lw, starts, counts)
+    lse2 = _segment_logsumexp(2.0 * lw, starts, counts)
+    k = counts.astype(np.float64)
+    ess = np.exp(2.0 * lse1 - lse2)
+    share = np.exp(np.maximum.reduceat(lw, starts) - lse1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_var = np.maximum(k / ess - 1.0, 0.0) / (k - 1.0)
+    se = np.where(counts > 1, np.sqrt(rel_var), np.nan)
+    return {
+        "log_z": lse1 - np.log(k),
+        "ess": ess,
+        "ess_frac": ess / k,
+        "max_weight_share": share,
+        "log_z_se": se,
+    }
+
+
+def _single(lw: np.ndarray) -> dict:
+    """Segment statistics of one group (the whole array)."""
+    return _segment_stats(lw, np.array([0]), np.array([lw.size]))
+
+
+# --------------------------------------------------------------------------
+# Per-group estimates
+# --------------------------------------------------------------------------
+
+
+def log_z_hat(lw) -> float:
+    """log of the importance-sampling estimate of Z: logsumexp(lw) - log K."""
+    return float(_single(_log_weight_array(lw))["log_z"][0])
+
+
+def normalized_weights(lw) -> np.ndarray:
+    """Self-normalized importance weights exp(lw - logsumexp(lw)); they sum to 1."""
+    lw = _log_weight_array(lw)
+    peak = lw.max()
+    w = np.exp(lw - peak)
+    return w / w.sum()
+
+
+def kish_ess(lw) -> float:
+    """Kish effective sample size (sum w)^2 / sum w^2, computed as exp(2 lse(lw) - lse(2 lw))."""
+    return float(_single(_log_weight_array(lw))["ess"][0])
+
+
+def max_weight_share(lw) -> float:
+    """Largest normalized weight: near 1 means one sample carries the estimate."""
+    return float(_single(_log_weight_array(lw))["max_weight_share"][0])
+
+
+def log_z_standard_error(lw) -> float:
+    """Delta-method standard error of log Z_hat: se(mean w) / mean w.
+
+    Needs at least 2 samples (the sample variance of the weights).
+    """
+    return float(_single(_log_weight_array(lw, min_samples=2))["log_z_se"][0])
+
+
+def bootstrap_log_z_interval(lw, n_boot: int, rng: np.random.Generator, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of log Z_hat from ``n_boot`` resamples drawn with ``rng``."""
+    lw = _log_weight_array(lw, min_samples=2)
+    _check_bootstrap(n_boot, rng, level, required=True)
+    lo, hi = _bootstrap_rows(lw[None, :], n_boot, rng, level)
+    return float(lo[0]), float(hi[0])
+
+
+def khat_threshold(n_samples: int) -> float:
+    """Sample-size dependent k-hat threshold of PSIS: min(1 - 1/log10(K), 0.7).
+
+    Above it the importance-sampling estimate is unreliable for this K.
+    """
+    if n_samples < 2:
+        raise IswtError(f"k-hat threshold needs K >= 2 samples (got {n_samples})")
+    return min(1.0 - 1.0 / math.log10(n_samples), 0.7)
+
+
+def pareto_khat(lw) -> tuple[float, str]:
+    """Pareto k-hat of one group's weights, as (khat, note).
+
+    khat is NaN with a note saying why when the tail is too small to fit
+    (K <= 20, or fewer than 5 distinct tail weights above the threshold).
+    """
+    lw = _log_weight_array(lw)
+    khat, notes = _khat_rows(np.sort(lw)[None, :])
+    return float(khat[0]), str(notes[0])
+
+
+# --------------------------------------------------------------------------
+# Pareto k-hat (PSIS): Zhang & Stephens (2009) fit plus the PSIS prior
+# --------------------------------------------------------------------------
+
+
+def _tail_length(n_samples: int) -> int:
+    """M = ceil(min(K/5, 3 sqrt K)), the PSIS tail length (Vehtari et al. 2024, r_eff = 1)."""
+    return int(math.ceil(min(0.2 * n_samples, 3.0 * math.sqrt(n_samples))))
+
+
+def _khat_rows(sorted_lw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """k-hat and note for each row of an (R, K) array of ascending log-weights.
+
+    The tail is the M largest weights; the threshold is the (M+1)-th largest.
+    The exceedances w - w_threshold (scaled by the row's largest weight, so
+    nothing overflows) that are > 0 are fitted; rows are batched by how many
+    exceedances they have so the fit runs on whole matrices.
+    """
+    n_rows, k = sorted_lw.shape
+    khat = np.full(n_rows, np.nan)
+    notes = np.full(n_rows, "", dtype=object)
+    m = _tail_length(k)
+    if m < KHAT_MIN_TAIL or k <= m:
+        notes[:] = (
+            f"K={k} samples give a tail of {m} weights; the Pareto fit needs "
+            f"{KHAT_MIN_TAIL} (K >= 21)"
+        )
+        return khat, notes
+    shifted = sorted_lw - sorted_lw[:, -1:]
+    cutoff = np.exp(shifted[:, k - m - 1])
+    exceed = np.exp(shifted[:, k - m:]) - cutoff[:, None]
+    n_above = (exceed > 0).sum(axis=1)
+    previous = np.concatenate([np.zeros((n_rows, 1)), exceed[:, :-1]], axis=1)
+    n_distinct = (exceed > previous).sum(axis=1)
+    too_few = n_distinct < KHAT_MIN_TAIL
+    for row in np.nonzero(too_few)[0]:
+        notes[row] = (
+            f"{n_distinct[row]} distinct tail weights above the threshold, "
+            f"fewer than the {KHAT_MIN_TAIL} the Pareto fit needs"
+        )
+    for n in np.unique(n_above[~too_few]):
+        rows = np.nonzero(~too_few & (n_above == n))[0]
+        khat[rows] = _gpd_shape_rows(exceed[rows, m - n:])
+    return khat, notes
+
+
+def _gpd_shape_rows(x: np.ndarray) -> np.ndarray:
+    """Generalized Pareto shape k for each row of ascending positive exceedances.
+
+    Zhang & Stephens (2009) empirical Bayes: with theta = -k/sigma, the
+    profile log-likelihood is n (log(-theta/k(theta)) - k(theta) - 1) where
+    k(theta) = mean log(1 - theta x). Average theta over a grid of
+    m = 30 + floor(sqrt n) points (the PSIS choice) weighted by that
+    likelihood, evaluate k at the average, then shrink toward 0.5 with the
+    PSIS prior worth 10 observations. Here k > 0 means a heavy tail.
+    """
+    n_rows, n = x.shape
+    grid = 30 + int(math.sqrt(n))
+    j = np.arange(1, grid + 1, dtype=np.float64)
+    spread = 1.0 - np.sqrt(grid / (j - 0.5))
+    quartile = x[:, int(n / 4 + 0.5) - 1]
+    out = np.empty(n_rows)
+    step = max(1, _CHUNK_ELEMENTS // (grid * n))
+    for lo in range(0, n_rows, step):
+        xs = x[lo:lo + step]
+        theta = 1.0 / xs[:, -1:] + spread[None, :] / (3.0 * quartile[lo:lo + step, None])
+        shape = np.log1p(-theta[:, :, None] * xs[:, None, :]).mean(axis=2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            profile = n * (np.log(-theta / shape) - shape - 1.0)
+        profile = np.where(np.isfinite(profile), profile, -np.inf)
+        post = np.exp(profile - profile.max(axis=1, keepdims=True))
+        theta_hat = (post * theta).sum(axis=1) / post.sum(axis=1)
+        k_fit = np.log1p(-theta_hat[:, None] * xs).mean(axis=1)
+        out[lo:lo + step] = (n * k_fit + _KHAT_PRIOR_COUNT * _KHAT_PRIOR_SHAPE) / (n + _KHAT_PRIOR_COUNT)
+    return out
+
+
+# --------------------------------------------------------------------------
+# Bootstrap
+# --------------------------------------------------------------------------
+
+
+def _check_bootstrap(n_boot: int, rng, level: float, required: bool) -> None:
+    """Refuse a negative resample count, a missing rng or a level outside (0, 1)."""
+    if n_boot < (1 if required else 0) or int(n_boot) != n_boot:
+        raise IswtError(f"bootstrap resamples must be an integer >= {1 if required else 0} (got {n_boot})")
+    if n_boot and rng is None:
+        raise IswtError("bootstrap needs a seeded numpy Generator (rng)")
+    if not 0.0 < level < 1.0:
+        raise IswtError(f"bootstrap level must be in (0, 1) (got {level})")
+
+
+def _bootstrap_rows(rows: np.ndarray, n_boot: int, rng: np.random.Generator, level: float):
+    """Percentile interval of log Z_hat for each row of an (R, K) log-weight array.
+
+    Resamples K indices with replacement n_boot times per row; rows are taken
+    in order and in chunks, so one rng gives reproducible results.
+    """
+    n_rows, k = rows.shape
+    quantiles = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
+    lo = np.empty(n_rows)
+    hi = np.empty(n_rows)
+    step = max(1, _CHUNK_ELEMENTS // (n_boot * k))
+    for start in range(0, n_rows, step):
+        block = rows[start:start + step]
+        idx = rng.integers(0, k, size=(block.shape[0], n_boot, k))
+        draws = np.take_along_axis(block[:, None, :], idx, axis=2)
+        peak = draws.max(axis=2, keepdims=True)
+        log_z = peak[..., 0] + np.log(np.exp(draws - peak).sum(axis=2)) - math.log(k)
+        lo[start:start + step], hi[start:start + step] = np.quantile(log_z, quantiles, axis=1)
+    return lo, hi
+
+
+# --------------------------------------------------------------------------
+# Grouped driver
+# --------------------------------------------------------------------------
+
+
+def _group_layout(group_ids: np.ndarray):
+    """Unique ids, a stable order that makes groups contiguous, their starts and sizes."""
+    unique, inverse, counts = np.unique(group_ids, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse.ravel(), kind="stable")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return unique, order, starts, counts
+
+
+def _rows_of_size(values: np.ndarray, starts: np.ndarray, groups: np.ndarray, size: int) -> np.ndarray:
+    """Gather the groups ``groups`` (all of ``size`` elements) as an (R, size) matrix."""
+    return values[starts[groups][:, None] + np.arange(size)[None, :]]
+
+
+def _flag_tuples(low_ess, high_khat, truncated: bool, all_equal) -> list[tuple[str, ...]]:
+    """One tuple of flag names per group, in the order of FLAG_NAMES."""
+    columns = np.stack([low_ess, high_khat, np.full(len(low_ess), truncated), all_equal], axis=1)
+    return [tuple(name for name, on in zip(FLAG_NAMES, row) if on) for row in columns.tolist()]
+
+
+def _estimate_sorted(lw, starts, counts, all_equal, *, n_boot, rng, boot_level, truncated_proposal, low_ess_frac):
+    """All per-group columns for group-contiguous log-weights (groups of >= 2 samples)."""
+    stats = _segment_stats(lw, starts, counts)
+    n_groups = counts.size
+    khat = np.full(n_groups, np.nan)
+    notes = np.full(n_groups, "", dtype=object)
+    lo = np.full(n_groups, np.nan)
+    hi = np.full(n_groups, np.nan)
+    for size in np.unique(counts):
+        groups = np.nonzero(counts == size)[0]
+        rows = np.sort(_rows_of_size(lw, starts, groups, int(size)), axis=1)
+        khat[groups], notes[groups] = _khat_rows(rows)
+        if n_boot:
+            lo[groups], hi[groups] = _bootstrap_rows(rows, n_boot, rng, boot_level)
+    thresholds = np.minimum(1.0 - 1.0 / np.log10(counts.astype(np.float64)), 0.7)
+    high_khat = np.nan_to_num(khat, nan=-np.inf) > thresholds
+    low_ess = stats["ess_frac"] < low_ess_frac
+    flags = _flag_tuples(low_ess, high_khat, truncated_proposal, all_equal)
+    return dict(stats, n_samples=counts.copy(), khat=khat, khat_note=notes, log_z_lo=lo, log_z_hi=hi, flags=flags)
+
+
+def estimate_groups(
+    group_ids,
+    lw,
+    *,
+    rewards=None,
+    n_boot: int = 0,
+    rng: np.random.Generator | None = None,
+    boot_level: float = 0.95,
+    truncated_proposal: bool = False,
+    low_ess_frac: float = LOW_ESS_FRAC,
+) -> ZTable:
+    """Estimate log Z and its diagnostics for every group (prompt) at once.
+
+    ``group_ids`` and ``lw`` have one entry per sample, in any order; results
+    come in ascending group-id order. With ``rewards`` the all_equal_rewards
+    flag is set where a group's rewards are all equal. With ``n_boot`` > 0,
+    bootstrap intervals are drawn from ``rng`` group by group in that order,
+    so the same rng and input give the same intervals. Every group needs at
+    least 2 samples.
+    """
+    lw = _finite_array(lw, "log-weights")
+    group_ids = np.asarray(group_ids)
+    if group_ids.shape != lw.shape:
+        raise IswtError("group ids and log-weights must have one value per sample")
+    if lw.size == 0:
+        raise IswtError("no samples to estimate log Z from")
+    _check_bootstrap(n_boot, rng, boot_level, required=False)
+    unique, order, starts, counts = _group_layout(group_ids)
+    if counts.min() < 2:
+        bad = unique[int(np.argmin(counts))]
+        raise IswtError(f"group {_shown(bad)} has 1 sample; estimating log Z needs at least 2 per prompt")
+    all_equal = np.zeros(counts.size, dtype=bool)
+    if rewards is not None:
+        r = _finite_array(rewards, "reward")
+        if r.shape != lw.shape:
+            raise IswtError("rewards and log-weights must have one value per sample")
+        r = r[order]
+        all_equal = np.maximum.reduceat(r, starts) == np.minimum.reduceat(r, starts)
+    columns = _estimate_sorted(
+        lw[order], starts, counts, all_equal,
+        n_boot=n_boot, rng=rng, boot_level=boot_level,
+        truncated_proposal=truncated_proposal, low_ess_frac=low_ess_frac,
+    )
+    return ZTable(group_id=unique, **columns)
+
+
+def estimate_group(
+    lw,
+    *,
+    n_boot: int = 0,
+    rng: np.random.Generator | None = None,
+    boot_level: float = 0.95,
+    all_equal_rewards: bool = False,
+    truncated_proposal: bool = False,
+    low_ess_frac: float = LOW_ESS_FRAC,
+) -> ZEstimate:
+    """Estimate log Z and its diagnostics for one prompt's log-weights (K >= 2).
+
+    Flags: low_ess (ESS/K < ``low_ess_frac``), high_khat (k-hat above
+    `khat_threshold(K)`), and the two caller-supplied facts
+    ``truncated_proposal`` and ``all_equal_rewards``.
+    """
+    lw = _log_weight_array(lw, min_samples=2)
+    _check_bootstrap(n_boot, rng, boot_level, required=False)
+    columns = _estimate_sorted(
+        lw, np.array([0]), np.array([lw.size]), np.array([all_equal_rewards]),
+        n_boot=n_boot, rng=rng, boot_level=boot_level,
+        truncated_proposal=truncated_proposal, low_ess_frac=low_ess_frac,
+    )
+    return ZEstimate(
+        log_z=float(columns["log_z"][0]),
+        n_samples=int(columns["n_samples"][0]),
+        ess=float(columns["ess"][0]),
+        ess_frac=float(columns["ess_frac"][0]),
+        max_weight_share=float(columns["max_weight_share"][0]),
+        khat=float(columns["khat"][0]),
+        khat_note=str(columns["khat_note"][0]),
+        log_z_se=float(columns["log_z_se"][0]),
+        log_z_lo=float(columns["log_z_lo"][0]),
+        log_z_hi=float(columns["log_z_hi"][0]),
+        flags=columns["flags"][0],
+    )

@@ -1,0 +1,83 @@
+"""Token log-probabilities: the sampler's processed distribution and teacher forcing.
+
+`processed_logprobs` is the distribution a sampler with temperature, top-k and
+top-p actually draws from. `teacher_forced_logprobs` scores given responses in
+one forward pass; score and train use it so that reference and policy
+log-probs come from one code path.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def processed_logprobs(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:
+    """Log-probs after temperature, then top-k, then top-p (HF generate's order).
+
+    Tokens outside the kept set get -inf. Temperature 0 is greedy: all mass
+    on the argmax.
+    """
+    logits = logits.float()
+    if temperature == 0:
+        greedy = torch.full_like(logits, float("-inf"))
+        return greedy.scatter(-1, logits.argmax(-1, keepdim=True), 0.0)
+    scores = logits / temperature
+    vocab = scores.shape[-1]
+    if 0 < top_k < vocab:
+        kth = torch.topk(scores, top_k, dim=-1).values[..., -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_scores, order = scores.sort(dim=-1, descending=True)
+        probs = sorted_scores.softmax(-1)
+        mass_before = probs.cumsum(-1) - probs
+        drop_sorted = mass_before >= top_p
+        drop_sorted[..., 0] = False  # always keep the most likely token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        scores = scores.masked_fill(drop, float("-inf"))
+    return scores.log_softmax(-1)
+
+
+def pad_left(sequences: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids and attention mask, so every row ends at the last column."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        ids[row, width - len(seq) :] = torch.tensor(seq, dtype=torch.long)
+        mask[row, width - len(seq) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that start at 0 on each row's first real token."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def teacher_forced_logprobs(
+    model,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    pad_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> list[torch.Tensor]:
+    """Per-token log-probs of each response given its prompt, one forward pass.
+
+    Gradients flow when the caller has them enabled (training); the returned
+    tensors are float32 of length len(response).
+    """
+    device = next(model.parameters()).device
+    full = [p + r for p, r in zip(prompts, responses)]
+    ids, mask = pad_left(full, pad_id, device)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits
+    width = ids.shape[1]
+    out = []
+    for row, response in enumerate(responses):
+        n = len(response)
+        # logits at position t predict token t+1: the response's predictors end one before the last column
+        step_logits = logits[row, width - n - 1 : width - 1]
+        lp = processed_logprobs(step_logits, temperature, top_k, top_p)
+        target = torch.tensor(response, dtype=torch.long, device=device)
+        out.append(lp.gather(-1, target[:, None]).squeeze(-1))
+    return out
