@@ -89,10 +89,20 @@ def local_path(ref: ModelRef) -> str:
     return ref.path
 
 
+def quiet_transformers() -> None:
+    """Our own progress bars and errors speak for us; silence the library's."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
 def materialize_gguf(alias: str, target: Path) -> None:
     """Dequantize the packaged GGUF once and save it as safetensors under `target`."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    quiet_transformers()
 
     package, filename, _ = GGUF_ALIASES[alias]
     source = importlib.util.find_spec(package).submodule_search_locations[0]
@@ -166,6 +176,7 @@ def load_model(path: str, adapter: str | None = None, device: str = "cpu", dtype
     import torch
     from transformers import AutoModelForCausalLM
 
+    quiet_transformers()
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as exc:

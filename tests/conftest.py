@@ -1,0 +1,72 @@
+"""Shared fixtures: the embedded tokenizer and a tiny random Llama that uses it.
+
+The tiny model (2 layers, hidden 64) is real transformers code with random
+weights: fast enough for every stage test, and it shares SmolLM2's tokenizer
+and chat template so prompts render exactly as with the default model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from iswcli import models
+
+
+@pytest.fixture(scope="session")
+def smollm_dir() -> str:
+    """The embedded SmolLM2-135M-Instruct, materialized once into the cache."""
+    return models.local_path(models.resolve_model(models.DEFAULT_MODEL))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, smollm_dir) -> str:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm_dir)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    path = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture
+def cli():
+    """Invoke `iswt ARGS...` in-process; returns click's Result (exit_code, stdout, stderr)."""
+    from iswcli.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(app, [str(a) for a in args])
+
+    return invoke
+
+
+@pytest.fixture(autouse=True)
+def _quiet_console():
+    """Each test starts from the default console settings."""
+    from iswcli import console
+
+    console.settings.quiet = False
+    console.settings.json = False
+    yield
