@@ -56,7 +56,9 @@ def resolve_model(spec: str) -> ModelRef:
         return ModelRef(spec, "local", str(path.resolve()))
     if path.exists():
         raise IswtError(f"--model {spec}: is a file; expected a model directory, a hub id or an alias")
-    if _HUB_ID.match(spec) and not spec.startswith((".", "/", "~")):
+    if spec.startswith((".", "/", "~")):
+        raise IswtError(f"--model {spec}: no such directory")
+    if _HUB_ID.match(spec):
         return ModelRef(spec, "hub", None)
     known = ", ".join(sorted(GGUF_ALIASES))
     raise IswtError(f"--model {spec}: not a known alias ({known}), a model directory or a hub id (org/name)")

@@ -1,0 +1,100 @@
+"""The command line: help, version, and one-line errors with exit code 2 that leave disk untouched."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from iswcli import __version__
+
+
+def test_help_lists_built_subcommands(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for command in ("sample", "info"):
+        assert command in result.stdout
+
+
+def test_version(cli):
+    result = cli("--version")
+    assert result.exit_code == 0
+    assert result.stdout.strip() == f"iswt {__version__}"
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+BAD_INPUTS = {
+    "missing model path": (["--model", "/no/such/model"], "--model /no/such/model: no such directory"),
+    "unknown alias": (["--model", "smollm9"], "--model smollm9: not a known alias"),
+    "shard out of range": (["--shard", "3/2"], "--shard 3/2: the shard index i must satisfy 0 <= i < n"),
+    "zero samples": (["--n", "0"], "--n 0: must be at least 1"),
+    "bad top-p": (["--top-p", "0"], "--top-p 0.0: must be in (0, 1]"),
+    "task and prompts": (["--task", "arith", "--prompts", "x.jsonl"], "give exactly one of --task or --prompts"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_flags_fail_in_one_line(cli, tmp_path, case):
+    args, message = BAD_INPUTS[case]
+    out = tmp_path / "samples.parquet"
+    result = cli("sample", "--limit", "2", *args, "--out", out)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().count("\n") == 0
+    assert message in result.stderr
+    assert not out.exists()
+    assert not (tmp_path / "samples.parquet.partial").exists()
+
+
+@pytest.mark.parametrize(
+    "name,content,message",
+    [
+        ("no_id.jsonl", '{"prompt": "hi"}\n', "column 'prompt_id' is missing"),
+        ("dupes.jsonl", '{"prompt_id": "a", "prompt": "x"}\n{"prompt_id": "a", "prompt": "y"}\n', "duplicate prompt_id 'a'"),
+        ("broken.jsonl", '{"prompt_id": "a", "prompt": \n', "not valid JSON"),
+        ("missing.jsonl", None, "cannot read"),
+    ],
+)
+def test_bad_prompt_files_fail_and_leave_existing_output(cli, tmp_path, name, content, message):
+    prompts = tmp_path / name
+    if content is not None:
+        prompts.write_text(content)
+    out = _write(tmp_path / "samples.parquet", "precious")
+    result = cli("sample", "--prompts", prompts, "--out", out)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert out.read_text() == "precious"
+
+
+def test_debug_shows_the_exception(cli, tmp_path):
+    result = cli("--debug", "sample", "--n", "0", "--out", tmp_path / "x.parquet")
+    assert result.exit_code != 0
+    assert type(result.exception).__name__ == "IswtError"
+
+
+def test_info_on_sharded_artifact(cli, tiny_model_dir, tmp_path):
+    for i in range(2):
+        args = ["--quiet", "sample", "--model", tiny_model_dir, "--limit", "4", "--n", "2"]
+        out = tmp_path / "shards" / f"s{i}.parquet"
+        assert cli(*args, "--max-new-tokens", "4", "--shard", f"{i}/2", "--out", out).exit_code == 0
+    result = cli("--json", "info", str(tmp_path / "shards" / "*.parquet"))
+    assert result.exit_code == 0, result.stderr
+    described = json.loads(result.stdout)
+    assert described["kind"] == "samples"
+    assert described["rows"] == 8
+    assert len(described["files"]) == 2
+    assert described["provenance"]["stage"] == "sample"
+    assert "mean" in described["columns"]["logprob_q"]
+    table = cli("info", str(tmp_path / "shards"))
+    assert table.exit_code == 0
+    assert "token_logprobs_q" in table.stdout and "made by: iswt sample" in table.stdout
+
+
+def test_info_missing_path(cli, tmp_path):
+    result = cli("info", tmp_path / "nothing.parquet")
+    assert result.exit_code == 2
+    assert "no such file or directory" in result.stderr
