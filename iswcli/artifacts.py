@@ -94,6 +94,8 @@ Z = _spec(
     ("khat", pa.float64()),
     ("khat_note", pa.string()),
     ("log_z_se", pa.float64()),
+    ("log_z_lo", pa.float64()),  # bootstrap percentile interval; NaN without --bootstrap
+    ("log_z_hi", pa.float64()),
     ("flags", pa.list_(pa.string())),
 )
 
@@ -293,7 +295,7 @@ def _shared_config(provenance: dict) -> dict:
 
 def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
     """Same family is enough: an int64 column is a fine int32 column, etc."""
-    if actual == expected:
+    if actual == expected or pa.types.is_null(actual):  # an all-null column fits any type
         return True
     if pa.types.is_integer(expected):
         return pa.types.is_integer(actual)

@@ -1,0 +1,520 @@
+"""`iswt train`: one training loop for every loss, from the offline artifacts.
+
+Read top to bottom: validate flags, read and join the artifacts (failing
+before anything is created), load the policy (LoRA by default), get the
+reference log-probs (from scores, or computed once with the initial policy
+by the same teacher-forced function), check that the policy equals the
+reference at step 0, then optimize. Each optimizer step uses a fixed slice
+of seeded micro-batches, so runs under `accelerate launch` and resumed runs
+see exactly the data an uninterrupted single-process run would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from accelerate import Accelerator
+
+from iswcli import artifacts, console, losses, models, train_data
+from iswcli.errors import IswtError
+
+LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
+STEP0_TOLERANCE = 1e-4
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    out: str
+    samples: str
+    scores: str
+    loss: str
+    model: str = models.DEFAULT_MODEL
+    adapter: str | None = None  # an adapter to start from
+    z: str | None = None
+    pairs: str | None = None
+    beta: float = 1.0
+    z_mode: str = "frozen"  # frozen: read from --z; learned: one trainable scalar per prompt
+    z_lr: float = 1e-2
+    length_normalize: bool = False
+    clip_eps: float = 0.2
+    kl_coef: float = 0.0
+    sft_select: str = "best"
+    full: bool = False
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: str = "all-linear"
+    lr: float = 1e-4
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    weight_decay: float = 0.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_grad_norm: float = 1.0
+    epochs: int = 1
+    max_steps: int | None = None
+    precision: str = "fp32"
+    gradient_checkpointing: bool = False
+    save_every: int = 0
+    resume: bool = False
+    seed: int = 0
+    device: str = "auto"
+
+
+def validate(c: TrainConfig) -> None:
+    checks = [
+        (c.loss in LOSSES, f"--loss {c.loss}: must be one of {', '.join(LOSSES)}"),
+        (c.beta > 0, f"--beta {c.beta}: must be > 0"),
+        (c.z_mode in ("frozen", "learned"), f"--z-mode {c.z_mode}: must be frozen or learned"),
+        (not (c.loss == "tb" and c.z_mode == "frozen" and c.z is None),
+         "--loss tb needs --z Z.parquet (from iswt estimate-z), or --z-mode learned"),
+        (not (c.loss in losses.PAIR_LOSSES and c.pairs is None),
+         f"--loss {c.loss} needs --pairs PAIRS.parquet (from iswt weight-pairs)"),
+        (c.sft_select in ("best", "correct", "all"), f"--sft-select {c.sft_select}: must be best, correct or all"),
+        (c.schedule in ("constant", "cosine"), f"--schedule {c.schedule}: must be constant or cosine"),
+        (c.precision in ("fp32", "bf16"), f"--precision {c.precision}: must be fp32 or bf16"),
+        (c.batch_size >= 1, f"--batch-size {c.batch_size}: must be at least 1"),
+        (c.grad_accum >= 1, f"--grad-accum {c.grad_accum}: must be at least 1"),
+        (c.lr > 0, f"--lr {c.lr}: must be > 0"),
+        (c.epochs >= 1, f"--epochs {c.epochs}: must be at least 1"),
+        (c.max_steps is None or c.max_steps >= 1, f"--max-steps {c.max_steps}: must be at least 1"),
+        (0 <= c.lora_dropout < 1, f"--lora-dropout {c.lora_dropout}: must be in [0, 1)"),
+        (c.clip_eps > 0, f"--clip-eps {c.clip_eps}: must be > 0"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise IswtError(message)
+    out = Path(c.out)
+    if out.exists() and not out.is_dir():
+        raise IswtError(f"--out {c.out}: is a file; a run directory is expected")
+    if c.resume and not (out / "checkpoints").is_dir():
+        raise IswtError(f"--resume: {c.out} holds no checkpoints to resume from")
+    if not c.resume and out.is_dir() and any(out.iterdir()):
+        raise IswtError(f"--out {c.out}: directory is not empty; choose a new run directory or pass --resume")
+    models.check_adapter(c.adapter)
+
+
+def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifacts.Artifact]]:
+    samples = artifacts.read_artifact(c.samples, artifacts.SAMPLES, columns=train_data.SAMPLE_COLUMNS)
+    scores = artifacts.read_artifact(c.scores, artifacts.SCORES)
+    inputs = {"samples": samples, "scores": scores}
+    data = train_data.load(samples, scores)
+    if c.loss == "tb" and c.z_mode == "frozen":
+        inputs["z"] = artifacts.read_artifact(c.z, artifacts.Z)
+        train_data.attach_z(data, inputs["z"])
+    if c.loss in losses.PAIR_LOSSES:
+        inputs["pairs"] = artifacts.read_artifact(c.pairs, artifacts.PAIRS)
+        train_data.attach_pairs(data, inputs["pairs"])
+    else:
+        train_data.select_samples(data, c.loss, c.sft_select)
+    return data, inputs
+
+
+def run(c: TrainConfig) -> dict:
+    validate(c)
+    data, inputs = read_inputs(c)
+    ref = models.resolve_model(c.model)
+    path = models.local_path(ref)
+    identity = models.model_identity(ref, path, c.adapter)
+
+    accelerator = Accelerator(mixed_precision="bf16" if c.precision == "bf16" else "no", cpu=c.device == "cpu")
+    _seed_everything(c.seed + accelerator.process_index)
+    tokenizer = models.load_tokenizer(path)
+    policy = _load_policy(c, path, accelerator.device)
+    pad_id = tokenizer.pad_token_id
+
+    out = Path(c.out)
+    if accelerator.is_main_process:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    logp_ref = _reference_logprobs(c, data, policy, pad_id, out, accelerator)
+    _step0_check(data, policy, logp_ref, pad_id, c)
+
+    module = PolicyWithZ(policy, len(data.prompt_names) if c.z_mode == "learned" and c.loss == "tb" else 0)
+    optimizer = torch.optim.AdamW(_param_groups(module, c), lr=c.lr, weight_decay=c.weight_decay)
+    batches_per_epoch = math.ceil(len(data.examples) / c.batch_size)
+    per_step = c.grad_accum * accelerator.num_processes
+    total_steps = c.max_steps or max(1, (batches_per_epoch * c.epochs) // per_step)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(c, total_steps))
+    module, optimizer = accelerator.prepare(module, optimizer)
+    module.train()
+
+    log_rows: list[dict] = []
+    start = _load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if c.resume else 0
+    batch_stream = _step_batches(len(data.examples), c, per_step)
+    step_loss = StepLoss(c, data, logp_ref, pad_id)
+
+    with console.progress(total_steps, "training", rate_unit="tok/s") as bar:
+        bar.advance(start)
+        for step in range(start, total_steps):
+            began = time.perf_counter()
+            micro = _my_micro_batches(batch_stream, step, per_step, accelerator)
+            totals, tokens = {}, 0
+            for i, rows in enumerate(micro):
+                sync = i == len(micro) - 1
+                ctx = accelerator.no_sync(module) if not sync else nullcontext()
+                with ctx, accelerator.autocast():
+                    loss, parts, n_tok = step_loss(module, rows)
+                    accelerator.backward(loss / len(micro))
+                for k, v in {"loss": loss.item(), **parts}.items():
+                    totals[k] = totals.get(k, 0.0) + v / len(micro)
+                tokens += n_tok
+            grad_norm = accelerator.clip_grad_norm_(module.parameters(), c.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            row = _log_row(step, totals, lr, grad_norm, tokens, time.perf_counter() - began, accelerator)
+            log_rows.append(row)
+            bar.advance(1, rate=row["tokens_per_s"])
+            if c.save_every and (step + 1) % c.save_every == 0 and step + 1 < total_steps:
+                _save_checkpoint(out, step + 1, accelerator, module, optimizer, scheduler, log_rows)
+
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        _save_run(c, out, accelerator.unwrap_model(module), tokenizer, log_rows, inputs, identity, data)
+    accelerator.wait_for_everyone()
+    return _summary(c, log_rows, total_steps, data)
+
+
+# --------------------------------------------------------------------------- model
+
+
+class PolicyWithZ(torch.nn.Module):
+    """The language model plus, for --z-mode learned, one log Z scalar per prompt.
+
+    One module, so that DDP synchronizes the log Z gradients with the rest.
+    """
+
+    def __init__(self, lm, n_prompts: int):
+        super().__init__()
+        self.lm = lm
+        self.log_z = torch.nn.Parameter(torch.zeros(n_prompts)) if n_prompts else None
+
+    def forward(self, **kwargs):
+        return self.lm(**kwargs)
+
+
+def _load_policy(c: TrainConfig, path: str, device):
+    policy = models.load_model(path, c.adapter, device="cpu")
+    if c.adapter is not None:
+        # continue training the given adapter
+        for name, param in policy.named_parameters():
+            param.requires_grad = "lora_" in name
+    elif not c.full:
+        from peft import LoraConfig, get_peft_model
+
+        targets = c.target_modules if c.target_modules == "all-linear" else c.target_modules.split(",")
+        lora = LoraConfig(
+            r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout, target_modules=targets,
+            task_type="CAUSAL_LM",
+        )  # fmt: skip
+        policy = get_peft_model(policy, lora)
+    if c.gradient_checkpointing:
+        policy.gradient_checkpointing_enable()
+        if hasattr(policy, "enable_input_require_grads"):
+            policy.enable_input_require_grads()
+    return policy.to(device)
+
+
+def _param_groups(module, c: TrainConfig) -> list[dict]:
+    groups = [{"params": [p for n, p in module.lm.named_parameters() if p.requires_grad]}]
+    if module.log_z is not None:
+        groups.append({"params": [module.log_z], "lr": c.z_lr, "weight_decay": 0.0})
+    return groups
+
+
+def _schedule(c: TrainConfig, total_steps: int):
+    def factor(step: int) -> float:
+        if step < c.warmup_steps:
+            return (step + 1) / (c.warmup_steps + 1)
+        if c.schedule == "cosine":
+            progress = (step - c.warmup_steps) / max(1, total_steps - c.warmup_steps)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return factor
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def _reference_logprobs(c, data, policy, pad_id, out: Path, accelerator) -> np.ndarray:
+    """log pi_ref per sample: scores' logprob_ref, or the initial policy's, cached in the run."""
+    if data.logprob_ref is not None:
+        return data.logprob_ref
+    cache = out / "ref_logprobs.npy"
+    if cache.exists():
+        return np.load(cache)
+    values = _sequence_logprobs(policy, data, np.arange(len(data.prompt_ids)), pad_id, c.batch_size)
+    if accelerator.is_main_process:
+        tmp = out / ".ref_logprobs.tmp.npy"
+        np.save(tmp, values)
+        os.replace(tmp, cache)
+    return values
+
+
+def _sequence_logprobs(model, data, rows, pad_id, batch_size) -> np.ndarray:
+    from iswcli.logprobs import teacher_forced_logprobs
+
+    was_training = model.training
+    model.eval()
+    values = []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            lps = teacher_forced_logprobs(
+                model, [data.prompt_tokens[r] for r in chunk], [data.response_tokens[r] for r in chunk], pad_id
+            )
+            values.extend(float(lp.sum()) for lp in lps)
+    model.train(was_training)
+    return np.asarray(values)
+
+
+def _step0_check(data, policy, logp_ref, pad_id, c: TrainConfig) -> None:
+    """Before any update the policy is the reference: their log-ratio must vanish."""
+    rows = np.unique(data.examples.reshape(-1))[: c.batch_size]
+    theta = _sequence_logprobs(policy, data, rows, pad_id, c.batch_size)
+    gap = float(np.mean(np.abs(theta - logp_ref[rows])))
+    if not gap < STEP0_TOLERANCE:
+        raise IswtError(
+            f"step-0 check: mean |log pi_theta - log pi_ref| = {gap:.3g} on the first batch (must be < "
+            f"{STEP0_TOLERANCE}); the reference log-probs in {c.scores} do not come from --model {c.model} "
+            "on these token ids (another model or adapter, a chat-template or tokenization mismatch, or bf16)"
+        )
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _step_batches(n_examples: int, c: TrainConfig, per_step: int):
+    """All micro-batches in training order, epoch after epoch (seeded; see epoch_batches)."""
+    stream = []
+    for epoch in range(c.epochs if c.max_steps is None else 10**6):
+        stream.extend(train_data.epoch_batches(n_examples, c.batch_size, epoch, c.seed))
+        if c.max_steps is not None and len(stream) >= c.max_steps * per_step:
+            break
+    return stream
+
+
+def _my_micro_batches(stream, step: int, per_step: int, accelerator) -> list[np.ndarray]:
+    """This process's share of the step's micro-batches: every num_processes-th one."""
+    window = stream[step * per_step : (step + 1) * per_step]
+    return window[accelerator.process_index :: accelerator.num_processes]
+
+
+class StepLoss:
+    """Loss of one micro-batch for the configured objective: (loss, parts, response tokens)."""
+
+    def __init__(self, c: TrainConfig, data, logp_ref: np.ndarray, pad_id: int):
+        self.c, self.data, self.logp_ref, self.pad_id = c, data, logp_ref, pad_id
+
+    def __call__(self, module, example_rows):
+        c, data = self.c, self.data
+        if c.loss in losses.PAIR_LOSSES:
+            pairs = data.examples[example_rows]
+            rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
+        else:
+            rows = data.examples[example_rows]
+        token_lp = self._token_logprobs(module, rows)
+        device = token_lp[0].device if token_lp else "cpu"
+        seq = torch.stack([t.sum() for t in token_lp])
+        ref = torch.tensor(self.logp_ref[rows], dtype=seq.dtype, device=device)
+        n_tok = int(sum(len(t) for t in token_lp))
+        parts = {"log_ratio_mean": float((seq - ref).detach().mean())}
+
+        if c.loss == "tb":
+            loss, extra = self._tb(module, rows, seq, ref, device)
+        elif c.loss in losses.PAIR_LOSSES:
+            half = len(example_rows)
+            h = losses.pair_margin(seq[:half], ref[:half], seq[half:], ref[half:], c.beta)
+            weight = torch.tensor(data.pair_weight[example_rows], dtype=seq.dtype, device=device)
+            loss = losses.weighted_pair_loss(losses.pair_loss(c.loss, h, c.beta), weight)
+            extra = {"margin_mean": float(h.detach().mean()), "pair_acc": float((h > 0).float().mean())}
+        elif c.loss in ("grpo", "gspo"):
+            token_pad, token_q, mask = self._padded(token_lp, rows, device)
+            adv = torch.tensor(data.advantage[rows], dtype=seq.dtype, device=device)
+            level = "token" if c.loss == "grpo" else "sequence"
+            loss, extra = losses.clipped_policy_loss(token_pad, token_q, mask, adv, c.clip_eps, level)
+            if c.kl_coef:
+                kl = losses.kl_to_reference(seq, ref)
+                loss = loss + c.kl_coef * kl
+                extra["kl"] = float(kl.detach())
+        else:
+            token_pad, _, mask = self._padded(token_lp, rows, device)
+            loss, extra = losses.sft_loss(token_pad, mask), {}
+        return loss, {**parts, **extra}, n_tok
+
+    def _token_logprobs(self, module, rows):
+        from iswcli.logprobs import teacher_forced_logprobs
+
+        d = self.data
+        return teacher_forced_logprobs(
+            module, [d.prompt_tokens[r] for r in rows], [d.response_tokens[r] for r in rows], self.pad_id
+        )
+
+    def _tb(self, module, rows, seq, ref, device):
+        c, data = self.c, self.data
+        reward = torch.tensor(data.reward[rows], dtype=seq.dtype, device=device)
+        prompt = torch.tensor(data.prompt_index[rows], device=device)
+        unwrapped = module.module if hasattr(module, "module") else module
+        if unwrapped.log_z is not None:
+            log_z = unwrapped.log_z[prompt]
+        else:
+            log_z = torch.tensor(data.log_z[data.prompt_index[rows]], dtype=seq.dtype, device=device)
+        lengths = None
+        if c.length_normalize:
+            lengths = torch.tensor(data.n_tokens[rows], dtype=seq.dtype, device=device)
+        return losses.tb_loss(losses.tb_delta(log_z, seq, ref, reward, c.beta, lengths))
+
+    def _padded(self, token_lp, rows, device):
+        """Right-padded [sequences, tokens] policy and sampler log-probs with a mask."""
+        width = max(1, max(len(t) for t in token_lp))
+        pad = torch.nn.functional.pad
+        token_pad = torch.stack([pad(t, (0, width - len(t))) for t in token_lp])
+        token_q = torch.stack(
+            [pad(torch.tensor(self.data.token_logq[r], device=device), (0, width - len(t))) for t, r in zip(token_lp, rows)]
+        )
+        mask = torch.stack([pad(torch.ones(len(t), device=device), (0, width - len(t))) for t in token_lp])
+        return token_pad, token_q, mask
+
+
+def _log_row(step, totals, lr, grad_norm, tokens, seconds, accelerator) -> dict:
+    reduced = {}
+    for key, value in totals.items():
+        t = torch.tensor(value, device=accelerator.device)
+        reduced[key] = float(accelerator.reduce(t, reduction="mean"))
+    all_tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), reduction="sum"))
+    return {
+        "step": step,
+        "lr": lr,
+        "grad_norm": float(grad_norm),
+        "tokens_per_s": all_tokens / seconds if seconds > 0 else 0.0,
+        **reduced,
+    }
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(out: Path, step, accelerator, module, optimizer, scheduler, log_rows) -> None:
+    """Trainable parameters, optimizer, scheduler, RNG and the log so far; written atomically."""
+    final = out / "checkpoints" / f"step-{step:07d}"
+    tmp = out / "checkpoints" / f".step-{step:07d}.tmp"
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        unwrapped = accelerator.unwrap_model(module)
+        trainable = {n: p.detach().cpu() for n, p in unwrapped.named_parameters() if p.requires_grad}
+        torch.save(
+            {"step": step, "trainable": trainable, "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "log": log_rows},
+            tmp / "state.pt",
+        )  # fmt: skip
+    accelerator.wait_for_everyone()
+    torch.save(_rng_state(), (tmp if tmp.exists() else final) / f"rng-{accelerator.process_index}.pt")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        os.replace(tmp, final)
+    accelerator.wait_for_everyone()
+
+
+def _load_checkpoint(out: Path, accelerator, module, optimizer, scheduler, log_rows) -> int:
+    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.pt").exists())
+    if not done:
+        raise IswtError(f"--resume: {out}/checkpoints holds no complete checkpoint")
+    latest = done[-1]
+    state = torch.load(latest / "state.pt", weights_only=False)
+    unwrapped = accelerator.unwrap_model(module)
+    params = dict(unwrapped.named_parameters())
+    with torch.no_grad():
+        for name, value in state["trainable"].items():
+            params[name].copy_(value.to(params[name].device))
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng_file = latest / f"rng-{accelerator.process_index}.pt"
+    if rng_file.exists():
+        _set_rng_state(torch.load(rng_file, weights_only=False))
+    log_rows.extend(state["log"])
+    console.warn(f"resuming {out} from {latest.name}")
+    return int(state["step"])
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _save_run(c, out: Path, module, tokenizer, log_rows, inputs, identity, data) -> None:
+    """Weights, tokenizer, config, log and manifest; the manifest last, as the mark of a finished run."""
+    module.lm.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    (out / "iswt_config.json").write_text(json.dumps(artifacts.jsonable(asdict(c)), indent=2))
+    if module.log_z is not None:
+        learned = pa.table({"prompt_id": data.prompt_names, "log_z": module.log_z.detach().cpu().numpy()})
+        pq.write_table(learned, out / "learned_log_z.parquet")
+    provenance = artifacts.make_provenance("train", asdict(c), inputs=inputs, model=identity, seed=c.seed)
+    artifacts.write_artifact(_log_table(log_rows), str(out / "train_log.parquet"), artifacts.TRAIN_LOG, provenance)
+    manifest = {
+        **provenance,
+        "objective": _objective_note(c),
+        "weights": "adapter (peft)" if not c.full else "full model",
+        "z_sha256": inputs["z"].sha256 if "z" in inputs else None,
+        "steps": len(log_rows),
+    }
+    tmp = out / ".manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, default=str))
+    os.replace(tmp, out / "manifest.json")
+
+
+def _objective_note(c: TrainConfig) -> str:
+    if c.loss != "tb":
+        return c.loss
+    note = f"trajectory balance, {c.z_mode} log Z"
+    if c.length_normalize:
+        note += ", length-normalized (approximate: the fixed point is not exactly pi_ref exp(beta r) / Z)"
+    return note
+
+
+def _log_table(rows: list[dict]) -> pa.Table:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return pa.table({k: [r.get(k, float("nan")) for r in rows] for k in keys})
+
+
+def _summary(c, log_rows, total_steps, data) -> dict:
+    first, last = log_rows[0], log_rows[-1]
+    return {
+        "run": c.out,
+        "loss": c.loss,
+        "examples": len(data.examples),
+        "steps": total_steps,
+        "loss first → last": f"{first['loss']:.4g} → {last['loss']:.4g}",
+        "mean log-ratio (last)": last.get("log_ratio_mean", float("nan")),
+        "tokens/s (mean)": float(np.mean([r["tokens_per_s"] for r in log_rows])),
+    }
