@@ -128,6 +128,163 @@ def sample(
 
 
 @app.command()
+def score(
+    samples: Annotated[str, typer.Option("--samples", help="Samples artifact: a .parquet file, directory or glob.")],
+    reward: Annotated[
+        str, typer.Option("--reward", help="math, code, rm:PATH, pairwise:PATH or python:MODULE:FUNCTION.")
+    ],
+    out: OutOpt,
+    ref_model: Annotated[
+        Optional[str], typer.Option("--ref-model", help="Adds logprob_ref: teacher-forced under this model.")
+    ] = None,
+    ref_adapter: Annotated[Optional[str], typer.Option("--ref-adapter", help="A peft adapter on the reference.")] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Sandboxed programs at a time (code reward).")] = 4,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per program (code) or check (math).")] = 10.0,
+    baseline: Annotated[
+        Optional[str], typer.Option("--baseline", help="pairwise: a sample_idx, or a file with one response per prompt.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per part and per forward pass.")] = 32,
+    shard: Annotated[
+        Optional[str], typer.Option("--shard", help="i/n: this job's share of the prompts, 0 <= i < n.")
+    ] = None,
+    on_error: Annotated[
+        str, typer.Option("--on-error", help="fail (default) or skip samples whose reward is NaN/inf.")
+    ] = "fail",
+    seed: SeedOpt = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+) -> None:
+    """Reward every sample (and add reference log-probs with --ref-model)."""
+    from stages.score import ScoreConfig, run
+
+    config = ScoreConfig(
+        samples=samples, reward=reward, out=out, ref_model=ref_model, ref_adapter=ref_adapter, workers=workers,
+        timeout=timeout, baseline=baseline, batch_size=batch_size, shard=shard, on_error=on_error, seed=seed,
+        device=device,
+    )  # fmt: skip
+    with domain_errors():
+        console.show_summary("iswt score", run(config))
+
+
+PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Also draw histograms to this .png file.")]
+
+
+@app.command("estimate-z")
+def estimate_z(
+    proposal: Annotated[str, typer.Option("--proposal", help="Samples artifact drawn from the proposal q.")],
+    scores: Annotated[str, typer.Option("--scores", help="Scores artifact of those samples.")],
+    beta: Annotated[float, typer.Option("--beta", help="Inverse temperature: Z = E_ref[exp(beta * r)].")],
+    out: OutOpt,
+    bootstrap: Annotated[
+        int, typer.Option("--bootstrap", help="Resamples for a percentile interval of log Z (0: none).")
+    ] = 0,
+    seed: SeedOpt = 0,
+    reward_transform: Annotated[
+        str, typer.Option("--reward-transform", help="none or group-zscore (changes the target).")
+    ] = "none",
+    low_ess: Annotated[
+        Optional[float], typer.Option("--low-ess", help="Flag low_ess below this ESS/K (default 0.1).")
+    ] = None,
+    plot: PlotOpt = None,
+) -> None:
+    """Estimate each prompt's log Z by importance sampling, with ESS, k-hat and flags."""
+    from stages.estimate_z import EstimateZConfig, run
+
+    optional = {"low_ess": low_ess} if low_ess is not None else {}
+    config = EstimateZConfig(
+        proposal=proposal, scores=scores, beta=beta, out=out, bootstrap=bootstrap, seed=seed,
+        reward_transform=reward_transform, plot=plot, **optional,
+    )  # fmt: skip
+    with domain_errors():
+        console.show_summary("iswt estimate-z", run(config))
+
+
+@app.command("weight-pairs")
+def weight_pairs(
+    samples: Annotated[str, typer.Option("--samples", help="Samples artifact.")],
+    scores: Annotated[str, typer.Option("--scores", help="Scores artifact of those samples.")],
+    method: Annotated[str, typer.Option("--method", help="iso (importance weights), rso or direct (uniform).")],
+    out: OutOpt,
+    gamma: Annotated[Optional[float], typer.Option("--gamma", help="iso: reward temperature.")] = None,
+    beta: Annotated[Optional[float], typer.Option("--beta", help="rso: acceptance temperature.")] = None,
+    num_accept: Annotated[
+        Optional[int], typer.Option("--num-accept", help="rso: samples to accept per prompt (default: all).")
+    ] = None,
+    pairing: Annotated[
+        Optional[str],
+        typer.Option("--pairing", help="all, first-round or tournament (default: all; first-round for rso)."),
+    ] = None,
+    max_pairs_per_prompt: Annotated[
+        Optional[int], typer.Option("--max-pairs-per-prompt", help="Keep the highest-weighted pairs.")
+    ] = None,
+    seed: SeedOpt = 0,
+    plot: PlotOpt = None,
+) -> None:
+    """Form preference pairs per prompt and weight them (sums to 1 per prompt)."""
+    from stages.weight_pairs import WeightPairsConfig, run
+
+    config = WeightPairsConfig(
+        samples=samples, scores=scores, method=method, out=out, gamma=gamma, beta=beta,
+        num_accept=num_accept, pairing=pairing, max_pairs_per_prompt=max_pairs_per_prompt,
+        seed=seed, plot=plot,
+    )  # fmt: skip
+    with domain_errors():
+        console.show_summary("iswt weight-pairs", run(config))
+
+
+@app.command()
+def train(
+    out: Annotated[str, typer.Option("--out", help="Run directory to create (or resume with --resume).")],
+    samples: Annotated[str, typer.Option("--samples", help="Samples artifact (the offline trajectories).")],
+    scores: Annotated[str, typer.Option("--scores", help="Scores artifact for those samples.")],
+    loss: Annotated[str, typer.Option("--loss", help="tb, sigmoid, hinge, ipo, grpo, gspo or sft.")],
+    model: ModelOpt = "smollm2-135m",
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="Adapter to continue training.")] = None,
+    z: Annotated[Optional[str], typer.Option("--z", help="Frozen log Z (from estimate-z), for --loss tb.")] = None,
+    pairs: Annotated[Optional[str], typer.Option("--pairs", help="Weighted pairs, for pair losses.")] = None,
+    beta: Annotated[float, typer.Option("--beta", help="Inverse temperature / DPO beta.")] = 1.0,
+    z_mode: Annotated[str, typer.Option("--z-mode", help="frozen (from --z) or learned jointly.")] = "frozen",
+    z_lr: Annotated[float, typer.Option("--z-lr", help="Learning rate of the learned log Z.")] = 1e-2,
+    length_normalize: Annotated[bool, typer.Option("--length-normalize", help="Approximate tb variant.")] = False,
+    clip_eps: Annotated[float, typer.Option("--clip-eps", help="Ratio clip for grpo/gspo.")] = 0.2,
+    kl_coef: Annotated[float, typer.Option("--kl-coef", help="KL to the reference for grpo/gspo.")] = 0.0,
+    sft_select: Annotated[str, typer.Option("--sft-select", help="best, correct (reward >= 1) or all.")] = "best",
+    full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
+    lora_r: Annotated[int, typer.Option("--lora-r")] = 16,
+    lora_alpha: Annotated[int, typer.Option("--lora-alpha")] = 32,
+    lora_dropout: Annotated[float, typer.Option("--lora-dropout")] = 0.0,
+    target_modules: Annotated[str, typer.Option("--target-modules", help="all-linear or a,b,c.")] = "all-linear",
+    lr: Annotated[float, typer.Option("--lr")] = 1e-4,
+    warmup_steps: Annotated[int, typer.Option("--warmup-steps")] = 0,
+    schedule: Annotated[str, typer.Option("--schedule", help="constant or cosine after warmup.")] = "constant",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples (or pairs) per micro-batch.")] = 8,
+    grad_accum: Annotated[int, typer.Option("--grad-accum")] = 1,
+    max_grad_norm: Annotated[float, typer.Option("--max-grad-norm")] = 1.0,
+    epochs: Annotated[int, typer.Option("--epochs")] = 1,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Overrides --epochs.")] = None,
+    precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16.")] = "fp32",
+    gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
+    save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (0: never).")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")] = False,
+    seed: SeedOpt = 0,
+    device: Annotated[str, typer.Option("--device", help="auto or cpu.")] = "auto",
+) -> None:
+    """Train the policy: trajectory balance with frozen log Z, weighted pair losses, GRPO/GSPO or SFT."""
+    from stages.train import TrainConfig, run
+
+    config = TrainConfig(
+        out=out, samples=samples, scores=scores, loss=loss, model=model, adapter=adapter, z=z, pairs=pairs,
+        beta=beta, z_mode=z_mode, z_lr=z_lr, length_normalize=length_normalize, clip_eps=clip_eps,
+        kl_coef=kl_coef, sft_select=sft_select, full=full, lora_r=lora_r, lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout, target_modules=target_modules, lr=lr, warmup_steps=warmup_steps,
+        schedule=schedule, batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
+        epochs=epochs, max_steps=max_steps, precision=precision, gradient_checkpointing=gradient_checkpointing,
+        save_every=save_every, resume=resume, seed=seed, device=device,
+    )  # fmt: skip
+    with domain_errors():
+        console.show_summary("iswt train", run(config))
+
+
+@app.command()
 def info(path: Annotated[str, typer.Argument(help="A .parquet file, a directory of shards, or a glob.")]) -> None:
     """Show an artifact's provenance, schema, row count and a summary of each column."""
     from iswcli.info import describe

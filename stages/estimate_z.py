@@ -1,0 +1,412 @@
+"""`iswt estimate-z`: freeze each prompt's importance-sampling estimate of log Z.
+
+Read top to bottom: validate flags, decide from the proposal's provenance
+which log-ratio applies, read only the columns that needs (keys, reward,
+logprob_q and logprob_ref when used; never the token lists), join scores to
+samples on (prompt_id, sample_idx), compute log-weights and the per-prompt
+estimates with `iswcli.estimators`, write the z artifact atomically and
+summarize. Everything after the reads is whole-array numpy.
+
+The join, the finite-column check and the histogram writer are shared with
+`stages.weight_pairs`, which reads the same two inputs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from iswcli import artifacts, console, estimators
+from iswcli.errors import IswtError
+
+KEYS = ["prompt_id", "sample_idx"]
+REWARD_TRANSFORMS = ("none", "group-zscore")
+LOG_RATIO_ZERO = "zero: the proposal is the reference sampled at temperature 1 without truncation"
+LOG_RATIO_REF = "logprob_ref - logprob_q"
+
+
+@dataclass(frozen=True)
+class EstimateZConfig:
+    proposal: str
+    scores: str
+    beta: float
+    out: str
+    bootstrap: int = 0
+    seed: int = 0
+    reward_transform: str = "none"
+    low_ess: float = estimators.LOW_ESS_FRAC
+    plot: str | None = None
+
+
+def validate(config: EstimateZConfig) -> None:
+    checks = [
+        (math.isfinite(config.beta) and config.beta > 0, f"--beta {config.beta}: must be a finite number > 0"),
+        (config.bootstrap >= 0, f"--bootstrap {config.bootstrap}: must be >= 0 (0 turns it off)"),
+        (
+            config.reward_transform in REWARD_TRANSFORMS,
+            f"--reward-transform {config.reward_transform}: must be one of {', '.join(REWARD_TRANSFORMS)}",
+        ),
+        (0 < config.low_ess <= 1, f"--low-ess {config.low_ess}: must be in (0, 1]"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise IswtError(message)
+    artifacts.check_output_path(config.out)
+    if config.plot is not None:
+        check_plot_path(config.plot)
+
+
+def run(config: EstimateZConfig) -> dict:
+    validate(config)
+    proposal = proposal_sampling(config.proposal)
+    use_ref = has_column(config.scores, "logprob_ref")
+    if not use_ref and not proposal["untruncated"]:
+        raise IswtError(
+            f"{config.scores}: column 'logprob_ref' is missing, and {config.proposal} is not proven to be the "
+            f"reference sampled at temperature 1 without truncation ({proposal['why']}); "
+            "run `iswt score --ref-model ...` to add reference log-probs"
+        )
+
+    scored = load_scored(
+        config.proposal, config.scores,
+        sample_columns=["logprob_q"] if use_ref else [],
+        score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
+        purpose="estimating log Z",
+    )  # fmt: skip
+    reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
+    target_reward = reward
+    if config.reward_transform == "group-zscore":
+        target_reward = estimators.group_zscore(reward, scored.group)
+    if use_ref:
+        ref = scored.finite("logprob_ref", config.scores, "reference log-probs must be finite")
+        q = scored.finite("logprob_q", config.proposal, "proposal log-probs must be finite")
+        lw = estimators.log_weights(ref, q, target_reward, config.beta)
+    else:
+        lw = estimators.log_weights(None, None, target_reward, config.beta)
+
+    z = estimators.estimate_groups(
+        scored.group, lw, rewards=reward,
+        n_boot=config.bootstrap, rng=np.random.default_rng(config.seed),
+        truncated_proposal=proposal["truncated"], low_ess_frac=config.low_ess,
+    )  # fmt: skip
+    table = _z_table(scored.prompt_ids, z, config.beta)
+    provenance = artifacts.make_provenance(
+        "estimate-z",
+        asdict(config),
+        inputs={"proposal": scored.samples, "scores": scored.scores},
+        model=scored.samples.provenance.get("model"),
+        seed=config.seed,
+        beta=config.beta,
+        log_ratio=LOG_RATIO_REF if use_ref else LOG_RATIO_ZERO,
+        proposal_sampling=proposal,
+        reward_transform=_transform_note(config.reward_transform),
+    )
+    sha = artifacts.write_artifact(table, config.out, artifacts.Z, provenance)
+    if config.plot:
+        # log(w_k / mean w) = lw_k - log Z_hat: 0 is a sample carrying exactly its share.
+        relative = lw - z.log_z[scored.group]
+        write_histograms(config.plot, [
+            (relative, "log-weight relative to the prompt mean", "lw - log Z_hat"),
+            (z.ess_frac, "ESS / K per prompt", "ESS / K"),
+        ])  # fmt: skip
+    notes = _warnings(proposal, config)
+    for note in notes:
+        console.warn(note)
+    return _summary(config, sha, scored, z, use_ref, notes)
+
+
+# --------------------------------------------------------------------------
+# The proposal's sampling settings, from its provenance
+# --------------------------------------------------------------------------
+
+
+def proposal_sampling(path: str) -> dict:
+    """What the samples' provenance proves about q, without reading rows.
+
+    ``untruncated``: q is the model itself at temperature 1 with full support,
+    so log pi_ref - log q = 0 when pi_ref is that model. ``truncated``: top-p,
+    top-k or a temperature other than 1 was used, so q differs from the
+    reference and (with truncation) misses part of its support. Neither is set
+    when the provenance does not say.
+    """
+    _, _, provenance = artifacts.read_metadata(artifacts.resolve_files(path)[0])
+    sampling = provenance.get("sampling") or {}
+    config = provenance.get("config") or {}
+    temperature = config.get("temperature", 1.0)
+    top_p, top_k = config.get("top_p", 1.0), config.get("top_k", 0)
+    untruncated = sampling.get("untruncated") is True and temperature == 1.0
+    altered = temperature != 1.0 or top_p < 1.0 or (top_k or 0) > 0 or sampling.get("untruncated") is False
+    if untruncated:
+        why = "provenance: untruncated, temperature 1"
+    elif "untruncated" in sampling or {"temperature", "top_p", "top_k"} & config.keys():
+        why = f"provenance: temperature {temperature}, top_p {top_p}, top_k {top_k}"
+    else:
+        why = "its provenance does not record how it was sampled"
+    return {
+        "untruncated": untruncated,
+        "truncated": bool(altered and not untruncated),
+        "temperature": temperature,
+        "top_p": top_p,
+        "top_k": top_k,
+        "why": why,
+    }
+
+
+def _transform_note(name: str) -> dict:
+    if name == "none":
+        return {"name": name, "changes_target": False}
+    return {
+        "name": name,
+        "changes_target": True,
+        "note": "rewards are standardized within each prompt, so the target is "
+        "pi_ref * exp(beta * z-scored reward), not pi_ref * exp(beta * reward)",
+    }
+
+
+# --------------------------------------------------------------------------
+# Shared input handling: join scores to samples
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Samples joined to their scores, sorted by (prompt_id, sample_idx).
+
+    ``table`` holds the keys and the requested columns of both inputs;
+    ``group`` numbers each row's prompt 0..P-1 in ascending prompt_id order,
+    ``prompt_ids`` is the prompt_id of each number and ``counts`` its samples.
+    """
+
+    samples: artifacts.Artifact
+    scores: artifacts.Artifact
+    table: pa.Table
+    group: np.ndarray
+    prompt_ids: pa.Array
+    counts: np.ndarray
+
+    def key_text(self, row: int) -> str:
+        return _key_text(self.table, row)
+
+    def finite(self, column: str, path: str, rule: str) -> np.ndarray:
+        """A float column as float64, refusing missing, NaN and infinite values by name and key."""
+        values = self.table[column].to_numpy().astype(np.float64, copy=False)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.argmax(bad))
+            what = "NaN or missing" if np.isnan(values[row]) else "infinite"
+            raise IswtError(
+                f"{path}: column '{column}' has {int(bad.sum())} {what} value(s), first at "
+                f"({self.key_text(row)}); {rule}"
+            )
+        return values
+
+
+def has_column(path: str, column: str) -> bool:
+    """Whether every shard of an artifact has ``column``; shards that disagree are an error."""
+    files = artifacts.resolve_files(path)
+    present = [column in artifacts.read_metadata(f)[0].names for f in files]
+    if any(present) and not all(present):
+        missing = files[present.index(False)]
+        raise IswtError(f"{missing}: column '{column}' is missing, though other shards of {path} have it")
+    return all(present)
+
+
+def load_scored(samples_path, scores_path, *, sample_columns, score_columns, purpose: str) -> Scored:
+    """Read the needed columns of both artifacts and align them row for row.
+
+    Every score must have its sample and every sample its score (the error
+    names the count and the first missing key), and every prompt needs at
+    least 2 samples for ``purpose``.
+    """
+    samples = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=sample_columns)
+    scores = artifacts.read_artifact(scores_path, artifacts.SCORES, columns=score_columns)
+    left, group, prompt_ids = _in_key_order(samples.table, samples_path)
+    right, _, _ = _in_key_order(scores.table, scores_path)
+    _check_same_keys(left, right, samples_path, scores_path)
+    if left.num_rows == 0:
+        raise IswtError(f"{samples_path}: holds no samples")
+    table = left
+    for name in right.column_names:
+        if name not in KEYS:
+            table = table.append_column(name, right[name])
+    counts = np.bincount(group)
+    if counts.min() < 2:
+        first = int(np.argmin(counts))
+        raise IswtError(
+            f"{samples_path}: prompt {prompt_ids[first].as_py()!r} has {counts[first]} sample; "
+            f"{purpose} needs at least 2 samples per prompt"
+        )
+    return Scored(samples, scores, table, group, prompt_ids, counts)
+
+
+def _in_key_order(table: pa.Table, path: str) -> tuple[pa.Table, np.ndarray, pa.Array]:
+    """The table sorted by (prompt_id, sample_idx), each row's prompt number 0..P-1, and the sorted prompt ids.
+
+    Sorting a million strings in Arrow is the slow part of a plain sort_by, so
+    the strings are dictionary-encoded (a hash pass), only the distinct ones
+    are sorted, and the rows are ordered by one int64 key: the prompt's rank
+    in the high 32 bits, sample_idx in the low 32. Rows already in order (the
+    usual case for samples) are not moved.
+    """
+    for key in KEYS:
+        if table[key].null_count:
+            raise IswtError(f"{path}: column '{key}' has {table[key].null_count} missing value(s)")
+    if table.num_rows == 0:
+        return table, np.zeros(0, dtype=np.int64), pa.array([], pa.string())
+    encoded = table["prompt_id"].combine_chunks().dictionary_encode()
+    by_name = pc.sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(by_name.size, dtype=np.int64)
+    rank[by_name] = np.arange(by_name.size)
+    group = rank[encoded.indices.to_numpy()]
+    sample_idx = table["sample_idx"].to_numpy().astype(np.int64)
+    key = (group << 32) | (sample_idx - sample_idx.min())
+    if not np.all(key[1:] > key[:-1]):
+        order = np.argsort(key, kind="stable")
+        table, group = table.take(pa.array(order)), group[order]
+    return table.combine_chunks(), group, encoded.dictionary.take(pa.array(by_name))
+
+
+def _sorted_by_key(table: pa.Table) -> pa.Table:
+    return table.sort_by([(k, "ascending") for k in KEYS])
+
+
+def _key_text(table: pa.Table, row: int) -> str:
+    return ", ".join(f"{k}={table[k][row].as_py()!r}" for k in KEYS)
+
+
+def _check_same_keys(samples: pa.Table, scores: pa.Table, samples_path: str, scores_path: str) -> None:
+    """Both key-sorted tables must hold the same keys; otherwise say what is missing where."""
+    if samples.num_rows == scores.num_rows and all(samples[k].equals(scores[k]) for k in KEYS):
+        return
+    problems = []
+    orphans = _missing_keys(scores, samples)
+    if orphans.num_rows:
+        problems.append(
+            f"{scores_path}: {orphans.num_rows} score(s) have no matching sample in {samples_path} "
+            f"(first: {_key_text(orphans, 0)})"
+        )
+    unscored = _missing_keys(samples, scores)
+    if unscored.num_rows:
+        problems.append(
+            f"{samples_path}: {unscored.num_rows} sample(s) have no score in {scores_path} "
+            f"(first: {_key_text(unscored, 0)})"
+        )
+    raise IswtError("; ".join(problems) + "; scores must cover exactly the samples")
+
+
+def _missing_keys(table: pa.Table, other: pa.Table) -> pa.Table:
+    """Keys of ``table`` absent from ``other``, sorted."""
+    anti = table.select(KEYS).join(other.select(KEYS), keys=KEYS, join_type="left anti")
+    return _sorted_by_key(anti)
+
+
+# --------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------
+
+
+def _z_table(prompt_ids: pa.Array, z: estimators.ZTable, beta: float) -> pa.Table:
+    # estimate_groups orders groups by their code, which is prompt_id order.
+    return pa.table({
+        "prompt_id": prompt_ids,
+        "log_z": z.log_z,
+        "beta": np.full(z.log_z.size, beta),
+        "n_samples": z.n_samples.astype(np.int32),
+        "ess": z.ess,
+        "ess_frac": z.ess_frac,
+        "max_weight_share": z.max_weight_share,
+        "khat": z.khat,
+        "khat_note": pa.array(z.khat_note.tolist(), pa.string()),
+        "log_z_se": z.log_z_se,
+        "log_z_lo": z.log_z_lo,
+        "log_z_hi": z.log_z_hi,
+        "flags": pa.array([list(f) for f in z.flags], pa.list_(pa.string())),
+    })  # fmt: skip
+
+
+def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:
+    notes = []
+    if proposal["truncated"]:
+        notes.append(
+            f"the proposal was sampled with temperature {proposal['temperature']}, top_p {proposal['top_p']}, "
+            f"top_k {proposal['top_k']}: q can miss part of pi_ref's support, so Z is underestimated "
+            "(flag truncated_proposal)"
+        )
+    elif not proposal["untruncated"]:
+        notes.append(f"{config.proposal}: {proposal['why']}; truncated_proposal could not be checked")
+    if config.reward_transform != "none":
+        notes.append(f"--reward-transform {config.reward_transform} changes the target distribution")
+    return notes
+
+
+def _summary(config, sha, scored: Scored, z: estimators.ZTable, use_ref: bool, notes: list[str]) -> dict:
+    n = z.log_z.size
+    flagged = {name: sum(name in f for f in z.flags) / n for name in estimators.FLAG_NAMES}
+    rows = {
+        "output": config.out,
+        "sha256": sha[:16],
+        "prompts": int(n),
+        "samples": int(scored.table.num_rows),
+        "log-ratio": LOG_RATIO_REF if use_ref else "0 (untruncated proposal = reference)",
+        "reward transform": config.reward_transform,
+        "ESS/K": _spread(z.ess_frac),
+        "share flagged": flagged,
+        "log Z": {"min": float(z.log_z.min()), "max": float(z.log_z.max())},
+        "k-hat NaN": int(np.isnan(z.khat).sum()),
+    }
+    if config.bootstrap:
+        rows["bootstrap 95% width"] = _spread(z.log_z_hi - z.log_z_lo)
+    if notes:
+        rows["notes"] = " | ".join(notes)
+    return rows
+
+
+def _spread(values: np.ndarray) -> dict:
+    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
+
+
+# --------------------------------------------------------------------------
+# Plots (shared with weight-pairs)
+# --------------------------------------------------------------------------
+
+
+def check_plot_path(path: str, flag: str = "--plot") -> None:
+    """Fail before any work when the plot cannot be written."""
+    target = Path(path)
+    if target.suffix.lower() != ".png":
+        raise IswtError(f"{flag} {path}: must end in .png")
+    if target.is_dir():
+        raise IswtError(f"{flag} {path}: is a directory, expected a .png file path")
+    parent = target.parent
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), None)
+    if existing is not None and not (existing.is_dir() and os.access(existing, os.W_OK)):
+        raise IswtError(f"{flag} {path}: {existing} is not a writable directory")
+
+
+def write_histograms(path: str, panels: list[tuple[np.ndarray, str, str]]) -> None:
+    """Side-by-side histograms (values, title, x label), written to a temp file and renamed into place."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5 * len(panels), 4), layout="constrained")
+    FigureCanvasAgg(fig)  # the Agg backend, whatever the default is
+    for ax, (values, title, xlabel) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
+        finite = values[np.isfinite(values)]
+        ax.hist(finite, bins=60, color="tab:blue")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("count")
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        fig.savefig(tmp, format="png", dpi=100)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)

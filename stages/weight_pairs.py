@@ -1,0 +1,171 @@
+"""`iswt weight-pairs`: preference pairs from scored samples, weighted per prompt.
+
+Read top to bottom: validate flags, read the keys of the samples and the
+rewards of the scores (nothing else), align them row for row, build and
+weight the pairs with `iswcli.pairing.weight_pairs` (whole-array numpy per
+group size), write the pairs artifact atomically and summarize.
+
+Prompts are passed to the pairing driver as integer codes in prompt_id
+order, so sorting and grouping never touch Python strings; the strings come
+back with one Arrow take when the table is built.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from iswcli import artifacts, console, pairing
+from iswcli.errors import IswtError
+from stages.estimate_z import check_plot_path, load_scored, write_histograms
+
+
+@dataclass(frozen=True)
+class WeightPairsConfig:
+    samples: str
+    scores: str
+    method: str
+    out: str
+    gamma: float | None = None
+    beta: float | None = None
+    num_accept: int | None = None
+    pairing: str | None = None  # None: 'all' for iso/direct, 'first-round' for rso
+    max_pairs_per_prompt: int | None = None
+    seed: int = 0
+    plot: str | None = None
+
+    @property
+    def resolved_pairing(self) -> str:
+        if self.pairing is not None:
+            return self.pairing
+        return "first-round" if self.method == "rso" else "all"
+
+
+# Which method reads which flag; a flag given to a method that ignores it gets a warning.
+_USES = {"gamma": ("iso",), "beta": ("rso",), "num_accept": ("rso",)}
+
+
+def validate(config: WeightPairsConfig) -> None:
+    if config.method not in pairing.METHODS:
+        raise IswtError(f"--method {config.method}: must be one of {', '.join(pairing.METHODS)}")
+    if config.resolved_pairing not in pairing.PAIRINGS:
+        raise IswtError(f"--pairing {config.pairing}: must be one of {', '.join(pairing.PAIRINGS)}")
+    for name in ("gamma", "beta"):
+        value = getattr(config, name)
+        if value is None and config.method in _USES[name]:
+            raise IswtError(f"--{name} is required with --method {config.method}")
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise IswtError(f"--{name} {value}: must be a finite number > 0")
+    for flag, value in (("--num-accept", config.num_accept), ("--max-pairs-per-prompt", config.max_pairs_per_prompt)):
+        if value is not None and value < 1:
+            raise IswtError(f"{flag} {value}: must be at least 1")
+    artifacts.check_output_path(config.out)
+    if config.plot is not None:
+        check_plot_path(config.plot)
+
+
+def run(config: WeightPairsConfig) -> dict:
+    validate(config)
+    scored = load_scored(config.samples, config.scores, sample_columns=[], score_columns=["reward"], purpose="pairing")
+    reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
+    # Without --num-accept rejection sampling runs until the candidates run out.
+    num_accept = config.num_accept or int(scored.counts.max())
+    pairs = pairing.weight_pairs(
+        scored.group, scored.table["sample_idx"].to_numpy(), reward,
+        method=config.method, pairing=config.resolved_pairing,
+        gamma=config.gamma, beta=config.beta, num_accept=num_accept,
+        max_pairs_per_prompt=config.max_pairs_per_prompt,
+        rng=np.random.default_rng(config.seed),
+    )  # fmt: skip
+    if pairs.weight.size == 0:
+        raise IswtError(
+            f"{config.scores}: no prompt has two samples with different rewards, so there is no pair "
+            f"(all {pairs.n_prompts} prompts dropped)"
+        )
+
+    provenance = artifacts.make_provenance(
+        "weight-pairs",
+        asdict(config),
+        inputs={"samples": scored.samples, "scores": scored.scores},
+        model=scored.samples.provenance.get("model"),
+        seed=config.seed,
+        method=config.method,
+        pairing=config.resolved_pairing,
+        num_accept=num_accept if config.method == "rso" else None,
+        dropped_prompts=int(pairs.dropped_prompt_ids.size),
+    )
+    sha = artifacts.write_artifact(_pairs_table(pairs, scored.prompt_ids), config.out, artifacts.PAIRS, provenance)
+    per_prompt, ess = _pairs_and_ess(pairs)
+    if config.plot:
+        write_histograms(config.plot, [
+            (np.log10(pairs.weight * np.repeat(per_prompt, per_prompt)),
+             "pair weight relative to uniform", "log10(weight x pairs in prompt)"),
+            (ess / per_prompt, "weight ESS / pairs per prompt", "ESS / pairs"),
+        ])  # fmt: skip
+    for note in _warnings(config, pairs, scored.prompt_ids):
+        console.warn(note)
+    return _summary(config, sha, pairs, per_prompt, ess)
+
+
+def _pairs_and_ess(pairs: pairing.PairsTable) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs and Kish ESS of the weights, per kept prompt, in prompt order.
+
+    Same formula as `pairing.pair_weight_ess`, but pairs already come grouped
+    by prompt code, so bincount replaces its sort of millions of ids.
+    """
+    per_prompt = np.bincount(pairs.prompt_id)
+    total = np.bincount(pairs.prompt_id, weights=pairs.weight)
+    square = np.bincount(pairs.prompt_id, weights=pairs.weight * pairs.weight)
+    kept = per_prompt > 0
+    return per_prompt[kept], total[kept] ** 2 / square[kept]
+
+
+def _pairs_table(pairs: pairing.PairsTable, prompt_ids: pa.Array) -> pa.Table:
+    # pairs.prompt_id holds prompt codes; one take turns them back into strings.
+    return pa.table({
+        "prompt_id": prompt_ids.take(pa.array(pairs.prompt_id)),
+        "chosen_idx": pairs.chosen_idx.astype(np.int32),
+        "rejected_idx": pairs.rejected_idx.astype(np.int32),
+        "r_chosen": pairs.r_chosen,
+        "r_rejected": pairs.r_rejected,
+        "log_weight_base": pairs.log_weight_base,
+        "margin_score": pairs.margin_score,
+        "weight": pairs.weight,
+        "method": pa.repeat(pairs.method, pairs.weight.size),
+    })  # fmt: skip
+
+
+def _warnings(config: WeightPairsConfig, pairs: pairing.PairsTable, prompt_ids: pa.Array) -> list[str]:
+    notes = []
+    for name, methods in _USES.items():
+        if getattr(config, name) is not None and config.method not in methods:
+            notes.append(f"--{name.replace('_', '-')} is ignored with --method {config.method}")
+    dropped = pairs.dropped_prompt_ids
+    if dropped.size:
+        first = prompt_ids[int(dropped[0])].as_py()
+        notes.append(f"{dropped.size} prompt(s) dropped: no untied pair (first: {first!r})")
+    return notes
+
+
+def _summary(config, sha, pairs: pairing.PairsTable, per_prompt: np.ndarray, ess: np.ndarray) -> dict:
+    rows = {
+        "output": config.out,
+        "sha256": sha[:16],
+        "method": config.method,
+        "pairing": config.resolved_pairing,
+        "prompts in": pairs.n_prompts,
+        "pairs": int(pairs.weight.size),
+        "pairs per prompt": {"mean": float(per_prompt.mean()), "max": int(per_prompt.max())},
+        "dropped prompts": int(pairs.dropped_prompt_ids.size),
+        "weight ESS per prompt": {
+            "median": float(np.median(ess)),
+            "median / pairs": float(np.median(ess / per_prompt)),
+        },
+    }
+    if config.method == "rso":
+        rate = pairs.acceptance_rate
+        rows["acceptance rate"] = {"mean": float(rate.mean()), "min": float(rate.min()), "max": float(rate.max())}
+    return rows
