@@ -1,0 +1,268 @@
+"""`iswt train`: distribution matching on an exact toy, step-0 check, resume, DDP, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from iswcli import artifacts, models
+
+REPO = Path(__file__).resolve().parents[1]
+VOCAB = ["<pad>", "<eos>", "<unk>", "q", "a", "b", "c", "d", "e", "f", "g", "h"]
+# reward of every single-token response: the closed set is the whole vocabulary
+TOY_REWARD = np.array([0.0, 0.0, 0.0, 0.0, 1.0, 0.5, 0.0, 2.0, 0.0, 1.0, 0.0, 1.5])
+BETA = 1.0
+
+
+@pytest.fixture(scope="module")
+def toy_model_dir(tmp_path_factory) -> str:
+    """A tiny Llama over a 12-token vocabulary with a word-level tokenizer and no chat template."""
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import WhitespaceSplit
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    core = Tokenizer(WordLevel({t: i for i, t in enumerate(VOCAB)}, unk_token="<unk>"))
+    core.pre_tokenizer = WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
+    config = LlamaConfig(
+        vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
+        bos_token_id=None, eos_token_id=1, pad_token_id=0, tie_word_embeddings=False,
+    )  # fmt: skip
+    torch.manual_seed(3)
+    model = LlamaForCausalLM(config)
+    with torch.no_grad():  # a non-uniform reference, so pi* and pi_ref differ visibly
+        model.lm_head.weight.mul_(20)
+    path = tmp_path_factory.mktemp("toy-llama")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def response_distribution(model_dir: str, adapter: str | None = None) -> np.ndarray:
+    """The model's exact distribution over the closed set of one-token responses to 'q'."""
+    model = models.load_model(model_dir, adapter)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[VOCAB.index("q")]])).logits[0, -1]
+    return logits.double().softmax(-1).numpy()
+
+
+def kl(p: np.ndarray, q: np.ndarray) -> float:
+    return float(np.sum(p * (np.log(p) - np.log(q))))
+
+
+def write_scores(samples_path: Path, out: Path, reward_of=lambda ids: TOY_REWARD[ids[0]], **columns) -> None:
+    table = pq.read_table(samples_path)
+    responses = table.column("response_token_ids").to_pylist()
+    data = {
+        "prompt_id": table.column("prompt_id"),
+        "sample_idx": table.column("sample_idx"),
+        "reward": [float(reward_of(r)) for r in responses],
+        "reward_info": ["toy"] * table.num_rows,
+        **columns,
+    }
+    artifacts.write_artifact(pa.table(data), str(out), artifacts.SCORES, artifacts.make_provenance("score", {}))
+
+
+@pytest.fixture(scope="module")
+def toy_pipeline(toy_model_dir, tmp_path_factory):
+    """K=256 offline samples from pi_ref, their rewards, and the frozen log Z."""
+    from typer.testing import CliRunner
+
+    from iswcli.cli import app
+
+    d = tmp_path_factory.mktemp("toy-run")
+    runner = CliRunner()
+    prompts = d / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt_id": "toy", "prompt": "q"}) + "\n")
+    sample = ["--quiet", "sample", "--model", toy_model_dir, "--prompts", str(prompts), "--n", "256",
+              "--max-new-tokens", "1", "--no-chat-template", "--out", str(d / "samples.parquet")]  # fmt: skip
+    assert runner.invoke(app, sample).exit_code == 0
+    write_scores(d / "samples.parquet", d / "scores.parquet")
+    estimate = ["--quiet", "estimate-z", "--proposal", str(d / "samples.parquet"), "--scores",
+                str(d / "scores.parquet"), "--beta", str(BETA), "--out", str(d / "z.parquet")]  # fmt: skip
+    result = runner.invoke(app, estimate)
+    assert result.exit_code == 0, result.output
+    return d
+
+
+def train_args(d: Path, model_dir: str, out: Path, *extra) -> list[str]:
+    return [
+        "--quiet", "train", "--model", model_dir, "--samples", str(d / "samples.parquet"),
+        "--scores", str(d / "scores.parquet"), "--beta", str(BETA), "--out", str(out), *map(str, extra),
+    ]  # fmt: skip
+
+
+def test_tb_with_frozen_offline_z_matches_the_tilted_distribution(toy_model_dir, toy_pipeline, cli, tmp_path):
+    pi_ref = response_distribution(toy_model_dir)
+    pi_star = pi_ref * np.exp(BETA * TOY_REWARD)
+    log_z_exact = math.log(pi_star.sum())
+    pi_star /= pi_star.sum()
+
+    z = pq.read_table(toy_pipeline / "z.parquet").to_pylist()[0]
+    assert z["log_z"] == pytest.approx(log_z_exact, abs=4 * z["log_z_se"] + 0.02)
+
+    results = {}
+    for mode, extra in {
+        "frozen": ["--z", toy_pipeline / "z.parquet"],
+        "learned": ["--z-mode", "learned", "--z-lr", "0.05"],
+    }.items():
+        run = tmp_path / mode
+        args = train_args(toy_pipeline, toy_model_dir, run, "--loss", "tb", "--full", "--lr", "3e-3",
+                          "--batch-size", "32", "--epochs", "30", *extra)  # fmt: skip
+        result = cli(*args)
+        assert result.exit_code == 0, result.stderr
+        results[mode] = kl(pi_star, response_distribution(str(run)))
+        manifest = json.loads((run / "manifest.json").read_text())
+        if mode == "frozen":
+            assert manifest["z_sha256"] == artifacts.file_sha256(str(toy_pipeline / "z.parquet"))
+            assert manifest["inputs"]["z"]["sha256"] == manifest["z_sha256"]
+        else:
+            learned = pq.read_table(run / "learned_log_z.parquet").to_pylist()[0]["log_z"]
+            results["learned_log_z_error"] = abs(learned - log_z_exact)
+
+    start = kl(pi_star, pi_ref)
+    print(f"KL(pi*||pi_theta): start {start:.4f}, frozen Z {results['frozen']:.5f}, learned Z {results['learned']:.5f}")
+    assert results["frozen"] <= 0.1 * start
+    assert results["learned"] <= 0.5 * start
+
+
+def test_train_log_starts_before_any_update(toy_model_dir, toy_pipeline, cli, tmp_path):
+    run = tmp_path / "run"
+    args = train_args(toy_pipeline, toy_model_dir, run, "--loss", "tb", "--z", toy_pipeline / "z.parquet",
+                      "--batch-size", "16", "--max-steps", "3")  # fmt: skip
+    assert cli(*args).exit_code == 0
+    log = pq.read_table(run / "train_log.parquet").to_pylist()
+    assert [r["step"] for r in log] == [0, 1, 2]
+    assert log[0]["log_ratio_mean"] == pytest.approx(0.0, abs=1e-5)  # policy == reference before step 0
+    for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "iswt_config.json"):
+        assert (run / name).exists()
+    from peft import PeftModel
+
+    PeftModel.from_pretrained(models.load_model(toy_model_dir), str(run))  # loadable by peft directly
+
+
+def test_step0_check_names_the_likely_cause(toy_model_dir, toy_pipeline, cli, tmp_path):
+    bad_scores = tmp_path / "scores.parquet"
+    n = pq.read_table(toy_pipeline / "samples.parquet").num_rows
+    write_scores(toy_pipeline / "samples.parquet", bad_scores, logprob_ref=[-1.0] * n)
+    d = tmp_path
+    shutil.copy(toy_pipeline / "samples.parquet", d / "samples.parquet")
+    result = cli(*train_args(d, toy_model_dir, d / "run", "--loss", "sft"))
+    assert result.exit_code == 2
+    assert "step-0 check" in result.stderr and "tokenization mismatch" in result.stderr
+
+
+def _pairs(toy_pipeline: Path, out: Path, prompt_id="toy", chosen=0, rejected=1) -> None:
+    table = pa.table({
+        "prompt_id": [prompt_id], "chosen_idx": pa.array([chosen], pa.int32()),
+        "rejected_idx": pa.array([rejected], pa.int32()), "r_chosen": [1.0], "r_rejected": [0.0],
+        "log_weight_base": [0.0], "margin_score": [0.0], "weight": [1.0], "method": ["direct"],
+    })  # fmt: skip
+    artifacts.write_artifact(table, str(out), artifacts.PAIRS, artifacts.make_provenance("weight-pairs", {}))
+
+
+def test_pair_loss_trains(toy_model_dir, toy_pipeline, cli, tmp_path):
+    _pairs(toy_pipeline, tmp_path / "pairs.parquet")
+    run = tmp_path / "run"
+    args = train_args(toy_pipeline, toy_model_dir, run, "--loss", "sigmoid", "--pairs", tmp_path / "pairs.parquet",
+                      "--max-steps", "5", "--lr", "1e-2")  # fmt: skip
+    result = cli(*args)
+    assert result.exit_code == 0, result.stderr
+    log = pq.read_table(run / "train_log.parquet").to_pylist()
+    assert log[0]["loss"] == pytest.approx(math.log(2), abs=1e-5)  # h = 0 before any update
+    assert log[-1]["loss"] < log[0]["loss"]
+
+
+def bad_cases(toy_pipeline: Path, tmp: Path) -> dict:
+    _pairs(toy_pipeline, tmp / "ghost_pairs.parquet", prompt_id="nope")
+    z = pq.read_table(toy_pipeline / "z.parquet")
+    artifacts.write_artifact(z.slice(0, 0), str(tmp / "empty_z.parquet"), artifacts.Z, {})
+    (tmp / "other_adapter").mkdir()
+    return {
+        "tb without z": (["--loss", "tb"], "--loss tb needs --z"),
+        "sigmoid without pairs": (["--loss", "sigmoid"], "--loss sigmoid needs --pairs"),
+        "pairs with missing samples": (
+            ["--loss", "sigmoid", "--pairs", tmp / "ghost_pairs.parquet"],
+            "pair refers to sample ('nope', 0) that is not in the samples",
+        ),
+        "z without the prompt": (["--loss", "tb", "--z", tmp / "empty_z.parquet"], "no log_z for 1 prompt(s)"),
+        "not an adapter": (["--loss", "sft", "--adapter", tmp / "other_adapter"], "not a peft adapter directory"),
+        "bad beta": (["--loss", "sft", "--beta", "0"], "--beta 0.0: must be > 0"),
+    }
+
+
+def test_bad_input_fails_in_one_line_without_a_run_directory(toy_model_dir, toy_pipeline, cli, tmp_path):
+    for name, (extra, message) in bad_cases(toy_pipeline, tmp_path).items():
+        run = tmp_path / "run"
+        result = cli(*train_args(toy_pipeline, toy_model_dir, run, *extra))
+        assert result.exit_code == 2, (name, result.output)
+        assert message in result.stderr, (name, result.stderr)
+        assert result.stderr.strip().count("\n") == 0, name
+        assert not run.exists(), name
+
+
+def test_adapter_for_another_base_model_is_refused(toy_model_dir, toy_pipeline, cli, tiny_model_dir, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    other = get_peft_model(models.load_model(tiny_model_dir), LoraConfig(r=2, target_modules=["q_proj"]))
+    other.save_pretrained(tmp_path / "adapter")
+    run = tmp_path / "run"
+    result = cli(*train_args(toy_pipeline, toy_model_dir, run, "--loss", "sft", "--adapter", tmp_path / "adapter"))
+    assert result.exit_code == 2
+    assert "--adapter" in result.stderr and "cannot load" in result.stderr
+    assert not run.exists()
+
+
+def _train_subprocess(args: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    cmd = (launcher or [sys.executable]) + ["-m", "iswcli.cli", *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_resume_continues_with_the_same_losses(toy_model_dir, toy_pipeline, tmp_path):
+    common = ["--loss", "tb", "--z", toy_pipeline / "z.parquet", "--batch-size", "16", "--max-steps", "8",
+              "--lr", "1e-2", "--lora-dropout", "0.1", "--save-every", "3"]  # fmt: skip
+    whole = tmp_path / "whole"
+    assert _train_subprocess(train_args(toy_pipeline, toy_model_dir, whole, *common)).returncode == 0
+
+    # an interrupted run: the same command stopped after its step-6 checkpoint
+    cut = tmp_path / "cut"
+    assert _train_subprocess(train_args(toy_pipeline, toy_model_dir, cut, *common)).returncode == 0
+    for name in ("manifest.json", "train_log.parquet", "adapter_model.safetensors"):
+        (cut / name).unlink()
+    shutil.rmtree(cut / "checkpoints" / "step-0000006")
+    resumed = _train_subprocess(train_args(toy_pipeline, toy_model_dir, cut, *common, "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    expected = pq.read_table(whole / "train_log.parquet").column("loss").to_pylist()
+    got = pq.read_table(cut / "train_log.parquet").column("loss").to_pylist()
+    assert got == pytest.approx(expected, rel=1e-6, abs=1e-7)
+
+
+def test_two_processes_follow_one_process_with_double_accumulation(toy_model_dir, toy_pipeline, tmp_path):
+    common = ["--loss", "tb", "--z", toy_pipeline / "z.parquet", "--batch-size", "8", "--max-steps", "4",
+              "--lr", "1e-2", "--device", "cpu"]  # fmt: skip
+    single = _train_subprocess(train_args(toy_pipeline, toy_model_dir, tmp_path / "one", *common, "--grad-accum", "2"))
+    assert single.returncode == 0, single.stderr
+    # accelerate 1.x's --cpu flag starts a single process unless MPI is configured; --multi_gpu goes
+    # through torchrun, and iswt's --device cpu makes the processes use gloo on the CPU
+    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    double = _train_subprocess(train_args(toy_pipeline, toy_model_dir, tmp_path / "two", *common), launcher)
+    assert double.returncode == 0, double.stderr[-3000:]
+    one = pq.read_table(tmp_path / "one" / "train_log.parquet").column("loss").to_pylist()
+    two = pq.read_table(tmp_path / "two" / "train_log.parquet").column("loss").to_pylist()
+    # same data per optimizer step, gradients averaged the same way: equal up to float reduction order
+    assert two == pytest.approx(one, rel=1e-4, abs=1e-5)
