@@ -57,14 +57,18 @@ def pair_loss(kind: str, h: torch.Tensor, beta: float) -> torch.Tensor:
     raise ValueError(f"unknown pair loss {kind!r}; expected one of {PAIR_LOSSES}")
 
 
-def weighted_pair_loss(per_pair: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """sum_pairs w * loss / sum_pairs w.
+def weighted_pair_loss(per_pair: torch.Tensor, weight: torch.Tensor, mean_weight: float | None = None) -> torch.Tensor:
+    """sum_pairs w * loss / (n_pairs * mean_weight).
 
-    Pair weights sum to 1 per prompt, so over whole prompts this is the
-    per-prompt weighted sum averaged over prompts; with unit weights it is
-    the plain mean.
+    Pair weights sum to 1 per prompt, so over all pairs this is the
+    per-prompt weighted sum averaged over prompts; with unit weights it is the
+    plain mean. On a micro-batch, pass the mean weight over the whole pairs
+    artifact: the batch loss is then an unbiased estimate of that objective
+    whatever prompts the batch mixes (normalizing by the batch's own weights
+    would cancel them, e.g. at one pair per batch).
     """
-    return (weight * per_pair).sum() / weight.sum()
+    scale = weight.mean() if mean_weight is None else mean_weight
+    return (weight * per_pair).sum() / (per_pair.numel() * scale)
 
 
 def clipped_policy_loss(

@@ -340,7 +340,8 @@ class StepLoss:
             half = len(example_rows)
             h = losses.pair_margin(seq[:half], ref[:half], seq[half:], ref[half:], c.beta)
             weight = torch.tensor(data.pair_weight[example_rows], dtype=seq.dtype, device=device)
-            loss = losses.weighted_pair_loss(losses.pair_loss(c.loss, h, c.beta), weight)
+            per_pair = losses.pair_loss(c.loss, h, c.beta)
+            loss = losses.weighted_pair_loss(per_pair, weight, float(data.pair_weight.mean()))
             extra = {"margin_mean": float(h.detach().mean()), "pair_acc": float((h > 0).float().mean())}
         elif c.loss in ("grpo", "gspo"):
             token_pad, token_q, mask = self._padded(token_lp, rows, device)
