@@ -266,3 +266,36 @@ def test_two_processes_follow_one_process_with_double_accumulation(toy_model_dir
     two = pq.read_table(tmp_path / "two" / "train_log.parquet").column("loss").to_pylist()
     # same data per optimizer step, gradients averaged the same way: equal up to float reduction order
     assert two == pytest.approx(one, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "loss,extra,part",
+    [
+        ("grpo", ["--clip-eps", "0.2", "--kl-coef", "0.1"], "clip_frac"),
+        ("gspo", ["--clip-eps", "0.2"], "clip_frac"),
+        ("sft", ["--sft-select", "best"], "log_ratio_mean"),
+        ("hinge", [], "margin_mean"),
+        ("ipo", [], "pair_acc"),
+        ("tb", ["--length-normalize"], "delta_mean"),
+    ],
+)
+def test_every_loss_runs_through_the_one_loop(toy_model_dir, toy_pipeline, cli, tmp_path, loss, extra, part):
+    if loss in ("hinge", "ipo"):
+        _pairs(toy_pipeline, tmp_path / "pairs.parquet")
+        extra = [*extra, "--pairs", tmp_path / "pairs.parquet"]
+    if loss == "tb":
+        extra = [*extra, "--z", toy_pipeline / "z.parquet"]
+    run = tmp_path / "run"
+    result = cli(*train_args(toy_pipeline, toy_model_dir, run, "--loss", loss, "--max-steps", "3", *extra))
+    assert result.exit_code == 0, result.stderr
+    log = pq.read_table(run / "train_log.parquet").to_pylist()
+    assert len(log) == 3 and all(math.isfinite(r["loss"]) for r in log)
+    assert part in log[0]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stage"] == "train" and manifest["inputs"]["samples"]["sha256"]
+    if loss == "tb":
+        assert "approximate" in manifest["objective"]
+    if loss == "grpo":
+        # q is the policy at step 0 (temperature 1, no truncation): every ratio is 1, nothing clipped
+        assert log[0]["clip_frac"] == 0.0
+        assert log[0]["kl"] == pytest.approx(0.0, abs=1e-6)
