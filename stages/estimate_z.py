@@ -7,16 +7,14 @@ samples on (prompt_id, sample_idx), compute log-weights and the per-prompt
 estimates with `iswcli.estimators`, write the z artifact atomically and
 summarize. Everything after the reads is whole-array numpy.
 
-The join, the finite-column check and the histogram writer are shared with
-`stages.weight_pairs`, which reads the same two inputs.
+The join and the finite-column check are shared with `stages.weight_pairs`,
+which reads the same two inputs; both draw their --plot with `iswcli.plots`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +22,7 @@ import pyarrow.compute as pc
 
 from iswcli import artifacts, console, estimators
 from iswcli.errors import IswtError
+from iswcli.plots import check_plot_path, write_histograms
 
 KEYS = ["prompt_id", "sample_idx"]
 REWARD_TRANSFORMS = ("none", "group-zscore")
@@ -369,44 +368,3 @@ def _summary(config, sha, scored: Scored, z: estimators.ZTable, use_ref: bool, n
 
 def _spread(values: np.ndarray) -> dict:
     return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
-
-
-# --------------------------------------------------------------------------
-# Plots (shared with weight-pairs)
-# --------------------------------------------------------------------------
-
-
-def check_plot_path(path: str, flag: str = "--plot") -> None:
-    """Fail before any work when the plot cannot be written."""
-    target = Path(path)
-    if target.suffix.lower() != ".png":
-        raise IswtError(f"{flag} {path}: must end in .png")
-    if target.is_dir():
-        raise IswtError(f"{flag} {path}: is a directory, expected a .png file path")
-    parent = target.parent
-    existing = next((p for p in [parent, *parent.parents] if p.exists()), None)
-    if existing is not None and not (existing.is_dir() and os.access(existing, os.W_OK)):
-        raise IswtError(f"{flag} {path}: {existing} is not a writable directory")
-
-
-def write_histograms(path: str, panels: list[tuple[np.ndarray, str, str]]) -> None:
-    """Side-by-side histograms (values, title, x label), written to a temp file and renamed into place."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5 * len(panels), 4), layout="constrained")
-    FigureCanvasAgg(fig)  # the Agg backend, whatever the default is
-    for ax, (values, title, xlabel) in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels):
-        finite = values[np.isfinite(values)]
-        ax.hist(finite, bins=60, color="tab:blue")
-        ax.set_title(title)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("count")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from iswcli import artifacts, console, pairing
 from iswcli.errors import IswtError
-from stages.estimate_z import check_plot_path, load_scored, write_histograms
+from iswcli.plots import check_plot_path, write_histograms
+from stages.estimate_z import load_scored
 
 
 @dataclass(frozen=True)
