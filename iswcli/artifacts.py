@@ -128,9 +128,12 @@ EVAL = _spec(
     ("prompt_id", "sample_idx"),
     ("prompt_id", pa.string()),
     ("sample_idx", pa.int32()),
+    ("prompt", pa.string()),  # as in samples: text, or chat messages as JSON
     ("response", pa.string()),
     ("reward", pa.float64()),
-    ("correct", pa.bool_()),
+    ("reward_info", pa.string()),
+    ("correct", pa.bool_()),  # reward >= 1.0
+    ("answer", pa.string()),  # extracted final answer (math reward), else null
 )
 
 DIVERSITY = _spec(
@@ -143,6 +146,8 @@ DIVERSITY = _spec(
     ("distinct_2", pa.float64()),
     ("self_bleu", pa.float64()),
     ("embed_dispersion", pa.float64()),
+    ("judge_how", pa.string()),  # how n_strategies was read, or why it is NaN
+    ("n_responses", pa.int32()),
 )
 
 SPECS = {s.kind: s for s in (SAMPLES, SCORES, Z, PAIRS, TRAIN_LOG, EVAL, DIVERSITY)}

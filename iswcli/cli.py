@@ -285,6 +285,175 @@ def train(
 
 
 @app.command()
+def report(
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Artifacts, shard directories, train run directories, or directories holding them."),
+    ],
+    out: Annotated[str, typer.Option("--out", help="The .html file; its PNGs go to <stem>_figures/ beside it.")],
+    title: Annotated[str, typer.Option("--title", help="Heading of the page.")] = "iswt report",
+    gammas: Annotated[
+        str, typer.Option("--gammas", help="Comma-separated gammas at which to recompute iso pair weights.")
+    ] = "0.5,1,2,4",
+    bootstrap: Annotated[int, typer.Option("--bootstrap", help="Resamples for the confidence intervals.")] = 2000,
+    seed: SeedOpt = 0,
+) -> None:
+    """Write one self-contained HTML report (figures embedded) of rewards, weights, training, eval and diversity."""
+    from stages.report import ReportConfig, run
+
+    with domain_errors():
+        try:
+            gamma_values = tuple(float(g) for g in gammas.split(",") if g.strip())
+        except ValueError:
+            raise IswtError(f"--gammas {gammas}: expected comma-separated numbers, e.g. 0.5,1,2,4") from None
+        config = ReportConfig(
+            inputs=tuple(inputs), out=out, title=title, gammas=gamma_values, bootstrap=bootstrap, seed=seed
+        )
+        console.show_summary("iswt report", run(config))
+
+
+# Commands that can instead compare earlier outputs: `--compare A B ...`.
+RunsArg = Annotated[
+    Optional[list[str]],
+    typer.Argument(help="With --compare: the files to compare (the first is the reference).", show_default=False),
+]
+CompareOpt = Annotated[
+    bool,
+    typer.Option("--compare", help="Compare the files given as arguments: CIs over prompts, paired Δ to the first."),
+]
+
+
+def _is_compare(compare: bool, runs: Optional[list[str]], out: Optional[str]) -> bool:
+    """--compare takes the files as arguments and writes nothing; without it --out is needed."""
+    if compare and out is not None:
+        raise IswtError("--compare prints a comparison and writes nothing; drop --out")
+    if not compare and runs:
+        raise IswtError(f"unexpected argument {runs[0]!r}: give --compare to compare files")
+    if not compare and out is None:
+        raise IswtError("--out: required (the .parquet file to write)")
+    return compare
+
+
+def _print_comparison(title: str, result: dict) -> None:
+    """Runs side by side: mean [95% CI] per run, and under each later run its paired Δ to the first."""
+    if console.settings.json:
+        print(json.dumps({"title": title, **result}, default=str))
+        return
+    if console.settings.quiet:
+        return
+    from rich.table import Table
+
+    per_run = ", ".join(str(c) for c in result["prompts_per_run"])
+    caption = f"{result['prompts_common']} prompts common to all runs (per run: {per_run})"
+    if "k" in result:
+        caption += f"; first {result['k']} samples per prompt"
+    caption += "; 95% bootstrap CIs over prompts; Δ: paired difference to the first run"
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    table.add_column("metric", style="bold")
+    for path in result["runs"]:
+        table.add_column(path)
+    for row in result["metrics"]:
+        cells = [_ci(cell) for cell in row["runs"]]
+        deltas = [f"\nΔ {_ci(d, signed=True)}" for d in row["diff_to_first"][1:]]
+        table.add_row(row["metric"], cells[0], *(c + d for c, d in zip(cells[1:], deltas)))
+    console.out.print(table)
+
+
+def _ci(cell: dict, signed: bool = False) -> str:
+    fmt = "+.3f" if signed else ".3f"
+    return f"{cell['estimate']:{fmt}} [{cell['lo']:{fmt}}, {cell['hi']:{fmt}}]"
+
+
+@app.command()
+def evaluate(
+    runs: RunsArg = None,
+    compare: CompareOpt = False,
+    out: Annotated[
+        Optional[str], typer.Option("--out", help="Eval .parquet to write; samples, scores and summary land beside it.")
+    ] = None,
+    model: ModelOpt = "smollm2-135m",
+    adapter: AdapterOpt = None,
+    task: TaskOpt = None,
+    prompts: PromptsOpt = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="Default: test (held out) for arith.")] = None,
+    limit: LimitOpt = None,
+    n: Annotated[
+        Optional[int], typer.Option("--n", help="Samples per prompt (default 8); with --compare, the k to compare at.")
+    ] = None,
+    reward: Annotated[
+        Optional[str],
+        typer.Option("--reward", help="math, code, rm:PATH or python:MODULE:FUNCTION (default: math/code by task)."),
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 256,
+    temperature: Annotated[float, typer.Option("--temperature", help="0 is greedy.")] = 1.0,
+    top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+    seed: SeedOpt = 0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass, samples per part.")] = 32,
+    baseline: Annotated[
+        Optional[str], typer.Option("--baseline", help="Eval artifact of the reference (same prompts, sample indices).")
+    ] = None,
+    judge: Annotated[
+        Optional[str], typer.Option("--judge", help="rm:PATH or pairwise:PATH: who wins against --baseline.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="Sandboxed programs at a time (code reward).")] = 4,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds per program (code) or check (math).")] = 10.0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+) -> None:
+    """Generate, score and measure: Mean@k, pass@k, maj@k, mean reward, win rate; or --compare eval files."""
+    from stages import evaluate as stage
+
+    with domain_errors():
+        if _is_compare(compare, runs, out):
+            _print_comparison("iswt evaluate --compare", stage.compare(runs or [], n, seed))
+            return
+        config = stage.EvaluateConfig(
+            out=out, reward=reward, model=model, adapter=adapter, task=task, prompts=prompts, split=split,
+            limit=limit, n=8 if n is None else n, max_new_tokens=max_new_tokens, temperature=temperature,
+            top_p=top_p, seed=seed, batch_size=batch_size, baseline=baseline, judge=judge, workers=workers,
+            timeout=timeout, device=device,
+        )  # fmt: skip
+        console.show_summary("iswt evaluate", stage.run(config))
+
+
+@app.command("judge-diversity")
+def judge_diversity(
+    runs: RunsArg = None,
+    compare: CompareOpt = False,
+    samples: Annotated[
+        Optional[str], typer.Option("--samples", help="Eval artifact (or samples) whose responses to judge.")
+    ] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Diversity .parquet to write.")] = None,
+    judge: Annotated[str, typer.Option("--judge", help="Judge: alias, local HF chat model or hub id.")] = "smollm2-135m",
+    correct_only: Annotated[bool, typer.Option("--correct-only", help="Only the correct responses.")] = False,
+    template: Annotated[
+        Optional[str], typer.Option("--template", help="Judge prompt file with {problem} and {solutions}.")
+    ] = None,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Length of the judge's answer.")] = 256,
+    embed_model: Annotated[
+        Optional[str], typer.Option("--embed-model", help="Sentence-embedding model directory (default MiniLM).")
+    ] = None,
+    n: Annotated[Optional[int], typer.Option("--n", help="Use each prompt's first N responses by sample_idx.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per judge forward pass.")] = 8,
+    seed: SeedOpt = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+) -> None:
+    """Per prompt: strategies counted by an LLM judge, distinct-n, self-BLEU, embedding dispersion."""
+    from stages import judge_diversity as stage
+
+    with domain_errors():
+        if _is_compare(compare, runs, out):
+            _print_comparison("iswt judge-diversity --compare", stage.compare(runs or [], seed))
+            return
+        if samples is None:
+            raise IswtError("--samples: required (the eval artifact whose responses to judge)")
+        config = stage.JudgeDiversityConfig(
+            samples=samples, out=out, judge=judge, correct_only=correct_only, template=template,
+            max_new_tokens=max_new_tokens, embed_model=embed_model, n=n, batch_size=batch_size, device=device,
+        )  # fmt: skip
+        console.show_summary("iswt judge-diversity", stage.run(config))
+
+
+@app.command()
 def info(path: Annotated[str, typer.Argument(help="A .parquet file, a directory of shards, or a glob.")]) -> None:
     """Show an artifact's provenance, schema, row count and a summary of each column."""
     from iswcli.info import describe

@@ -1,0 +1,541 @@
+"""`iswt evaluate`: what training did, measured on held-out prompts.
+
+Read top to bottom: resolve the defaults and check every flag, the prompts
+and the baseline before any heavy work; generate with the sample stage into
+OUT.samples.parquet and score with the score stage into OUT.scores.parquet;
+join the two into OUT (one row per sample); compute the metrics; write OUT
+and its summary (in OUT's provenance and in OUT.summary.json). There is no
+second generation or reward path. The companion files stay beside OUT to be
+inspected; a re-run with the same config reuses them, and one cut off while
+sampling or scoring resumes where it stopped (the stages' own OUT.partial/).
+
+Correctness: a sample is correct when its reward is >= 1.0. For the 0/1
+rewards (math, code) that means "solved". For other rewards (rm:, python:)
+it reads "reached 1.0", and Mean@k, pass@k and maj@k inherit that meaning;
+the summary says whether the rewards were all 0 or 1.
+
+Metrics (iswcli.metrics), per prompt and pooled (the plain mean over
+prompts): Mean@n, unbiased pass@k for k in 1, 2, 4, ..., n, maj@k over the
+extracted final answers (math reward only) and the mean reward.
+
+Win rate (--baseline EVAL --judge rm:PATH|pairwise:PATH): the opponent of the
+policy's sample (prompt_id, j) is the baseline's sample with the same key.
+Identical responses tie without asking the judge. The other pairs go through
+the score stage: rm: scores both responses and the higher wins; pairwise:
+the judge's margin for the policy response over the baseline's, positive
+wins. Equal scores tie. A prompt's win rate is the mean over its samples
+(win 1, tie 1/2, loss 0), the pooled one the mean over prompts. The judged
+pairs live in OUT.judge.*.parquet under ids "prompt_id#sample_idx".
+
+`compare` puts eval files side by side over the prompts they all share, with
+percentile bootstrap intervals over prompts and the paired difference of
+each run to the first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from iswcli import artifacts, metrics, models, rewards, tasks
+from iswcli.errors import IswtError
+from stages import sample, score
+
+CORRECT_AT = 1.0
+CORRECT_RULE = "correct = reward >= 1.0"
+JUDGES = ("rm", "pairwise")
+DEFAULT_REWARDS = {"arith": "math", "humaneval": "code"}
+N_BOOT = 2000
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    out: str
+    reward: str | None = None  # None: math for arith, code for humaneval
+    model: str = models.DEFAULT_MODEL
+    adapter: str | None = None
+    task: str | None = None  # None with no --prompts: arith
+    prompts: str | None = None
+    split: str | None = None  # None: test for arith (held out); the source's default otherwise
+    limit: int | None = None
+    n: int = 8
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 32
+    baseline: str | None = None
+    judge: str | None = None
+    workers: int = 4
+    timeout: float = 10.0
+    device: str = "auto"
+
+
+@dataclass
+class Group:
+    """One prompt's samples, in sample_idx order."""
+
+    prompt_id: str
+    sample_idx: list[int] = field(default_factory=list)
+    responses: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    answers: list[str | None] = field(default_factory=list)
+
+
+def beside(out: str, suffix: str) -> str:
+    """OUT's companion file: eval.parquet -> eval.samples.parquet."""
+    return str(Path(out).with_suffix(suffix))
+
+
+def resolve(config: EvaluateConfig) -> EvaluateConfig:
+    """Fill the defaults that depend on the task: prompt source, held-out split, reward."""
+    task = config.task if config.task or config.prompts else "arith"
+    family = (task or "").split(":")[0]
+    split = config.split if config.split is not None or family != "arith" else "test"
+    reward = config.reward or DEFAULT_REWARDS.get(family)
+    if reward is None:
+        raise IswtError("--reward: required for this prompt source (math, code, rm:PATH or python:MODULE:FUNCTION)")
+    return replace(config, task=task, split=split, reward=reward)
+
+
+def sample_config(config: EvaluateConfig) -> sample.SampleConfig:
+    return sample.SampleConfig(
+        out=beside(config.out, ".samples.parquet"), model=config.model, adapter=config.adapter, task=config.task,
+        prompts=config.prompts, split=config.split, limit=config.limit, n=config.n,
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+        seed=config.seed, batch_size=config.batch_size, device=config.device,
+    )  # fmt: skip
+
+
+def score_config(config: EvaluateConfig, samples_path: str) -> score.ScoreConfig:
+    return score.ScoreConfig(
+        samples=samples_path, reward=config.reward, out=beside(config.out, ".scores.parquet"),
+        workers=config.workers, timeout=config.timeout, batch_size=config.batch_size, seed=config.seed,
+        device=config.device,
+    )  # fmt: skip
+
+
+def validate(config: EvaluateConfig) -> None:
+    checks = [
+        (not config.reward.startswith("pairwise:"),
+         f"--reward {config.reward}: a pairwise judge needs a baseline; use --baseline EVAL --judge pairwise:PATH"),
+        ((config.baseline is None) == (config.judge is None),
+         "--baseline and --judge go together: the judge decides who wins against the baseline"),
+    ]  # fmt: skip
+    for ok, message in checks:
+        if not ok:
+            raise IswtError(message)
+    artifacts.check_output_path(config.out)
+    sample.validate(sample_config(config))
+    score.validate(score_config(config, beside(config.out, ".samples.parquet")))
+    if config.judge is not None:
+        check_judge(config.judge)
+
+
+def check_judge(spec: str) -> None:
+    """--judge names rm:PATH or pairwise:PATH with a model that exists (not loaded here)."""
+    name, _, path = spec.partition(":")
+    if name not in JUDGES or not path:
+        raise IswtError(f"--judge {spec}: expected rm:PATH (a reward model) or pairwise:PATH (a causal LM judge)")
+    try:
+        models.resolve_model(path)
+    except IswtError as exc:
+        raise IswtError(f"--judge {spec}: {str(exc).split(': ', 1)[-1]}") from None
+
+
+def check_prompts(config: EvaluateConfig) -> list[str]:
+    """The prompt ids to evaluate, after checking the reward's spec and the task fields it needs."""
+    prompts = tasks.load_prompts(config.task, config.prompts, config.split, config.limit)
+    reward = rewards.make_reward(config.reward, score_config(config, "").reward_options)
+    for name in getattr(reward, "required_fields", ()):
+        alias = score.FIELD_ALIASES.get(name)
+        for p in prompts:
+            if p.fields.get(name) is None and (alias is None or p.fields.get(alias) is None):
+                raise IswtError(f"prompt {p.prompt_id!r} has no task field '{name}'; the {reward.name} reward needs it")
+    return [p.prompt_id for p in prompts]
+
+
+def run(config: EvaluateConfig) -> dict:
+    config = resolve(config)
+    validate(config)
+    prompt_ids = check_prompts(config)
+    if config.baseline is not None:
+        _, baseline = read_baseline(config.baseline)
+        check_baseline(baseline, [(pid, j) for pid in prompt_ids for j in range(config.n)], config.baseline)
+    how = generate(config)
+    return evaluate_samples(config, beside(config.out, ".samples.parquet"), how)
+
+
+def generate(config: EvaluateConfig) -> str:
+    """Run the sample stage, unless an earlier run left the same samples from the same weights."""
+    sc = sample_config(config)
+    if Path(sc.out).is_file():
+        ref = models.resolve_model(config.model)
+        identity = models.model_identity(ref, models.local_path(ref), config.adapter)
+        if made_by(sc.out, "sample", asdict(sc), model=identity):
+            return "reused"
+    sample.run(sc)
+    return "generated"
+
+
+def made_by(path: str, stage: str, config: dict, inputs: dict[str, str] | None = None, model=None) -> bool:
+    """Whether `path` is a finished artifact that `stage` made with this config,
+    these inputs (role -> sha256) and this model: re-running would make it again."""
+    if not Path(path).is_file():
+        return False
+    try:
+        _, _, prov = artifacts.read_metadata(path)
+    except IswtError:
+        return False
+    recorded = prov.get("inputs") or {}
+    same_inputs = all((recorded.get(role) or {}).get("sha256") == sha for role, sha in (inputs or {}).items())
+    same_model = model is None or prov.get("model") == artifacts.jsonable(model)
+    same_config = prov.get("stage") == stage and prov.get("config") == artifacts.jsonable(config)
+    return same_config and same_inputs and same_model
+
+
+def run_score(sc: score.ScoreConfig) -> str:
+    """Run the score stage, unless an earlier run scored these very samples the same way."""
+    if made_by(sc.out, "score", asdict(sc), {"samples": artifacts.combined_sha256([sc.samples])}):
+        return "reused"
+    score.run(sc)
+    return "scored"
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "given") -> dict:
+    """Score a samples artifact with the score stage, then build OUT and its summary.
+
+    `run` calls this on what the sample stage drew; called directly, it
+    evaluates samples made elsewhere (config's generation fields then unused).
+    """
+    config = resolve(config)
+    sc = score_config(config, samples_path)
+    scored = run_score(sc)
+    samples_art = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=["prompt", "response"])
+    scores_art = artifacts.read_artifact(sc.out, artifacts.SCORES)
+    table = assemble(samples_art.table, scores_art.table, config.reward, samples_path)
+    groups = group_rows(table)
+    k = equal_k(groups, samples_path)
+    values = prompt_metrics(groups, k, with_maj=config.reward == "math")
+    inputs: dict[str, Any] = {"samples": samples_art, "scores": scores_art}
+    win = None
+    if config.baseline is not None:
+        values["win rate"], win, judge_inputs = win_rates(config, samples_art, groups)
+        inputs.update(judge_inputs)
+    summary = summarize(config, groups, values, k, win)
+    provenance = artifacts.make_provenance(
+        "evaluate", asdict(config), inputs=inputs, model=samples_art.provenance.get("model"),
+        seed=config.seed, summary=summary,
+    )  # fmt: skip
+    sha = artifacts.write_artifact(table, config.out, artifacts.EVAL, provenance)
+    summary_path = beside(config.out, ".summary.json")
+    write_json({"eval": config.out, "sha256": sha, **summary}, summary_path)
+    return display(config, summary, sha, summary_path, {"samples": how, "scores": scored})
+
+
+def assemble(samples: pa.Table, scores: pa.Table, reward: str, where: str) -> pa.Table:
+    """The eval rows: each sample joined with its score, prompts in sample order."""
+    keyed = columns(scores, "prompt_id", "sample_idx", "reward", "reward_info")
+    scored = {(pid, idx): (r, info) for pid, idx, r, info in keyed}
+    rows = samples.select(["prompt_id", "sample_idx", "prompt", "response"]).to_pylist()
+    order = {pid: i for i, pid in reversed(list(enumerate(r["prompt_id"] for r in rows)))}
+    rows.sort(key=lambda r: (order[r["prompt_id"]], r["sample_idx"]))
+    for row in rows:
+        key = (row["prompt_id"], row["sample_idx"])
+        if key not in scored:
+            raise IswtError(f"{where}: {rewards.describe_key(key)} has no score")
+        row["reward"], row["reward_info"] = scored[key]
+        row["correct"] = row["reward"] >= CORRECT_AT
+        row["answer"] = canonical_answer(row["response"]) if reward == "math" else None
+    return pa.Table.from_pylist(rows, schema=artifacts.EVAL.schema)
+
+
+def canonical_answer(response: str) -> str | None:
+    """The final answer the math reward reads, in one spelling per value, so votes for 5 and 5.0 pool."""
+    found = rewards.extract_answer(response)
+    if found is None:
+        return None
+    number = rewards.as_number(found[0])
+    return str(number) if number is not None else "".join(found[0].split())
+
+
+def columns(table: pa.Table, *names: str):
+    """Rows of the named columns as tuples."""
+    return zip(*(table.column(n).to_pylist() for n in names))
+
+
+def group_rows(table: pa.Table) -> list[Group]:
+    """Eval rows per prompt, prompts in first-seen order, samples by sample_idx."""
+    groups: dict[str, Group] = {}
+    names = ("prompt_id", "sample_idx", "response", "reward", "correct", "answer")
+    for pid, idx, response, reward, correct, answer in columns(table, *names):
+        g = groups.setdefault(pid, Group(pid))
+        g.sample_idx.append(idx)
+        g.responses.append(response)
+        g.rewards.append(reward)
+        g.correct.append(bool(correct))
+        g.answers.append(answer)
+    for g in groups.values():
+        order = np.argsort(g.sample_idx, kind="stable")
+        for name in ("sample_idx", "responses", "rewards", "correct", "answers"):
+            setattr(g, name, [getattr(g, name)[i] for i in order])
+    return list(groups.values())
+
+
+def equal_k(groups: list[Group], where: str) -> int:
+    """The samples per prompt, which Mean@k and pass@k need equal for every prompt."""
+    counts = {len(g.sample_idx) for g in groups}
+    if len(counts) != 1:
+        small = min(groups, key=lambda g: len(g.sample_idx))
+        raise IswtError(
+            f"{where}: prompts have {min(counts)} to {max(counts)} samples (e.g. {small.prompt_id!r} has "
+            f"{len(small.sample_idx)}); the metrics need the same number for every prompt"
+        )
+    return counts.pop()
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def prompt_metrics(groups: list[Group], k: int, with_maj: bool) -> dict[str, np.ndarray]:
+    """Per-prompt values of every metric over each prompt's first k samples."""
+    correct = np.array([g.correct[:k] for g in groups], dtype=float)
+    values = {f"Mean@{k}": metrics.mean_at_k_per_prompt(correct)}
+    for kk in metrics.ks_up_to(k):
+        values[f"pass@{kk}"] = np.asarray(metrics.pass_at_k(k, correct.sum(axis=1).astype(int), kk), dtype=float)
+    if with_maj:
+        for kk in metrics.ks_up_to(k):
+            values[f"maj@{kk}"] = np.array([maj_one(g, kk) for g in groups])
+    values["mean reward"] = np.array([np.mean(g.rewards[:k]) for g in groups])
+    return values
+
+
+def maj_one(group: Group, k: int) -> float:
+    """maj@k of one prompt; NaN when one answer was scored both right and wrong (math-verify's
+    verdicts can differ for spellings that share a canonical form)."""
+    try:
+        return float(metrics.maj_at_k_per_prompt([group.answers], [group.correct], k)[0])
+    except IswtError:
+        return float("nan")
+
+
+def summarize(config: EvaluateConfig, groups: list[Group], values: dict, k: int, win: dict | None) -> dict:
+    """The summary recorded in OUT's provenance and in OUT.summary.json."""
+    all_rewards = [r for g in groups for r in g.rewards]
+    pooled = {name: nanmean(v) for name, v in values.items()}
+    per_prompt = [
+        {"prompt_id": g.prompt_id, "correct": int(sum(g.correct)), **{name: float(v[i]) for name, v in values.items()}}
+        for i, g in enumerate(groups)
+    ]
+    summary = {
+        "reward": config.reward,
+        "correct_rule": CORRECT_RULE,
+        "rewards_all_0_or_1": all(r in (0.0, 1.0) for r in all_rewards),
+        "prompts": len(groups),
+        "samples_per_prompt": k,
+        "pooled": pooled,
+        "per_prompt": per_prompt,
+    }
+    if win is not None:
+        ci = metrics.bootstrap_ci(values["win rate"], N_BOOT, config.seed)
+        summary["win"] = {**win, "win_rate": ci.estimate, "ci95": [ci.lo, ci.hi]}
+    return summary
+
+
+def nanmean(values) -> float:
+    """Mean over the finite entries; NaN (without numpy's warning) when there are none."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
+def display(config: EvaluateConfig, summary: dict, sha: str, summary_path: str, steps: dict) -> dict:
+    """The closing table: pooled metrics first, where things went last."""
+    rows: dict[str, Any] = {
+        "prompts": summary["prompts"],
+        "samples per prompt": summary["samples_per_prompt"],
+        "reward": config.reward,
+        **summary["pooled"],
+    }
+    if not summary["rewards_all_0_or_1"]:
+        rows["note"] = f"rewards are not all 0/1; {CORRECT_RULE}"
+    if "win" in summary:
+        win = summary["win"]
+        rows["win rate 95% CI"] = f"[{win['ci95'][0]:.3f}, {win['ci95'][1]:.3f}]"
+        rows["judged pairs / identical (ties)"] = f"{win['pairs_judged']} / {win['identical_pairs']}"
+    rows.update({"output": config.out, "sha256": sha[:16], "summary": summary_path, **steps})
+    return rows
+
+
+def write_json(value: dict, path: str) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(value, indent=2, default=str))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- win rate
+
+
+def read_baseline(path: str) -> tuple[artifacts.Artifact, dict[tuple[str, int], str]]:
+    """The baseline eval's responses by (prompt_id, sample_idx)."""
+    fields = [artifacts.EVAL.schema.field(n) for n in ("prompt_id", "sample_idx", "response")]
+    spec = artifacts.ArtifactSpec("eval", artifacts.EVAL.key, pa.schema(fields))
+    art = artifacts.read_artifact(path, spec, columns=["response"])
+    return art, {(pid, idx): text for pid, idx, text in columns(art.table, "prompt_id", "sample_idx", "response")}
+
+
+def check_baseline(baseline: dict, policy_keys: list[tuple[str, int]], path: str) -> None:
+    """Same prompts, and a baseline sample for every policy sample index."""
+    flag = f"--baseline {path}"
+    policy_ids = {pid for pid, _ in policy_keys}
+    base_ids = {pid for pid, _ in baseline}
+    if policy_ids != base_ids:
+        missing, extra = sorted(policy_ids - base_ids), sorted(base_ids - policy_ids)
+        raise IswtError(
+            f"{flag}: its prompt_ids differ from the evaluated prompts ({len(missing)} missing, e.g. "
+            f"{missing[:1]}; {len(extra)} extra, e.g. {extra[:1]}); a win rate compares the same prompts"
+        )
+    for pid, idx in policy_keys:
+        if (pid, idx) not in baseline:
+            have = sum(1 for p, _ in baseline if p == pid)
+            raise IswtError(
+                f"{flag}: prompt {pid!r} has no sample_idx {idx} (it has {have} samples); the win rate "
+                "matches sample indices, so the baseline needs every one evaluated (--n)"
+            )
+
+
+@dataclass(frozen=True)
+class Duel:
+    prompt_id: str
+    sample_idx: int
+    prompt: str
+    policy: str
+    baseline: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.prompt_id}#{self.sample_idx}"
+
+
+def win_rates(config: EvaluateConfig, samples_art: artifacts.Artifact, groups: list[Group]):
+    """Per-prompt win rates against the baseline, what to record about them, and the input artifacts."""
+    base_art, baseline = read_baseline(config.baseline)
+    check_baseline(baseline, [(g.prompt_id, i) for g in groups for i in g.sample_idx], config.baseline)
+    prompt_of = dict(columns(samples_art.table, "prompt_id", "prompt"))
+    duels = [
+        Duel(g.prompt_id, i, prompt_of[g.prompt_id], response, baseline[(g.prompt_id, i)])
+        for g in groups for i, response in zip(g.sample_idx, g.responses)
+    ]  # fmt: skip
+    differing = [d for d in duels if d.policy != d.baseline]
+    scores = judge(config, differing, samples_art, base_art) if differing else {}
+    # identical responses meet at (0, 0): a tie
+    policy = [[scores.get((g.prompt_id, i), (0.0, 0.0))[0] for i in g.sample_idx] for g in groups]
+    base = [[scores.get((g.prompt_id, i), (0.0, 0.0))[1] for i in g.sample_idx] for g in groups]
+    record = {"judge": config.judge, "baseline": config.baseline, "pairs_judged": len(differing),
+              "identical_pairs": len(duels) - len(differing)}  # fmt: skip
+    return metrics.win_rate_per_prompt(policy, base), record, {"baseline": base_art}
+
+
+def judge(config: EvaluateConfig, duels: list[Duel], samples_art, base_art) -> dict[tuple, tuple[float, float]]:
+    """(policy score, baseline score) per judged key, through the score stage.
+
+    rm: one samples file holding both sides (sample_idx 0 policy, 1 baseline);
+    pairwise: the policy side, with the baseline side as the judge's
+    one-response-per-id baseline file, and 0 standing for the baseline.
+    """
+    kind = config.judge.split(":", 1)[0]
+    duel_path, base_path = beside(config.out, ".judge.samples.parquet"), beside(config.out, ".judge.baseline.parquet")
+    step = {"step": "judge pairs", "judge": config.judge}
+    fresh = made_by(duel_path, "evaluate", step, {"samples": samples_art.sha256, "baseline": base_art.sha256})
+    if not fresh or (kind == "pairwise" and not Path(base_path).is_file()):
+        provenance = artifacts.make_provenance("evaluate", step, inputs={"samples": samples_art, "baseline": base_art})
+        sides = [(d, 0, d.policy) for d in duels] + ([(d, 1, d.baseline) for d in duels] if kind == "rm" else [])
+        artifacts.write_artifact(duel_table(sides), duel_path, artifacts.SAMPLES, provenance)
+        if kind == "pairwise":
+            base_side = duel_table([(d, 0, d.baseline) for d in duels])
+            artifacts.write_artifact(base_side, base_path, artifacts.SAMPLES, provenance)
+    sc = score.ScoreConfig(
+        samples=duel_path, reward=config.judge, out=beside(config.out, ".judge.scores.parquet"),
+        baseline=base_path if kind == "pairwise" else None, batch_size=config.batch_size, seed=config.seed,
+        device=config.device,
+    )  # fmt: skip
+    run_score(sc)
+    table = artifacts.read_artifact(sc.out, artifacts.SCORES).table
+    got = {(pid, idx): r for pid, idx, r in columns(table, "prompt_id", "sample_idx", "reward")}
+    if kind == "rm":
+        return {(d.prompt_id, d.sample_idx): (got[(d.id, 0)], got[(d.id, 1)]) for d in duels}
+    return {(d.prompt_id, d.sample_idx): (got[(d.id, 0)], 0.0) for d in duels}
+
+
+def duel_table(sides: list[tuple[Duel, int, str]]) -> pa.Table:
+    """A samples artifact for the judge; the token columns stay empty (no judge reads them)."""
+    empty = {"task": "judge", "task_fields": "{}", "prompt_text": "", "prompt_token_ids": [], "response_token_ids": [],
+             "token_logprobs_q": [], "logprob_q": 0.0, "token_logprobs_model": [], "logprob_model": 0.0,
+             "n_tokens": 0, "finish_reason": "stop"}  # fmt: skip
+    rows = [{**empty, "prompt_id": d.id, "sample_idx": i, "prompt": d.prompt, "response": text} for d, i, text in sides]
+    return pa.Table.from_pylist(rows, schema=artifacts.SAMPLES.schema)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def compare(paths: list[str], k: int | None = None, seed: int = 0) -> dict:
+    """Eval files side by side over the prompts common to all, on each prompt's first k samples.
+
+    k defaults to the fewest samples any of those prompts has in any run.
+    """
+    if len(paths) < 2:
+        raise IswtError("--compare: give at least two eval files to put side by side")
+    arts = [artifacts.read_artifact(p, artifacts.EVAL) for p in paths]
+    runs = [{g.prompt_id: g for g in group_rows(a.table)} for a in arts]
+    common = [pid for pid in runs[0] if all(pid in r for r in runs[1:])]
+    if not common:
+        raise IswtError(f"--compare: {paths[0]} shares no prompt_id with the other runs")
+    k = check_k(paths, runs, common, k)
+    with_maj = all((a.provenance.get("config") or {}).get("reward") == "math" for a in arts)
+    values = [prompt_metrics([r[pid] for pid in common], k, with_maj) for r in runs]
+    result = side_by_side(paths, values, seed)
+    result.update({"prompts_common": len(common), "prompts_per_run": [len(r) for r in runs], "k": k})
+    return result
+
+
+def check_k(paths: list[str], runs: list[dict], common: list[str], k: int | None) -> int:
+    """The k to compare at: given (every run must have that many samples per prompt) or the fewest there are."""
+    if k is not None and k < 1:
+        raise IswtError(f"--n {k}: must be at least 1")
+    fewest = min((len(r[pid].sample_idx), path, pid) for path, r in zip(paths, runs) for pid in common)
+    if k is None:
+        return fewest[0]
+    if k > fewest[0]:
+        raise IswtError(f"--n {k}: {fewest[1]}: prompt {fewest[2]!r} has only {fewest[0]} samples")
+    return k
+
+
+def side_by_side(paths: list[str], values: list[dict[str, np.ndarray]], seed: int = 0) -> dict:
+    """Per metric: each run's mean over prompts with a bootstrap interval, and each
+    later run's paired difference to the first (prompts where either is NaN dropped)."""
+    rows = []
+    for name in values[0]:
+        first = values[0][name]
+        rows.append({
+            "metric": name,
+            "runs": [metrics.bootstrap_ci(v[name], N_BOOT, seed)._asdict() for v in values],
+            "diff_to_first": [None] + [metrics.paired_bootstrap_diff(v[name], first, N_BOOT, seed)._asdict()
+                                       for v in values[1:]],
+        })  # fmt: skip
+    return {"runs": list(paths), "metrics": rows}
