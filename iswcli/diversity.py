@@ -282,6 +282,9 @@ _PHRASES = (
     re.compile(r"\b(?:there\s+(?:are|is|were)|total\s+of|into|identified|found|exactly|only"
                r"|the\s+(?:\w+\s+)?solutions\s+(?:use|employ|follow))\s+" + _NUMBER
                + r"\s+(?:" + _ADJECTIVES + r"\s+){0,2}" + _NOUN, re.I),
+    # "the number of different strategies used by the solutions is 2", "number of strategies: 3"
+    re.compile(r"\bnumber\s+of\s+(?:" + _ADJECTIVES + r"\s+){0,2}" + _NOUN
+               + r"[^.\n]{0,60}?(?:\bis|\bwas|:|=)\s*" + _NUMBER + r"\b", re.I),
 )
 _ALL_SAME = re.compile(r"\ball\b[^.\n]{0,60}\b(?:the\s+)?same\s+(?:strategy|approach|method)", re.I)
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)

@@ -207,6 +207,9 @@ JUDGE_OUTPUTS = [
     # prose only
     ("There are 3 distinct strategies: factoring (1, 2), the quadratic formula (3) and graphing (4).", 4, 3, "count phrase"),
     ("After comparing them, I grouped the solutions into two groups.", 4, 2, "count phrase"),
+    # SmolLM2-135M's own wording as a judge
+    ("The number of different problem-solving strategies used by the two solutions is 2.", 2, 2, "count phrase"),
+    ("Number of strategies: 3", 4, 3, "count phrase"),
     ("All four solutions use the same approach: they expand and compare coefficients.", 4, 1, "all-same"),
     # prose with a bare group list
     ("Groups: [[1, 4], [2, 3]]", 4, 2, "group-list"),
