@@ -423,7 +423,8 @@ class PartWriter:
     def open(self) -> int:
         """Create or reuse the partial directory; return how many parts are already done."""
         config_file = self.directory / "config.json"
-        wanted = json.dumps(jsonable(self.config), sort_keys=True)
+        # --force re-runs a finished stage; it must not refuse its own partial output
+        wanted = json.dumps(jsonable({k: v for k, v in self.config.items() if k != "force"}), sort_keys=True)
         if self.directory.exists():
             found = config_file.read_text() if config_file.exists() else ""
             if found != wanted:

@@ -65,3 +65,18 @@ def _model_hashes(model: dict | None) -> tuple:
     model = model or {}
     adapter = model.get("adapter") or {}
     return model.get("weights_sha256"), adapter.get("weights_sha256")
+
+
+def input_ref(path: str) -> dict[str, str]:
+    """An input as provenance records it: enough to compare content hashes."""
+    return {"sha256": artifacts.combined_sha256(artifacts.resolve_files(path))}
+
+
+def up_to_date(out: str, stage: str, config: dict, inputs: dict[str, Any], model: dict | None = None) -> dict | None:
+    """The summary to show instead of re-running, or None when the stage must run."""
+    if config.get("force") or not is_fresh(out, stage, config, inputs, model):
+        return None
+    from iswcli import console
+
+    console.warn(f"{out} is up to date (same config, inputs and model); nothing to do, --force re-runs")
+    return {"output": out, "status": "up to date, not re-run"}

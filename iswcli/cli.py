@@ -85,6 +85,7 @@ SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train or test,
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="Use only the first N prompts.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; same seed, same hardware, same output.")]
 OutOpt = Annotated[str, typer.Option("--out", help="Output .parquet path.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Re-run even when the output is up to date.")]
 
 
 @app.command()
@@ -111,6 +112,7 @@ def sample(
         bool, typer.Option("--chat-template/--no-chat-template", help="Apply the tokenizer's chat template.")
     ] = True,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+    force: ForceOpt = False,
 ) -> None:
     """Draw K responses per prompt with per-token log-probs under q and under the raw model."""
     from stages.sample import SampleConfig, run
@@ -122,6 +124,7 @@ def sample(
         n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
         seed=seed, batch_size=batch_size, backend=backend, shard=shard,
         chat_template=chat_template, device=device,
+        force=force,
     )  # fmt: skip
     with domain_errors():
         console.show_summary("iswt sample", run(config))
@@ -152,6 +155,7 @@ def score(
     ] = "fail",
     seed: SeedOpt = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+    force: ForceOpt = False,
 ) -> None:
     """Reward every sample (and add reference log-probs with --ref-model)."""
     from stages.score import ScoreConfig, run
@@ -160,6 +164,7 @@ def score(
         samples=samples, reward=reward, out=out, ref_model=ref_model, ref_adapter=ref_adapter, workers=workers,
         timeout=timeout, baseline=baseline, batch_size=batch_size, shard=shard, on_error=on_error, seed=seed,
         device=device,
+        force=force,
     )  # fmt: skip
     with domain_errors():
         console.show_summary("iswt score", run(config))
@@ -185,6 +190,7 @@ def estimate_z(
         Optional[float], typer.Option("--low-ess", help="Flag low_ess below this ESS/K (default 0.1).")
     ] = None,
     plot: PlotOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Estimate each prompt's log Z by importance sampling, with ESS, k-hat and flags."""
     from stages.estimate_z import EstimateZConfig, run
@@ -193,6 +199,7 @@ def estimate_z(
     config = EstimateZConfig(
         proposal=proposal, scores=scores, beta=beta, out=out, bootstrap=bootstrap, seed=seed,
         reward_transform=reward_transform, plot=plot, **optional,
+        force=force,
     )  # fmt: skip
     with domain_errors():
         console.show_summary("iswt estimate-z", run(config))
@@ -218,6 +225,7 @@ def weight_pairs(
     ] = None,
     seed: SeedOpt = 0,
     plot: PlotOpt = None,
+    force: ForceOpt = False,
 ) -> None:
     """Form preference pairs per prompt and weight them (sums to 1 per prompt)."""
     from stages.weight_pairs import WeightPairsConfig, run
@@ -226,6 +234,7 @@ def weight_pairs(
         samples=samples, scores=scores, method=method, out=out, gamma=gamma, beta=beta,
         num_accept=num_accept, pairing=pairing, max_pairs_per_prompt=max_pairs_per_prompt,
         seed=seed, plot=plot,
+        force=force,
     )  # fmt: skip
     with domain_errors():
         console.show_summary("iswt weight-pairs", run(config))
@@ -267,6 +276,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")] = False,
     seed: SeedOpt = 0,
     device: Annotated[str, typer.Option("--device", help="auto or cpu.")] = "auto",
+    force: ForceOpt = False,
 ) -> None:
     """Train the policy: trajectory balance with frozen log Z, weighted pair losses, GRPO/GSPO or SFT."""
     from stages.train import TrainConfig, run
@@ -279,6 +289,7 @@ def train(
         schedule=schedule, batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
         epochs=epochs, max_steps=max_steps, precision=precision, gradient_checkpointing=gradient_checkpointing,
         save_every=save_every, resume=resume, seed=seed, device=device,
+        force=force,
     )  # fmt: skip
     with domain_errors():
         console.show_summary("iswt train", run(config))
@@ -398,6 +409,7 @@ def evaluate(
     workers: Annotated[int, typer.Option("--workers", help="Sandboxed programs at a time (code reward).")] = 4,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per program (code) or check (math).")] = 10.0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+    force: ForceOpt = False,
 ) -> None:
     """Generate, score and measure: Mean@k, pass@k, maj@k, mean reward, win rate; or --compare eval files."""
     from stages import evaluate as stage
@@ -411,6 +423,7 @@ def evaluate(
             limit=limit, n=8 if n is None else n, max_new_tokens=max_new_tokens, temperature=temperature,
             top_p=top_p, seed=seed, batch_size=batch_size, baseline=baseline, judge=judge, workers=workers,
             timeout=timeout, device=device,
+            force=force,
         )  # fmt: skip
         console.show_summary("iswt evaluate", stage.run(config))
 
@@ -436,6 +449,7 @@ def judge_diversity(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per judge forward pass.")] = 8,
     seed: SeedOpt = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+    force: ForceOpt = False,
 ) -> None:
     """Per prompt: strategies counted by an LLM judge, distinct-n, self-BLEU, embedding dispersion."""
     from stages import judge_diversity as stage
@@ -449,6 +463,7 @@ def judge_diversity(
         config = stage.JudgeDiversityConfig(
             samples=samples, out=out, judge=judge, correct_only=correct_only, template=template,
             max_new_tokens=max_new_tokens, embed_model=embed_model, n=n, batch_size=batch_size, device=device,
+            force=force,
         )  # fmt: skip
         console.show_summary("iswt judge-diversity", stage.run(config))
 

@@ -26,7 +26,7 @@ out = Console()
 
 def warn(message: str) -> None:
     if not settings.quiet:
-        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
 
 
 @dataclass

@@ -8,6 +8,8 @@ log-probs come from one code path.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 
@@ -65,19 +67,33 @@ def teacher_forced_logprobs(
     """Per-token log-probs of each response given its prompt, one forward pass.
 
     Gradients flow when the caller has them enabled (training); the returned
-    tensors are float32 of length len(response).
+    tensors are float32 of length len(response). When the model takes
+    `logits_to_keep`, the LM head runs only on the last columns, those that
+    predict response tokens (the values are the same as with every column).
     """
     device = next(model.parameters()).device
     full = [p + r for p, r in zip(prompts, responses)]
     ids, mask = pad_left(full, pad_id, device)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask)).logits
-    width = ids.shape[1]
+    # Left padding: every row ends at the last column, and logits at column t predict
+    # token t+1, so the response predictors all lie in the last `longest + 1` columns.
+    keep = max(len(r) for r in responses) + 1
+    extra = {"logits_to_keep": keep} if keep < ids.shape[1] and _takes_logits_to_keep(model) else {}
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), **extra).logits
+    width = logits.shape[1]  # `keep`, or the whole width
     out = []
     for row, response in enumerate(responses):
         n = len(response)
-        # logits at position t predict token t+1: the response's predictors end one before the last column
+        # the response's predictors end one before the last column
         step_logits = logits[row, width - n - 1 : width - 1]
         lp = processed_logprobs(step_logits, temperature, top_k, top_p)
         target = torch.tensor(response, dtype=torch.long, device=device)
         out.append(lp.gather(-1, target[:, None]).squeeze(-1))
     return out
+
+
+def _takes_logits_to_keep(model) -> bool:
+    """Whether the transformers model inside any wrappers (peft, DDP, ...) accepts `logits_to_keep`."""
+    from transformers import PreTrainedModel
+
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    return inner is not None and "logits_to_keep" in inspect.signature(inner.forward).parameters

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from iswcli import artifacts, console, estimators
+from iswcli import artifacts, cache, console, estimators
 from iswcli.errors import IswtError
 from iswcli.plots import check_plot_path, write_histograms
 
@@ -41,6 +41,7 @@ class EstimateZConfig:
     reward_transform: str = "none"
     low_ess: float = estimators.LOW_ESS_FRAC
     plot: str | None = None
+    force: bool = False  # re-run even when the output is up to date
 
 
 def validate(config: EstimateZConfig) -> None:
@@ -63,6 +64,10 @@ def validate(config: EstimateZConfig) -> None:
 
 def run(config: EstimateZConfig) -> dict:
     validate(config)
+    inputs = {"proposal": cache.input_ref(config.proposal), "scores": cache.input_ref(config.scores)}
+    cached = cache.up_to_date(config.out, "estimate-z", asdict(config), inputs)
+    if cached:
+        return cached
     proposal = proposal_sampling(config.proposal)
     use_ref = has_column(config.scores, "logprob_ref")
     if not use_ref and not proposal["untruncated"]:

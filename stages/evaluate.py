@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, metrics, models, rewards, tasks
+from iswcli import artifacts, cache, metrics, models, rewards, tasks
 from iswcli.errors import IswtError
 from stages import sample, score
 
@@ -75,6 +75,7 @@ class EvaluateConfig:
     workers: int = 4
     timeout: float = 10.0
     device: str = "auto"
+    force: bool = False  # re-sample and re-score even when the files beside OUT are up to date
 
 
 @dataclass
@@ -110,7 +111,7 @@ def sample_config(config: EvaluateConfig) -> sample.SampleConfig:
         out=beside(config.out, ".samples.parquet"), model=config.model, adapter=config.adapter, task=config.task,
         prompts=config.prompts, split=config.split, limit=config.limit, n=config.n,
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-        seed=config.seed, batch_size=config.batch_size, device=config.device,
+        seed=config.seed, batch_size=config.batch_size, device=config.device, force=config.force,
     )  # fmt: skip
 
 
@@ -118,7 +119,7 @@ def score_config(config: EvaluateConfig, samples_path: str) -> score.ScoreConfig
     return score.ScoreConfig(
         samples=samples_path, reward=config.reward, out=beside(config.out, ".scores.parquet"),
         workers=config.workers, timeout=config.timeout, batch_size=config.batch_size, seed=config.seed,
-        device=config.device,
+        device=config.device, force=config.force,
     )  # fmt: skip
 
 
@@ -174,39 +175,13 @@ def run(config: EvaluateConfig) -> dict:
 
 
 def generate(config: EvaluateConfig) -> str:
-    """Run the sample stage, unless an earlier run left the same samples from the same weights."""
-    sc = sample_config(config)
-    if Path(sc.out).is_file():
-        ref = models.resolve_model(config.model)
-        identity = models.model_identity(ref, models.local_path(ref), config.adapter)
-        if made_by(sc.out, "sample", asdict(sc), model=identity):
-            return "reused"
-    sample.run(sc)
-    return "generated"
-
-
-def made_by(path: str, stage: str, config: dict, inputs: dict[str, str] | None = None, model=None) -> bool:
-    """Whether `path` is a finished artifact that `stage` made with this config,
-    these inputs (role -> sha256) and this model: re-running would make it again."""
-    if not Path(path).is_file():
-        return False
-    try:
-        _, _, prov = artifacts.read_metadata(path)
-    except IswtError:
-        return False
-    recorded = prov.get("inputs") or {}
-    same_inputs = all((recorded.get(role) or {}).get("sha256") == sha for role, sha in (inputs or {}).items())
-    same_model = model is None or prov.get("model") == artifacts.jsonable(model)
-    same_config = prov.get("stage") == stage and prov.get("config") == artifacts.jsonable(config)
-    return same_config and same_inputs and same_model
+    """The sample stage, which skips itself when the samples beside OUT are up to date."""
+    return "reused" if "status" in sample.run(sample_config(config)) else "generated"
 
 
 def run_score(sc: score.ScoreConfig) -> str:
-    """Run the score stage, unless an earlier run scored these very samples the same way."""
-    if made_by(sc.out, "score", asdict(sc), {"samples": artifacts.combined_sha256([sc.samples])}):
-        return "reused"
-    score.run(sc)
-    return "scored"
+    """The score stage, which skips itself when these very samples were scored the same way."""
+    return "reused" if "status" in score.run(sc) else "scored"
 
 
 # --------------------------------------------------------------------------- assembly
@@ -461,7 +436,7 @@ def judge(config: EvaluateConfig, duels: list[Duel], samples_art, base_art) -> d
     kind = config.judge.split(":", 1)[0]
     duel_path, base_path = beside(config.out, ".judge.samples.parquet"), beside(config.out, ".judge.baseline.parquet")
     step = {"step": "judge pairs", "judge": config.judge}
-    fresh = made_by(duel_path, "evaluate", step, {"samples": samples_art.sha256, "baseline": base_art.sha256})
+    fresh = cache.is_fresh(duel_path, "evaluate", step, {"samples": samples_art, "baseline": base_art})
     if not fresh or (kind == "pairwise" and not Path(base_path).is_file()):
         provenance = artifacts.make_provenance("evaluate", step, inputs={"samples": samples_art, "baseline": base_art})
         sides = [(d, 0, d.policy) for d in duels] + ([(d, 1, d.baseline) for d in duels] if kind == "rm" else [])

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, console, diversity, models
+from iswcli import artifacts, cache, console, diversity, models
 from iswcli.errors import IswtError
 from iswcli.generation import SamplingParams
 from stages import evaluate, score
@@ -56,6 +56,7 @@ class JudgeDiversityConfig:
     n: int | None = None
     batch_size: int = 8  # prompts per judge forward pass and per part
     device: str = "auto"
+    force: bool = False  # re-run even when the output is up to date
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ def run(config: JudgeDiversityConfig) -> dict:
     prompts = select(source.table, config)
     judge_path = models.local_path(judge_ref)
     identity = models.model_identity(judge_ref, judge_path, None)
+    cached = cache.up_to_date(config.out, "judge-diversity", asdict(config), {"samples": source}, identity)
+    if cached:
+        return cached
     # loaded before OUT.partial/ exists, so a judge that cannot load leaves nothing behind
     judge = Judge(judge_path, template, config) if any(len(p.responses) >= 2 for p in prompts) else None
 

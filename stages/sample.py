@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
-from iswcli import artifacts, console, models, tasks
+from iswcli import artifacts, cache, console, models, tasks
 from iswcli.errors import IswtError
 from iswcli.generation import Generation, SamplingParams, batch_seed
 
@@ -40,6 +40,7 @@ class SampleConfig:
     shard: str | None = None
     chat_template: bool = True
     device: str = "auto"
+    force: bool = False
 
     @property
     def sampling(self) -> SamplingParams:
@@ -91,10 +92,14 @@ def run(config: SampleConfig) -> dict:
     ref = models.resolve_model(config.model)
 
     path = models.local_path(ref)
+    identity = models.model_identity(ref, path, config.adapter)
+    source = tasks.source_description(config.task, config.prompts, config.split, config.limit)
+    cached = cache.up_to_date(config.out, "sample", asdict(config), {"prompts": source}, identity)
+    if cached:
+        return cached
     tokenizer = models.load_tokenizer(path)
     rendered = [models.render_prompt(tokenizer, tasks.messages_of(p), config.chat_template) for p in prompts]
     backend, stop_ids = _make_backend(config, path, tokenizer)
-    identity = models.model_identity(ref, path, config.adapter)
 
     writer = artifacts.PartWriter(config.out, artifacts.SAMPLES, {**asdict(config), "model_identity": identity})
     batches = plan_batches(len(prompts), config.n, config.batch_size)
@@ -118,7 +123,7 @@ def run(config: SampleConfig) -> dict:
     provenance = artifacts.make_provenance(
         "sample",
         asdict(config),
-        inputs={"prompts": tasks.source_description(config.task, config.prompts, config.split, config.limit)},
+        inputs={"prompts": source},
         model=identity,
         seed=config.seed,
         sampling={

@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from iswcli import artifacts, console, models, rewards, tasks
+from iswcli import artifacts, cache, console, models, rewards, tasks
 from iswcli.errors import IswtError
 
 ON_ERROR = ("fail", "skip")
@@ -59,6 +59,7 @@ class ScoreConfig:
     on_error: str = "fail"
     seed: int = 0
     device: str = "auto"
+    force: bool = False  # re-run even when the output is up to date
 
     @property
     def reward_options(self) -> rewards.RewardOptions:
@@ -112,6 +113,9 @@ def resolve_ref(spec: str) -> models.ModelRef:
 
 def run(config: ScoreConfig) -> dict:
     validate(config)
+    cached = cache.up_to_date(config.out, "score", asdict(config), {"samples": cache.input_ref(config.samples)})
+    if cached:
+        return cached
     samples_art = read_samples(config)
     samples = select_shard(to_samples(samples_art.table, config.samples), config.shard)
     reward = rewards.make_reward(config.reward, config.reward_options)

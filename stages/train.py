@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import torch
 from accelerate import Accelerator
 
-from iswcli import artifacts, console, losses, models, train_data
+from iswcli import artifacts, cache, console, losses, models, train_data
 from iswcli.errors import IswtError
 
 LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
@@ -71,6 +71,7 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     device: str = "auto"
+    force: bool = False  # retrain even when the run directory is up to date
 
 
 def validate(c: TrainConfig) -> None:
@@ -106,6 +107,21 @@ def validate(c: TrainConfig) -> None:
     models.check_adapter(c.adapter)
 
 
+def _up_to_date(c: TrainConfig) -> dict | None:
+    """A finished run from this config, these inputs and this model needs no retraining."""
+    if c.force or c.resume or not (Path(c.out) / "manifest.json").exists():
+        return None
+    named = {"samples": c.samples, "scores": c.scores}
+    if c.loss == "tb" and c.z_mode == "frozen":
+        named["z"] = c.z
+    if c.loss in losses.PAIR_LOSSES:
+        named["pairs"] = c.pairs
+    inputs = {role: cache.input_ref(path) for role, path in named.items() if path is not None}
+    ref = models.resolve_model(c.model)
+    identity = models.model_identity(ref, models.local_path(ref), c.adapter)
+    return cache.up_to_date(c.out, "train", asdict(c), inputs, identity)
+
+
 def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifacts.Artifact]]:
     samples = artifacts.read_artifact(c.samples, artifacts.SAMPLES, columns=train_data.SAMPLE_COLUMNS)
     scores = artifacts.read_artifact(c.scores, artifacts.SCORES)
@@ -123,6 +139,9 @@ def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifac
 
 
 def run(c: TrainConfig) -> dict:
+    cached = _up_to_date(c)
+    if cached:
+        return cached
     validate(c)
     data, inputs = read_inputs(c)
     ref = models.resolve_model(c.model)

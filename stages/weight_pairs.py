@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, console, pairing
+from iswcli import artifacts, cache, console, pairing
 from iswcli.errors import IswtError
 from iswcli.plots import check_plot_path, write_histograms
 from stages.estimate_z import load_scored
@@ -37,6 +37,7 @@ class WeightPairsConfig:
     max_pairs_per_prompt: int | None = None
     seed: int = 0
     plot: str | None = None
+    force: bool = False  # re-run even when the output is up to date
 
     @property
     def resolved_pairing(self) -> str:
@@ -70,6 +71,10 @@ def validate(config: WeightPairsConfig) -> None:
 
 def run(config: WeightPairsConfig) -> dict:
     validate(config)
+    inputs = {"samples": cache.input_ref(config.samples), "scores": cache.input_ref(config.scores)}
+    cached = cache.up_to_date(config.out, "weight-pairs", asdict(config), inputs)
+    if cached:
+        return cached
     scored = load_scored(config.samples, config.scores, sample_columns=[], score_columns=["reward"], purpose="pairing")
     reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
     # Without --num-accept rejection sampling runs until the candidates run out.

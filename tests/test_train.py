@@ -146,6 +146,9 @@ def test_train_log_starts_before_any_update(toy_model_dir, toy_pipeline, cli, tm
     assert cli(*args).exit_code == 0
     log = pq.read_table(run / "train_log.parquet").to_pylist()
     assert [r["step"] for r in log] == [0, 1, 2]
+    finished = (run / "manifest.json").stat().st_mtime_ns
+    assert cli(*args).exit_code == 0  # same config, inputs and model: up to date, nothing retrained
+    assert (run / "manifest.json").stat().st_mtime_ns == finished
     assert log[0]["log_ratio_mean"] == pytest.approx(0.0, abs=1e-5)  # policy == reference before step 0
     for name in ("adapter_model.safetensors", "adapter_config.json", "tokenizer.json", "iswt_config.json"):
         assert (run / name).exists()

@@ -127,7 +127,7 @@ def test_rso_is_reproducible_with_a_seed(cli, tmp_path):
     first, out = _run(cli, tmp_path, *flags, inputs=inputs)
     rate = summary_of(first)["acceptance rate"]
     table = pq.read_table(out)
-    again, _ = _run(cli, tmp_path, *flags, inputs=inputs)
+    again, _ = _run(cli, tmp_path, *flags, "--force", inputs=inputs)  # a real second run, not the cache
     assert summary_of(again)["acceptance rate"] == rate
     assert pq.read_table(out).equals(table)
     assert 0 < rate["min"] <= rate["max"] <= 1
