@@ -251,13 +251,19 @@ def _quote(s: str, limit: int = 60) -> str:
 
 
 class MathReward:
-    """1.0 when the response's final answer equals the task's `answer`."""
+    """1.0 when the response's final answer equals the task's `answer`.
+
+    `math:graded` gives a wrong numeric answer partial credit,
+    0.5 * exp(-|x - answer| / max(1, |answer|)): a dense signal for small
+    models that are rarely exactly right, still below every correct answer.
+    """
 
     name = "math"
     required_fields = ("answer",)
 
-    def __init__(self, options: RewardOptions):
+    def __init__(self, options: RewardOptions, graded: bool = False):
         self.verify_timeout_s = max(1, round(options.timeout_s))
+        self.graded = graded
 
     def score_batch(self, items: list[RewardItem]) -> list[RewardResult]:
         """Score every item in the calling (main) thread."""
@@ -277,14 +283,26 @@ class MathReward:
         extracted, rule = found
         ok, how = answers_match(extracted, answer, self.verify_timeout_s)
         verdict = "matches" if ok else "does not match"
-        return RewardResult(float(ok), f"extracted {_quote(extracted)} ({rule}); "
-                                       f"{verdict} answer {_quote(answer)} ({how})")
+        why = f"extracted {_quote(extracted)} ({rule}); {verdict} answer {_quote(answer)} ({how})"
+        if ok or not self.graded:
+            return RewardResult(float(ok), why)
+        credit = partial_credit(extracted, answer)
+        return RewardResult(credit, f"{why}; partial credit {credit:.3g}")
+
+
+def partial_credit(extracted: str, answer: str) -> float:
+    """0.5 * exp(-relative distance) for a wrong number; 0 when either side is not a number."""
+    x, a = as_number(extracted), as_number(answer)
+    if x is None or a is None:
+        return 0.0
+    return 0.5 * math.exp(-abs(float(x) - float(a)) / max(1.0, abs(float(a))))
 
 
 @register_reward("math")
 def _make_math(arg: str | None, options: RewardOptions) -> MathReward:
-    _no_argument("math", arg)
-    return MathReward(options)
+    if arg not in (None, "graded"):
+        raise IswtError(f"--reward math:{arg}: the only variant is math:graded (partial credit for near misses)")
+    return MathReward(options, graded=arg == "graded")
 
 
 # ---------------------------------------------------------------- code reward

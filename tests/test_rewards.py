@@ -1,5 +1,6 @@
 """Rewards run for real: math-verify on answers, HumanEval programs in the sandbox."""
 
+import math
 import threading
 import time
 
@@ -114,8 +115,8 @@ def test_unknown_reward_lists_known_names():
         make_reward("bleu", RewardOptions())
 
 
-def test_math_takes_no_argument():
-    with pytest.raises(IswtError, match="takes no argument"):
+def test_math_takes_only_the_graded_variant():
+    with pytest.raises(IswtError, match="the only variant is math:graded"):
         make_reward("math:strict", RewardOptions())
 
 
@@ -262,3 +263,16 @@ def test_output_without_newline_does_not_hide_a_pass():
     result = make_reward("code", RewardOptions()).score_batch(
         [humaneval_item("HumanEval/2", completion)])[0]
     assert result == RewardResult(1.0, "passed")
+
+
+def test_graded_math_gives_near_misses_partial_credit():
+    graded = make_reward("math:graded", RewardOptions())
+    items = [RewardItem(prompt="p", response=r, fields={"answer": "40"})
+             for r in ("The answer is 40", "The answer is 38", "The answer is 400", "no idea")]
+    rewards_ = [r.reward for r in graded.score_batch(items)]
+    # exact: 1; |38-40|/40 = 0.05 -> 0.5*e^-0.05 = 0.4756; |400-40|/40 = 9 -> 0.5*e^-9 = 6.17e-5; nothing: 0
+    assert rewards_[0] == 1.0
+    assert rewards_[1] == pytest.approx(0.5 * math.exp(-0.05))
+    assert rewards_[2] == pytest.approx(0.5 * math.exp(-9))
+    assert rewards_[3] == 0.0
+    assert "partial credit" in graded.score_batch(items[1:2])[0].info
