@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/iswt sample --task arith --split train --limit 8 --n 4 --max-new-tokens 96 --out $(DEMO_OUT)/samples.parquet
-	$(BIN)/iswt info $(DEMO_OUT)/samples.parquet
+	$(MAKE) -f examples/demo.mk ISWT=$(abspath $(BIN))/iswt OUT=$(DEMO_OUT)
+	@echo "open $(DEMO_OUT)/report.html"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -93,10 +93,13 @@ def local_path(ref: ModelRef) -> str:
 
 def quiet_transformers() -> None:
     """Our own progress bars and errors speak for us; silence the library's."""
+    import warnings
+
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")
 
 
 def materialize_gguf(alias: str, target: Path) -> None:
