@@ -7,3 +7,10 @@ class IswtError(Exception):
     The message is shown as-is on one line: name the file, column or flag and
     the rule that failed.
     """
+
+
+def raise_first_failure(checks: list[tuple[bool, str]]) -> None:
+    """Raise IswtError with the message of the first (ok, message) check that failed."""
+    for ok, message in checks:
+        if not ok:
+            raise IswtError(message)

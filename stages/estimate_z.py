@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iswcli import artifacts, cache, console, estimators
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, raise_first_failure
 from iswcli.plots import check_plot_path, write_histograms
 
 KEYS = ["prompt_id", "sample_idx"]
@@ -54,9 +54,7 @@ def validate(config: EstimateZConfig) -> None:
         ),
         (0 < config.low_ess <= 1, f"--low-ess {config.low_ess}: must be in (0, 1]"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise IswtError(message)
+    raise_first_failure(checks)
     artifacts.check_output_path(config.out)
     if config.plot is not None:
         check_plot_path(config.plot)

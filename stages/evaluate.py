@@ -44,7 +44,7 @@ import numpy as np
 import pyarrow as pa
 
 from iswcli import artifacts, cache, metrics, models, rewards, tasks
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, raise_first_failure
 from stages import sample, score
 
 CORRECT_AT = 1.0
@@ -130,9 +130,7 @@ def validate(config: EvaluateConfig) -> None:
         ((config.baseline is None) == (config.judge is None),
          "--baseline and --judge go together: the judge decides who wins against the baseline"),
     ]  # fmt: skip
-    for ok, message in checks:
-        if not ok:
-            raise IswtError(message)
+    raise_first_failure(checks)
     artifacts.check_output_path(config.out)
     sample.validate(sample_config(config))
     score.validate(score_config(config, beside(config.out, ".samples.parquet")))

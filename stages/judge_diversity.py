@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from iswcli import artifacts, cache, console, diversity, models
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, raise_first_failure
 from iswcli.generation import SamplingParams
 from stages import evaluate, score
 
@@ -75,9 +75,7 @@ def validate(config: JudgeDiversityConfig) -> tuple[str, models.ModelRef, str]:
         (config.batch_size >= 1, f"--batch-size {config.batch_size}: must be at least 1"),
         (config.n is None or config.n >= 1, f"--n {config.n}: must be at least 1"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise IswtError(message)
+    raise_first_failure(checks)
     artifacts.check_output_path(config.out)
     template = diversity.load_judge_template(config.template)
     try:

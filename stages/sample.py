@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import pyarrow as pa
 
 from iswcli import artifacts, cache, console, models, tasks
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, raise_first_failure
 from iswcli.generation import Generation, SamplingParams, batch_seed
 
 
@@ -66,9 +66,7 @@ def validate(config: SampleConfig) -> None:
         (config.backend in ("hf", "vllm"), f"--backend {config.backend}: must be hf or vllm"),
         ((config.task is None) != (config.prompts is None), "give exactly one of --task or --prompts"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise IswtError(message)
+    raise_first_failure(checks)
     if config.shard is not None:
         tasks.parse_shard(config.shard)
     artifacts.check_output_path(config.out)

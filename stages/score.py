@@ -35,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 
 from iswcli import artifacts, cache, console, models, rewards, tasks
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, raise_first_failure
 
 ON_ERROR = ("fail", "skip")
 FIELD_ALIASES = {"test": "tests"}  # the code reward also accepts 'tests'
@@ -92,9 +92,7 @@ def validate(config: ScoreConfig) -> None:
         (config.baseline is None or config.reward.startswith("pairwise:"),
          f"--baseline {config.baseline}: only --reward pairwise:PATH uses a baseline"),
     ]  # fmt: skip
-    for ok, message in checks:
-        if not ok:
-            raise IswtError(message)
+    raise_first_failure(checks)
     if config.shard is not None:
         tasks.parse_shard(config.shard)
     artifacts.check_output_path(config.out)

@@ -28,7 +28,7 @@ import torch
 from accelerate import Accelerator
 
 from iswcli import artifacts, cache, console, losses, models, train_data
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, raise_first_failure
 
 LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
 STEP0_TOLERANCE = 1e-4
@@ -94,9 +94,7 @@ def validate(c: TrainConfig) -> None:
         (0 <= c.lora_dropout < 1, f"--lora-dropout {c.lora_dropout}: must be in [0, 1)"),
         (c.clip_eps > 0, f"--clip-eps {c.clip_eps}: must be > 0"),
     ]  # fmt: skip
-    for ok, message in checks:
-        if not ok:
-            raise IswtError(message)
+    raise_first_failure(checks)
     out = Path(c.out)
     if out.exists() and not out.is_dir():
         raise IswtError(f"--out {c.out}: is a file; a run directory is expected")
