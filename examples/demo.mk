@@ -14,21 +14,22 @@ ISWT ?= iswt
 MODEL ?= smollm2-135m
 OUT ?= demo-out
 TASK ?= arith:1
-LIMIT ?= 12
-N ?= 8
-TOKENS ?= 96
+LIMIT ?= 8
+N ?= 6
+TOKENS ?= 80
 REWARD ?= math:graded
 BETA ?= 4
 GAMMA ?= 0.5
+MAX_PAIRS ?= 4
 DPO_BETA ?= 0.1
 LR ?= 3e-4
 EPOCHS ?= 1
 BATCH ?= 8
-EVAL_LIMIT ?= 12
+EVAL_LIMIT ?= 8
 EVAL_N ?= 4
 EVAL_REWARD ?= math
 JUDGE ?= $(MODEL)
-JUDGE_TOKENS ?= 96
+JUDGE_TOKENS ?= 64
 SEED ?= 0
 
 SAMPLES := $(OUT)/samples.parquet
@@ -64,7 +65,7 @@ $(OUT)/tb/manifest.json: $(Z)
 
 $(PAIRS): $(SAMPLES) $(SCORES)
 	$(ISWT) weight-pairs --samples $(SAMPLES) --scores $(SCORES) --method iso --gamma $(GAMMA) \
-		--seed $(SEED) --out $@
+		--max-pairs-per-prompt $(MAX_PAIRS) --seed $(SEED) --out $@
 
 $(OUT)/iso/manifest.json: $(PAIRS)
 	$(ISWT) train $(TRAIN_FLAGS) --loss sigmoid --pairs $(PAIRS) --beta $(DPO_BETA) --out $(OUT)/iso
