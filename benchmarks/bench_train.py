@@ -29,7 +29,8 @@ the per-child form of getrusage(RUSAGE_CHILDREN).ru_maxrss) on CPU, and
 torch.cuda.max_memory_allocated as well on a GPU.
 
     .venv/bin/python benchmarks/bench_train.py [--limit 4] [--n 4] [--max-new-tokens 48]
-        [--steps 6] [--skip 1] [--batch-size 4] [--repeat 1] [--threads 0] [--reward random|math] [--device cpu|cuda]
+        [--steps 6] [--skip 1] [--batch-size 4] [--repeat 1] [--threads 0] [--reward random|math]
+        [--device cpu|cuda]
         [--workdir DIR]  # keeps the data; a second run with the same DIR reuses it
 """
 
@@ -89,8 +90,9 @@ def build_data(args, work: Path) -> dict[str, str]:
     reward = f"python:{THIS}:random_reward" if args.reward == "random" else args.reward
     steps = [
         ("sample", iswt_cmd("sample", "--model", args.model, "--task", "arith", "--split", "train",
-                            "--limit", str(args.limit), "--n", str(args.n), "--max-new-tokens", str(args.max_new_tokens),
-                            "--seed", str(args.seed), "--device", args.device, "--out", files["samples"])),
+                            "--limit", str(args.limit), "--n", str(args.n),
+                            "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed),
+                            "--device", args.device, "--out", files["samples"])),
         ("score", iswt_cmd("score", "--samples", files["samples"], "--reward", reward, "--ref-model", args.model,
                            "--device", args.device, "--out", files["scores"])),
         ("weight-pairs", iswt_cmd("weight-pairs", "--samples", files["samples"], "--scores", files["scores"],
@@ -145,15 +147,14 @@ def run_child(side: str, args, work: Path) -> dict:
     result = work / f"result-{side}.json"
     result.unlink(missing_ok=True)
     cmd = [sys.executable, str(THIS), "--child", side, "--workdir", str(work), *child_flags(args)]
-    log = open(work / f"{side}.log", "w")
     began = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=child_env(args.threads), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    log.close()
-    if proc.returncode != 0 or not result.exists():
+    with open(work / f"{side}.log", "w") as log:
+        proc = subprocess.Popen(cmd, env=child_env(args.threads), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0 or not result.exists():
         tail = (work / f"{side}.log").read_text()[-3000:]
-        sys.exit(f"error: the {side} run failed (exit {proc.returncode}); end of its log:\n{tail}")
+        sys.exit(f"error: the {side} run failed (exit {code}); end of its log:\n{tail}")
     out = json.loads(result.read_text())
     out["peak_rss_mib"] = usage.ru_maxrss / 1024  # KiB on Linux
     out["wall_s"] = time.perf_counter() - began
@@ -363,12 +364,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda (data, iswt and TRL all on it)")
     parser.add_argument("--order", default="iswt,trl", help="which side runs first")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads in each training run (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per training run (0: torch's default)")
     parser.add_argument("--workdir", help="keep the data and runs here (reused by a later run)")
     parser.add_argument("--child", choices=("iswt", "trl"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.steps <= args.skip:
         parser.error("--steps must exceed --skip")
+    if sorted(args.order.split(",")) != ["iswt", "trl"]:
+        parser.error("--order: iswt,trl or trl,iswt")
 
     if args.child:
         work = Path(args.workdir)
@@ -383,9 +386,9 @@ def main() -> None:
         write_pair_texts(texts, work / "pairs-text.parquet")
         runs: dict[str, list[dict]] = {side: [] for side in args.order.split(",")}
         for r in range(args.repeat):
-            for side in runs:
+            for side, found in runs.items():
                 result = run_child(side, args, work)
-                runs[side].append(result)
+                found.append(result)
                 rate = summarize(result, args.skip)["response tok/s"]
                 print(f"{side} (run {r + 1}/{args.repeat}): {args.steps} steps, {rate:.1f} response tok/s, "
                       f"{result['wall_s']:.0f}s with start-up", flush=True)  # fmt: skip
@@ -414,12 +417,13 @@ def report(args, texts: dict, runs: dict) -> None:
     iswt, trl = best(runs["iswt"], args.skip), best(runs["trl"], args.skip)
     n_pairs = len(texts["prompt"])
     print()
-    print(f"iswt train --loss sigmoid vs TRL {md.version('trl')} DPOTrainer (transformers {md.version('transformers')}, "
-          f"peft {md.version('peft')}, torch {md.version('torch')})")  # fmt: skip
+    print(f"iswt train --loss sigmoid vs TRL {md.version('trl')} DPOTrainer (transformers "
+          f"{md.version('transformers')}, peft {md.version('peft')}, torch {md.version('torch')})")  # fmt: skip
     print(f"{args.model}, {n_pairs} pairs ({args.reward} rewards, direct), batch {args.batch_size} pairs, LoRA r "
           f"{args.lora_r} alpha {args.lora_alpha} {args.target_modules} dropout 0, lr {args.lr} constant, beta "
-          f"{args.beta}, fp32, {args.steps} steps (first {args.skip} not timed), {args.device}, {os.cpu_count()} CPUs, "
-          f"{args.threads or 'default'} torch threads, best of {args.repeat} run(s) per side; reference log-probs precomputed on both sides")  # fmt: skip
+          f"{args.beta}, fp32, {args.steps} steps (first {args.skip} not timed), {args.device}, {os.cpu_count()} "
+          f"CPUs, {args.threads or 'default'} torch threads, best of {args.repeat} run(s) per side; reference "
+          "log-probs precomputed on both sides")  # fmt: skip
     print(f"{'':>26}{'iswt':>12}{'trl':>12}{'iswt/trl':>10}")
     for key in iswt:
         a, b = iswt[key], trl[key]
