@@ -8,6 +8,7 @@ content hash for every input, model weights included. `--force` re-runs.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def _relevant(config: dict) -> dict:
 
 def _fingerprint(ref: Any) -> Any:
     """An input's identity: its content hash when it has one, else its whole description."""
-    if isinstance(ref, artifacts.Artifact):
+    if isinstance(ref, (artifacts.Artifact, InputRef)):
         return ref.sha256
     if isinstance(ref, dict):
         return ref.get("sha256") or artifacts.jsonable(ref)
@@ -67,9 +68,26 @@ def _model_hashes(model: dict | None) -> tuple:
     return model.get("weights_sha256"), adapter.get("weights_sha256")
 
 
-def input_ref(path: str) -> dict[str, str]:
-    """An input as provenance records it: enough to compare content hashes."""
-    return {"sha256": artifacts.combined_sha256(artifacts.resolve_files(path))}
+@dataclass(frozen=True)
+class InputRef:
+    """An input file set whose content hash is computed in the background and awaited only when compared."""
+
+    files: tuple[str, ...]
+
+    @property
+    def sha256(self) -> str:
+        return artifacts.combined_sha256(list(self.files))
+
+
+def input_ref(path: str) -> InputRef:
+    """An input for the freshness check: a missing path fails now, hashing starts now.
+
+    The hash is only awaited when an existing output has to be compared with
+    it; otherwise the stage's own read picks the same hash up later.
+    """
+    files = artifacts.resolve_files(path)
+    artifacts.start_hashing(files)
+    return InputRef(tuple(files))
 
 
 def up_to_date(out: str, stage: str, config: dict, inputs: dict[str, Any], model: dict | None = None) -> dict | None:

@@ -136,9 +136,9 @@ def _as_result(values: np.ndarray):
 def margin_log_score(r_w, r_l):
     """log(sigmoid(r_w - r_l) - 1/2) = log(tanh(d/2) / 2), with d = r_w - r_l >= 0.
 
-    Written as log(1/2) + log(-expm1(-d)) - log1p(exp(-d)), which is exact
-    for tiny d (about log(d/4)) and for huge d (tends to log 1/2). A tie gives
-    -inf, i.e. weight 0.
+    tanh is accurate for tiny d (about log(d/4)) and saturates cleanly for
+    huge d (tends to log 1/2); one transcendental pair instead of four keeps
+    millions of pairs cheap. A tie gives -inf, i.e. weight 0.
     """
     d = np.asarray(r_w, dtype=np.float64) - np.asarray(r_l, dtype=np.float64)
     if not np.all(np.isfinite(d)):
@@ -146,7 +146,7 @@ def margin_log_score(r_w, r_l):
     if np.any(d < 0):
         raise IswtError("a pair's chosen reward must be >= its rejected reward")
     with np.errstate(divide="ignore"):
-        score = _LOG_HALF + np.log(-np.expm1(-d)) - np.log1p(np.exp(-d))
+        score = _LOG_HALF + np.log(np.tanh(0.5 * d))
     return _as_result(score)
 
 
@@ -174,7 +174,10 @@ def _pairs_all(rewards: np.ndarray):
     parts = []
     for lo in range(0, n_rows, step):
         block = rewards[lo:lo + step]
-        row, w, l = np.nonzero(block[:, :, None] > block[:, None, :])
+        # one flat index per pair, split by divmod: cheaper than a 3-d nonzero
+        flat = np.flatnonzero(block[:, :, None] > block[:, None, :])
+        row, cell = np.divmod(flat, k * k)
+        w, l = np.divmod(cell, k)
         parts.append((row + lo, w, l))
     return tuple(np.concatenate(p) for p in zip(*parts)) if parts else _no_pairs()
 

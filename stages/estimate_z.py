@@ -226,8 +226,9 @@ def load_scored(samples_path, scores_path, *, sample_columns, score_columns, pur
     names the count and the first missing key), and every prompt needs at
     least 2 samples for ``purpose``.
     """
-    samples = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=sample_columns)
-    scores = artifacts.read_artifact(scores_path, artifacts.SCORES, columns=score_columns)
+    # _in_key_order refuses duplicate keys, so the reads skip their own check
+    samples = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=sample_columns, check_key=False)
+    scores = artifacts.read_artifact(scores_path, artifacts.SCORES, columns=score_columns, check_key=False)
     left, group, prompt_ids = _in_key_order(samples.table, samples_path)
     right, _, _ = _in_key_order(scores.table, scores_path)
     _check_same_keys(left, right, samples_path, scores_path)
@@ -254,7 +255,8 @@ def _in_key_order(table: pa.Table, path: str) -> tuple[pa.Table, np.ndarray, pa.
     the strings are dictionary-encoded (a hash pass), only the distinct ones
     are sorted, and the rows are ordered by one int64 key: the prompt's rank
     in the high 32 bits, sample_idx in the low 32. Rows already in order (the
-    usual case for samples) are not moved.
+    usual case for samples) are not moved; after a sort a duplicate key shows
+    as two equal neighbours and is refused.
     """
     for key in KEYS:
         if table[key].null_count:
@@ -270,7 +272,13 @@ def _in_key_order(table: pa.Table, path: str) -> tuple[pa.Table, np.ndarray, pa.
     key = (group << 32) | (sample_idx - sample_idx.min())
     if not np.all(key[1:] > key[:-1]):
         order = np.argsort(key, kind="stable")
-        table, group = table.take(pa.array(order)), group[order]
+        table, group, key = table.take(pa.array(order)), group[order], key[order]
+        repeated = np.flatnonzero(key[1:] == key[:-1])
+        if repeated.size:
+            raise IswtError(
+                f"{path}: duplicate key ({_key_text(table, int(repeated[0]))}); "
+                f"each {'/'.join(KEYS)} must appear once"
+            )
     return table.combine_chunks(), group, encoded.dictionary.take(pa.array(by_name))
 
 
