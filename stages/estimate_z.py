@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from iswcli import artifacts, cache, console, estimators
 from iswcli.errors import IswtError, raise_first_failure
@@ -263,11 +262,7 @@ def _in_key_order(table: pa.Table, path: str) -> tuple[pa.Table, np.ndarray, pa.
             raise IswtError(f"{path}: column '{key}' has {table[key].null_count} missing value(s)")
     if table.num_rows == 0:
         return table, np.zeros(0, dtype=np.int64), pa.array([], pa.string())
-    encoded = table["prompt_id"].combine_chunks().dictionary_encode()
-    by_name = pc.sort_indices(encoded.dictionary).to_numpy()
-    rank = np.empty(by_name.size, dtype=np.int64)
-    rank[by_name] = np.arange(by_name.size)
-    group = rank[encoded.indices.to_numpy()]
+    group, prompt_ids = artifacts.rank_strings(table["prompt_id"])
     sample_idx = table["sample_idx"].to_numpy().astype(np.int64)
     key = (group << 32) | (sample_idx - sample_idx.min())
     if not np.all(key[1:] > key[:-1]):
@@ -279,7 +274,7 @@ def _in_key_order(table: pa.Table, path: str) -> tuple[pa.Table, np.ndarray, pa.
                 f"{path}: duplicate key ({_key_text(table, int(repeated[0]))}); "
                 f"each {'/'.join(KEYS)} must appear once"
             )
-    return table.combine_chunks(), group, encoded.dictionary.take(pa.array(by_name))
+    return table.combine_chunks(), group, prompt_ids
 
 
 def _sorted_by_key(table: pa.Table) -> pa.Table:

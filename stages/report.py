@@ -640,15 +640,11 @@ def _relative_weights(codes: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray
 def _prompt_codes(table: pa.Table) -> tuple[np.ndarray, int]:
     """Each row's prompt as its rank 0..P-1 in prompt_id order.
 
-    Dictionary encoding hashes the strings once and only the distinct ones are
-    sorted, so no Python string is made per row. prompt_id order is also the
-    order in which `iswt weight-pairs` numbers prompts for the pairing driver.
+    prompt_id order is also the order in which `iswt weight-pairs` numbers
+    prompts for the pairing driver.
     """
-    encoded = table["prompt_id"].combine_chunks().dictionary_encode()
-    by_name = pc.sort_indices(encoded.dictionary).to_numpy()
-    rank = np.empty(by_name.size, dtype=np.int64)
-    rank[by_name] = np.arange(by_name.size)
-    return rank[encoded.indices.to_numpy()], int(by_name.size)
+    codes, distinct = artifacts.rank_strings(table["prompt_id"])
+    return codes, len(distinct)
 
 
 def _group_mean(codes: np.ndarray, n_groups: int, values: np.ndarray) -> np.ndarray:

@@ -130,9 +130,11 @@ def _pairs_and_ess(pairs: pairing.PairsTable) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _pairs_table(pairs: pairing.PairsTable, prompt_ids: pa.Array) -> pa.Table:
-    # pairs.prompt_id holds prompt codes; one take turns them back into strings.
+    # pairs.prompt_id holds prompt codes: with the prompt ids as dictionary,
+    # millions of pair rows are written without building or hashing their strings.
+    n_pairs = pairs.weight.size
     return pa.table({
-        "prompt_id": prompt_ids.take(pa.array(pairs.prompt_id)),
+        "prompt_id": pa.DictionaryArray.from_arrays(pairs.prompt_id.astype(np.int32), prompt_ids),
         "chosen_idx": pairs.chosen_idx.astype(np.int32),
         "rejected_idx": pairs.rejected_idx.astype(np.int32),
         "r_chosen": pairs.r_chosen,
@@ -140,7 +142,7 @@ def _pairs_table(pairs: pairing.PairsTable, prompt_ids: pa.Array) -> pa.Table:
         "log_weight_base": pairs.log_weight_base,
         "margin_score": pairs.margin_score,
         "weight": pairs.weight,
-        "method": pa.repeat(pairs.method, pairs.weight.size),
+        "method": pa.DictionaryArray.from_arrays(np.zeros(n_pairs, dtype=np.int32), [pairs.method]),
     })  # fmt: skip
 
 
