@@ -339,34 +339,19 @@ def conform(table: pa.Table, spec: ArtifactSpec, *, keep_dictionaries: bool = Fa
     return table
 
 
-def numeric_array(values: np.ndarray) -> pa.Array:
-    """A numeric numpy array as an Arrow array, without copying.
-
-    pa.array() does the same but first imports pandas to rule out a Series,
-    which costs a command about 0.4 s wherever pandas is installed.
-    """
-    values = np.ascontiguousarray(values)
-    if values.dtype == bool or values.ndim != 1:
-        raise TypeError(f"numeric_array takes 1-d numeric arrays, got {values.dtype} with shape {values.shape}")
-    return pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), values.size, [None, pa.py_buffer(values)])
-
-
 def rank_strings(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Each row's rank among the column's distinct strings, and those strings in sorted order.
 
     Dictionary encoding hashes the rows once and only the distinct strings are
-    sorted, so no Python string is made per row. The sort is Python's (code
-    point order, which is UTF-8 byte order, as Arrow sorts): pyarrow's own
-    sort kernels import pandas (see `numeric_array`).
+    sorted, so no Python string is made per row.
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     encoded = column.dictionary_encode()
-    distinct = encoded.dictionary.to_pylist()
-    by_name = np.array(sorted(range(len(distinct)), key=distinct.__getitem__), dtype=np.int64)
-    rank = np.empty(by_name.size, dtype=np.int64)
-    rank[by_name] = np.arange(by_name.size)
-    return rank[encoded.indices.to_numpy()], encoded.dictionary.take(numeric_array(by_name))
+    by_name = pa.compute.sort_indices(encoded.dictionary)
+    rank = np.empty(len(by_name), dtype=np.int64)
+    rank[by_name.to_numpy()] = np.arange(len(by_name))
+    return rank[encoded.indices.to_numpy()], encoded.dictionary.take(by_name)
 
 
 def check_unique_key(table: pa.Table, spec: ArtifactSpec, where: str) -> None:
