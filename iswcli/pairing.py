@@ -34,8 +34,9 @@ from iswcli.estimators import _finite_array, _positive, _shown
 METHODS = ("iso", "direct", "rso")
 PAIRINGS = ("all", "first-round", "tournament")
 _LOG_HALF = math.log(0.5)
-#: Upper bound on elements of one temporary (prompts x K x K) comparison array.
-_CHUNK_ELEMENTS = 8_000_000
+#: Upper bound on elements of one temporary (prompts x K x K) boolean comparison
+#: array: 64 MiB, so a million samples at K = 16 pair in one pass, no concatenation.
+_CHUNK_ELEMENTS = 1 << 26
 
 
 # --------------------------------------------------------------------------
@@ -179,6 +180,8 @@ def _pairs_all(rewards: np.ndarray):
         row, cell = np.divmod(flat, k * k)
         w, l = np.divmod(cell, k)
         parts.append((row + lo, w, l))
+    if len(parts) == 1:
+        return parts[0]
     return tuple(np.concatenate(p) for p in zip(*parts)) if parts else _no_pairs()
 
 
@@ -401,7 +404,8 @@ def _collect_pairs(rewards: np.ndarray, starts, counts, method: str, params: dic
         block = rewards[rows]
         if method != "rso":
             g, w, l = _candidate_rows(block, params["pairing"], rng)
-            parts.append((groups[g], rows[g, w], rows[g, l]))
+            first = starts[groups][g]  # a prompt's rows are consecutive: row = first + position
+            parts.append((groups[g], first + w, first + l))
             continue
         accepted, n_acc, n_exam = _rso_rows(block / params["beta"], params["num_accept"], rng)
         rates[groups] = n_acc / n_exam
@@ -412,7 +416,7 @@ def _collect_pairs(rewards: np.ndarray, starts, counts, method: str, params: dic
             parts.append((groups[sub[g]], rows[sub[g], pos[g, w]], rows[sub[g], pos[g, l]]))
     if not parts:
         return (*_no_pairs(), rates)
-    g, w, l = (np.concatenate(p) for p in zip(*parts))
+    g, w, l = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts))
     if np.any(g[1:] < g[:-1]):  # several group sizes interleave prompts
         order = np.argsort(g, kind="stable")
         g, w, l = g[order], w[order], l[order]
@@ -445,8 +449,10 @@ def _segment_softmax(group: np.ndarray, log_w: np.ndarray) -> np.ndarray:
         return np.empty(0)
     starts, counts = _segment_bounds(group)
     peak = np.maximum.reduceat(log_w, starts)
-    shifted = np.exp(log_w - np.repeat(peak, counts))
-    return shifted / np.repeat(np.add.reduceat(shifted, starts), counts)
+    weight = log_w - np.repeat(peak, counts)
+    np.exp(weight, out=weight)  # in place: these arrays hold millions of pairs
+    weight /= np.repeat(np.add.reduceat(weight, starts), counts)
+    return weight
 
 
 def weight_pairs(
