@@ -15,11 +15,13 @@ N ?= 8
 TOKENS ?= 128
 REWARD ?= math:graded
 BETA ?= 4
+BOOTSTRAP ?= 200
 LR ?= 3e-4
 EPOCHS ?= 1
 BATCH ?= 8
 EVAL_LIMIT ?= 16
 EVAL_N ?= 4
+EVAL_REWARD ?= math
 SEED ?= 0
 
 RUNS := tb tb-learned sft
@@ -27,9 +29,9 @@ EVALS := $(OUT)/eval-base.parquet $(RUNS:%=$(OUT)/eval-%.parquet)
 COMMON = --model $(MODEL) --samples $(OUT)/samples.parquet --scores $(OUT)/scores.parquet \
 	--lr $(LR) --epochs $(EPOCHS) --batch-size $(BATCH) --seed $(SEED)
 EVAL_FLAGS = --model $(MODEL) --task $(TASK) --split test --limit $(EVAL_LIMIT) --n $(EVAL_N) \
-	--max-new-tokens $(TOKENS) --reward math --seed $(SEED)
+	--max-new-tokens $(TOKENS) --reward $(EVAL_REWARD) --seed $(SEED)
 
-.PHONY: all
+.PHONY: all clean
 all: $(OUT)/report.html
 	$(ISWT) evaluate --compare $(EVALS)
 
@@ -42,7 +44,7 @@ $(OUT)/scores.parquet: $(OUT)/samples.parquet
 
 $(OUT)/z.parquet: $(OUT)/samples.parquet $(OUT)/scores.parquet
 	$(ISWT) estimate-z --proposal $(OUT)/samples.parquet --scores $(OUT)/scores.parquet --beta $(BETA) \
-		--bootstrap 200 --out $@ --plot $(OUT)/z.png
+		--bootstrap $(BOOTSTRAP) --seed $(SEED) --out $@ --plot $(OUT)/z.png
 
 $(OUT)/tb/manifest.json: $(OUT)/z.parquet
 	$(ISWT) train $(COMMON) --loss tb --z $< --beta $(BETA) --out $(OUT)/tb
@@ -61,3 +63,6 @@ $(OUT)/eval-%.parquet: $(OUT)/%/manifest.json
 
 $(OUT)/report.html: $(EVALS)
 	$(ISWT) report $(OUT) --out $@
+
+clean:
+	rm -rf $(OUT)
