@@ -361,8 +361,8 @@ def _print_comparison(title: str, result: dict) -> None:
     caption += "; 95% bootstrap CIs over prompts; Δ: paired difference to the first run"
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     table.add_column("metric", style="bold")
-    for path in result["runs"]:
-        table.add_column(path)
+    for name in console.short_names(result["runs"]):  # whole paths get cut to the same few characters
+        table.add_column(name, overflow="fold")
     for row in result["metrics"]:
         cells = [_ci(cell) for cell in row["runs"]]
         deltas = [f"\nΔ {_ci(d, signed=True)}" for d in row["diff_to_first"][1:]]

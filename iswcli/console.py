@@ -6,6 +6,7 @@ import json
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterator
 
 from rich.console import Console
@@ -74,6 +75,16 @@ def show_summary(title: str, rows: dict[str, Any]) -> None:
     for key, value in rows.items():
         table.add_row(key, _fmt(value))
     out.print(table)
+
+
+def short_names(paths: list) -> list[str]:
+    """Names for table headers and legends: each path's file stem, with parent folders added until unique."""
+    depth = 1
+    while True:
+        names = ["/".join(Path(str(path).removesuffix(".parquet")).parts[-depth:]) for path in paths]
+        if len(set(names)) == len(names) or depth > 6:
+            return names
+        depth += 1
 
 
 def _fmt(value: Any) -> str:

@@ -271,19 +271,8 @@ def _add_run(found: Found, directory: Path) -> None:
 
 def _label(items) -> None:
     """Short names for legends and tables: the file stem, with parent folders added until unique."""
-    depth = 1
-    while True:
-        names = [_tail(item.path, depth) for item in items]
-        if len(set(names)) == len(names) or depth > 6:
-            break
-        depth += 1
-    for item, name in zip(items, names):
+    for item, name in zip(items, console.short_names([item.path for item in items])):
         item.label = name
-
-
-def _tail(path, depth: int) -> str:
-    parts = Path(str(path).removesuffix(".parquet")).parts
-    return "/".join(parts[-depth:])
 
 
 # --------------------------------------------------------------------------

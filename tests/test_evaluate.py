@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from iswcli import artifacts, metrics, tasks
+from iswcli import artifacts, console, metrics, tasks
 from stages import evaluate
 
 TINY = ["--task", "arith", "--limit", "3", "--n", "4", "--max-new-tokens", "8"]
@@ -248,6 +248,27 @@ def test_compare_side_by_side_on_common_prompts(cli, tmp_path):
     too_many = cli("evaluate", "--compare", a, b, "--n", "3")
     assert too_many.exit_code == 2
     assert "--n 3:" in too_many.stderr and "has only 2 samples" in too_many.stderr
+
+
+def test_compare_table_names_each_run_distinctly(cli, tmp_path):
+    """Headers are the runs' short names: whole paths under one long directory were cut to the same text."""
+    runs = tmp_path / "runs" / "a-long-experiment-directory-name"
+    runs.mkdir(parents=True)
+    keys = [("p1", 0, ""), ("p2", 0, "")]
+    names = ["eval-base", "eval-tb", "eval-tb-learned", "eval-sft"]
+    table = cli("evaluate", "--compare", *(write_eval(runs / f"{name}.parquet", keys) for name in names))
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    rule = next(i for i, line in enumerate(lines) if line.startswith("┡"))
+    rows = [[cell.strip() for cell in line.strip().strip("┃").split("┃")] for line in lines[top + 1 : rule]]
+    assert ["".join(parts) for parts in zip(*rows)] == ["metric", *names]  # a long name folds onto two lines
+
+
+def test_short_names_add_parent_folders_until_unique():
+    assert console.short_names(["out/eval-a.parquet", "out/eval-b.parquet"]) == ["eval-a", "eval-b"]
+    assert console.short_names(["x/tb/eval.parquet", "y/tb/eval.parquet"]) == ["x/tb/eval", "y/tb/eval"]
+    assert console.short_names(["runs/tb", "runs/sft"]) == ["tb", "sft"]
 
 
 # --------------------------------------------------------------------------- bad input
