@@ -225,18 +225,19 @@ def load_scored(samples_path, scores_path, *, sample_columns, score_columns, pur
     names the count and the first missing key), and every prompt needs at
     least 2 samples for ``purpose``.
     """
-    # _in_key_order refuses duplicate keys, so the reads skip their own check
+    # KeyOrder refuses duplicate keys, so the reads skip their own check
     samples = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=sample_columns, check_key=False)
     scores = artifacts.read_artifact(scores_path, artifacts.SCORES, columns=score_columns, check_key=False)
-    left, group, prompt_ids = _in_key_order(samples.table, samples_path)
-    right, _, _ = _in_key_order(scores.table, scores_path)
-    _check_same_keys(left, right, samples_path, scores_path)
-    if left.num_rows == 0:
+    left, right = KeyOrder.of(samples.table, samples_path), KeyOrder.of(scores.table, scores_path)
+    if not left.same_keys(right):
+        _explain_key_mismatch(samples.table, scores.table, samples_path, scores_path)
+    if samples.table.num_rows == 0:
         raise IswtError(f"{samples_path}: holds no samples")
-    table = left
-    for name in right.column_names:
-        if name not in KEYS:
-            table = table.append_column(name, right[name])
+    table = left.apply(samples.table)
+    for name in scores.table.column_names:
+        if name not in KEYS:  # equal keys: the scores' own key columns add nothing
+            table = table.append_column(name, right.apply(scores.table.select([name])).column(0))
+    group, prompt_ids = left.group, left.prompt_ids
     counts = np.bincount(group)
     if counts.min() < 2:
         first = int(np.argmin(counts))
@@ -247,34 +248,50 @@ def load_scored(samples_path, scores_path, *, sample_columns, score_columns, pur
     return Scored(samples, scores, table, group, prompt_ids, counts)
 
 
-def _in_key_order(table: pa.Table, path: str) -> tuple[pa.Table, np.ndarray, pa.Array]:
-    """The table sorted by (prompt_id, sample_idx), each row's prompt number 0..P-1, and the sorted prompt ids.
+@dataclass(frozen=True)
+class KeyOrder:
+    """How to put a table in (prompt_id, sample_idx) order, and each sorted row's prompt number.
 
     Sorting a million strings in Arrow is the slow part of a plain sort_by, so
     the strings are dictionary-encoded (a hash pass), only the distinct ones
     are sorted, and the rows are ordered by one int64 key: the prompt's rank
-    in the high 32 bits, sample_idx in the low 32. Rows already in order (the
+    in the high 32 bits, sample_idx (int32, offset to be >= 0) in the low 32. Rows already in order (the
     usual case for samples) are not moved; after a sort a duplicate key shows
-    as two equal neighbours and is refused.
+    as two equal neighbours and is refused. Two tables hold the same keys
+    exactly when their sorted distinct prompt ids and their keys are equal.
     """
-    for key in KEYS:
-        if table[key].null_count:
-            raise IswtError(f"{path}: column '{key}' has {table[key].null_count} missing value(s)")
-    if table.num_rows == 0:
-        return table, np.zeros(0, dtype=np.int64), pa.array([], pa.string())
-    group, prompt_ids = artifacts.rank_strings(table["prompt_id"])
-    sample_idx = table["sample_idx"].to_numpy().astype(np.int64)
-    key = (group << 32) | (sample_idx - sample_idx.min())
-    if not np.all(key[1:] > key[:-1]):
+
+    order: np.ndarray | None  # None: already in order
+    key: np.ndarray  # per sorted row
+    group: np.ndarray  # per sorted row: prompt number 0..P-1 in prompt_id order
+    prompt_ids: pa.Array  # per prompt number
+
+    @classmethod
+    def of(cls, table: pa.Table, path: str) -> KeyOrder:
+        for name in KEYS:
+            if table[name].null_count:
+                raise IswtError(f"{path}: column '{name}' has {table[name].null_count} missing value(s)")
+        if table.num_rows == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(None, empty, empty, pa.array([], pa.string()))
+        group, prompt_ids = artifacts.rank_strings(table["prompt_id"])
+        sample_idx = table["sample_idx"].to_numpy().astype(np.int64)
+        key = (group << 32) | (sample_idx + 2**31)  # a fixed offset keeps keys comparable across tables
+        if np.all(key[1:] > key[:-1]):
+            return cls(None, key, group, prompt_ids)
         order = np.argsort(key, kind="stable")
-        table, group, key = table.take(pa.array(order)), group[order], key[order]
+        key = key[order]
         repeated = np.flatnonzero(key[1:] == key[:-1])
         if repeated.size:
-            raise IswtError(
-                f"{path}: duplicate key ({_key_text(table, int(repeated[0]))}); "
-                f"each {'/'.join(KEYS)} must appear once"
-            )
-    return table.combine_chunks(), group, prompt_ids
+            row = int(order[repeated[0]])
+            raise IswtError(f"{path}: duplicate key ({_key_text(table, row)}); each {'/'.join(KEYS)} must appear once")
+        return cls(order, key, group[order], prompt_ids)
+
+    def apply(self, table: pa.Table) -> pa.Table:
+        return (table if self.order is None else table.take(pa.array(self.order))).combine_chunks()
+
+    def same_keys(self, other: KeyOrder) -> bool:
+        return np.array_equal(self.key, other.key) and self.prompt_ids.equals(other.prompt_ids)
 
 
 def _sorted_by_key(table: pa.Table) -> pa.Table:
@@ -285,10 +302,8 @@ def _key_text(table: pa.Table, row: int) -> str:
     return ", ".join(f"{k}={table[k][row].as_py()!r}" for k in KEYS)
 
 
-def _check_same_keys(samples: pa.Table, scores: pa.Table, samples_path: str, scores_path: str) -> None:
-    """Both key-sorted tables must hold the same keys; otherwise say what is missing where."""
-    if samples.num_rows == scores.num_rows and all(samples[k].equals(scores[k]) for k in KEYS):
-        return
+def _explain_key_mismatch(samples: pa.Table, scores: pa.Table, samples_path: str, scores_path: str) -> None:
+    """Say which keys are missing where: scores must cover exactly the samples."""
     problems = []
     orphans = _missing_keys(scores, samples)
     if orphans.num_rows:

@@ -225,6 +225,12 @@ def _bad_unscored_sample(tmp_path):
     return {"scores": scores}, ["1 sample(s) have no score", "prompt_id='b', sample_idx=7"]
 
 
+def _bad_shifted_sample_idx(tmp_path):
+    # every sample_idx off by one: same counts per prompt, no key in common
+    scores = write_scores(tmp_path / "sc.parquet", PIDS, [i + 1 for i in IDX], REWARDS)
+    return {"scores": scores}, ["score(s) have no matching sample", "sample(s) have no score"]
+
+
 def _bad_duplicate_key(tmp_path):
     scores = write_scores(tmp_path / "sc.parquet", [*PIDS, "a"], [*IDX, 1], [*REWARDS, 1.0])
     return {"scores": scores}, ["duplicate key", "prompt_id='a', sample_idx=1"]
@@ -258,7 +264,7 @@ def _bad_beta_negative(tmp_path):
 
 
 BAD_CASES = [
-    _bad_orphan_score, _bad_unscored_sample, _bad_duplicate_key, _bad_nan_reward,
+    _bad_orphan_score, _bad_unscored_sample, _bad_shifted_sample_idx, _bad_duplicate_key, _bad_nan_reward,
     _bad_one_sample_prompt, _bad_missing_logprob_ref, _bad_beta_zero, _bad_beta_negative,
 ]  # fmt: skip
 
