@@ -26,6 +26,30 @@ def write(path, table=None, **config):
     return artifacts.write_artifact(table or scores_table(), str(path), artifacts.SCORES, prov)
 
 
+def test_hashes_are_the_file_bytes_and_follow_rewrites(tmp_path):
+    import hashlib
+
+    path = tmp_path / "scores.parquet"
+    first = write(path)
+    assert artifacts.file_sha256(str(path)) == first == hashlib.sha256(path.read_bytes()).hexdigest()
+    second = write(path, scores_table(rewards=(0.0, 0.0, 0.5)))  # same size, new content
+    assert second != first
+    assert artifacts.file_sha256(str(path)) == second == hashlib.sha256(path.read_bytes()).hexdigest()
+    art = artifacts.read_artifact(str(path), artifacts.SCORES)
+    assert art.sha256 == second
+
+
+def test_dictionary_columns_are_written_compactly_and_read_plain(tmp_path):
+    table = scores_table()
+    codes = pa.array([0, 0, 1], pa.int32())
+    table = table.set_column(0, "prompt_id", pa.DictionaryArray.from_arrays(codes, pa.array(["a", "b"])))
+    path = tmp_path / "scores.parquet"
+    write(path, table)
+    art = artifacts.read_artifact(str(path), artifacts.SCORES)
+    assert art.table.schema.field("prompt_id").type == pa.string()
+    assert art.table["prompt_id"].to_pylist() == ["a", "a", "b"]
+
+
 def test_round_trip_keeps_rows_and_provenance(tmp_path):
     path = tmp_path / "scores.parquet"
     sha = write(path)
