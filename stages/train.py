@@ -100,9 +100,27 @@ def validate(c: TrainConfig) -> None:
         raise IswtError(f"--out {c.out}: is a file; a run directory is expected")
     if c.resume and not (out / "checkpoints").is_dir():
         raise IswtError(f"--resume: {c.out} holds no checkpoints to resume from")
-    if not c.resume and out.is_dir() and any(out.iterdir()):
+    if not c.resume and out.is_dir() and not _nothing_to_resume(out):
         raise IswtError(f"--out {c.out}: directory is not empty; choose a new run directory or pass --resume")
     models.check_adapter(c.adapter)
+
+
+# What a run leaves in its directory before its first checkpoint (the reference log-probs, an empty checkpoints/).
+LEFTOVERS = ("checkpoints", "ref_logprobs.npy", ".ref_logprobs.tmp.npy")
+
+
+def _nothing_to_resume(out: Path) -> bool:
+    """OUT is empty, or holds only what a run cut off before its first checkpoint left: the same command starts over."""
+    if any(p.name not in LEFTOVERS for p in out.iterdir()):
+        return False
+    return not any((p / "state.pt").exists() for p in (out / "checkpoints").glob("step-*"))
+
+
+def _start_over(out: Path) -> None:
+    """Remove an interrupted run's leftovers, so that its reference log-probs are never taken for this run's."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    for name in LEFTOVERS[1:]:
+        (out / name).unlink(missing_ok=True)
 
 
 def _up_to_date(c: TrainConfig) -> dict | None:
@@ -154,7 +172,10 @@ def run(c: TrainConfig) -> dict:
 
     out = Path(c.out)
     if accelerator.is_main_process:
+        if not c.resume:
+            _start_over(out)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
     logp_ref = _reference_logprobs(c, data, policy, pad_id, out, accelerator)
     _step0_check(data, policy, logp_ref, pad_id, c)
 

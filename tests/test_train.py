@@ -254,6 +254,29 @@ def test_resume_continues_with_the_same_losses(toy_model_dir, toy_pipeline, tmp_
     assert got == pytest.approx(expected, rel=1e-6, abs=1e-7)
 
 
+def test_run_cut_off_before_its_first_checkpoint_starts_over(toy_model_dir, toy_pipeline, cli, tmp_path):
+    """Re-running the same command after an interruption trains from scratch, never with the stale reference."""
+    args = ["--loss", "tb", "--z", toy_pipeline / "z.parquet", "--batch-size", "16", "--max-steps", "2"]
+    run = tmp_path / "run"
+    (run / "checkpoints" / ".step-0000003.tmp").mkdir(parents=True)  # a checkpoint it never finished
+    np.save(run / "ref_logprobs.npy", np.full(256, -50.0))  # another run's reference: step-0 check would fail
+    result = cli(*train_args(toy_pipeline, toy_model_dir, run, *args))
+    assert result.exit_code == 0, result.output
+    assert json.loads((run / "manifest.json").read_text())["steps"] == 2
+
+    with_checkpoint = tmp_path / "with-checkpoint"  # a finished checkpoint is resumed only on request
+    (with_checkpoint / "checkpoints" / "step-0000001").mkdir(parents=True)
+    (with_checkpoint / "checkpoints" / "step-0000001" / "state.pt").write_bytes(b"")
+    foreign = tmp_path / "foreign"  # and nothing else in the directory is ever removed
+    (foreign / "checkpoints").mkdir(parents=True)
+    (foreign / "notes.txt").write_text("mine")
+    for out in (with_checkpoint, foreign):
+        refused = cli(*train_args(toy_pipeline, toy_model_dir, out, *args))
+        assert refused.exit_code == 2 and "directory is not empty" in refused.stderr
+    assert (with_checkpoint / "checkpoints" / "step-0000001" / "state.pt").exists()
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+
 def test_two_processes_follow_one_process_with_double_accumulation(toy_model_dir, toy_pipeline, tmp_path):
     common = ["--loss", "tb", "--z", toy_pipeline / "z.parquet", "--batch-size", "8", "--max-steps", "4",
               "--lr", "1e-2", "--device", "cpu"]  # fmt: skip
