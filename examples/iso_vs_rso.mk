@@ -1,5 +1,5 @@
 # Importance-sampled pairs (ISO) vs statistical rejection sampling (RSO) vs uniform weights (direct).
-# RSO gets 4x the samples per prompt, as in the ISO paper's comparison; ISO and direct use N.
+# RSO gets 4x the samples per prompt (RSO_N = 4 N), as in the ISO paper's comparison; ISO and direct use N.
 #
 #   make -f examples/iso_vs_rso.mk
 #   make -f examples/iso_vs_rso.mk MODEL=./my-sft-model LIMIT=1000 N=8 GAMMA=1 RSO_BETA=0.5
