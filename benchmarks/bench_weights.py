@@ -190,9 +190,15 @@ def iswt_command(name: str, samples: str, scores: str, out: str) -> list[str]:
     ]  # fmt: skip
 
 
+def _plain(table: pa.Table) -> pa.Table:
+    """Dictionary columns (pairs' prompt_id and method) as their plain values, so they sort."""
+    fields = [pa.field(f.name, f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in table.schema]
+    return table.cast(pa.schema(fields))
+
+
 def check_agreement(name: str, iswt_out: str, pandas_out: str) -> str:
     """Both implementations must produce the same numbers; return a one-line note."""
-    ours, theirs = pq.read_table(iswt_out), pq.read_table(pandas_out)
+    ours, theirs = _plain(pq.read_table(iswt_out)), _plain(pq.read_table(pandas_out))
     if name == "estimate-z":
         keys, columns = ["prompt_id"], ["log_z", "ess", "max_weight_share", "log_z_se"]
     else:

@@ -147,7 +147,10 @@ def margin_log_score(r_w, r_l):
     if np.any(d < 0):
         raise IswtError("a pair's chosen reward must be >= its rejected reward")
     with np.errstate(divide="ignore"):
-        score = _LOG_HALF + np.log(np.tanh(0.5 * d))
+        score = np.asarray(0.5 * d)  # then in place: millions of pairs, one buffer
+        np.tanh(score, out=score)
+        np.log(score, out=score)
+        score += _LOG_HALF
     return _as_result(score)
 
 
@@ -490,7 +493,9 @@ def weight_pairs(
     r_w, r_l = r_sorted[w_row], r_sorted[l_row]
     margin = np.asarray(margin_log_score(r_w, r_l), dtype=np.float64)
     if method == "iso":
-        log_w = (r_w + r_l) / params["gamma"] + margin
+        log_w = r_w + r_l
+        log_w /= params["gamma"]
+        log_w += margin
     else:
         log_w = np.zeros(group.size)
     if params["max_pairs"] is not None:
