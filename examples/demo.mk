@@ -27,7 +27,9 @@ EPOCHS ?= 1
 BATCH ?= 8
 EVAL_LIMIT ?= 8
 EVAL_N ?= 4
-EVAL_REWARD ?= math
+# Graded on purpose: Mean@k and pass@k still count exact answers only (correct = reward >= 1),
+# while the mean graded reward still separates policies that are never exactly right.
+EVAL_REWARD ?= math:graded
 JUDGE ?= $(MODEL)
 JUDGE_TOKENS ?= 64
 SEED ?= 0

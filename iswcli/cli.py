@@ -9,6 +9,7 @@ imported inside the stages, so `iswt --help` stays instant.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from contextlib import contextmanager
 from typing import Annotated, Optional
@@ -371,6 +372,8 @@ def _print_comparison(title: str, result: dict) -> None:
 
 
 def _ci(cell: dict, signed: bool = False) -> str:
+    if not math.isfinite(cell["estimate"]):  # e.g. no prompt has a value in both runs
+        return "n/a (no prompt with a value in both)" if signed else "n/a"
     fmt = "+.3f" if signed else ".3f"
     return f"{cell['estimate']:{fmt}} [{cell['lo']:{fmt}}, {cell['hi']:{fmt}}]"
 

@@ -98,3 +98,11 @@ def test_info_missing_path(cli, tmp_path):
     result = cli("info", tmp_path / "nothing.parquet")
     assert result.exit_code == 2
     assert "no such file or directory" in result.stderr
+
+
+def test_compare_cell_without_common_prompts_reads_n_a():
+    from iswcli.cli import _ci
+
+    nan = float("nan")
+    assert _ci({"estimate": nan, "lo": nan, "hi": nan}, signed=True) == "n/a (no prompt with a value in both)"
+    assert _ci({"estimate": 0.5, "lo": 0.25, "hi": 0.75}) == "0.500 [0.250, 0.750]"
