@@ -8,6 +8,7 @@ versions, time), so any output can be traced back to what made it.
 
 from __future__ import annotations
 
+import functools
 import glob as globlib
 import hashlib
 import importlib
@@ -278,18 +279,15 @@ def read_metadata(file: str) -> tuple[pa.Schema, str | None, dict[str, Any]]:
     return schema, kind, provenance
 
 
-_PANDAS_IMPORT: list[Future] = []
-
-
-def _warm_pandas_import() -> None:
+@functools.cache
+def _warm_pandas_import() -> Future:
     """Start importing pandas on a spare core, once.
 
     pyarrow imports pandas (when installed, as it is with `datasets`) on the
     first Arrow/numpy conversion, to rule out pandas objects: about 0.25 s on
     the critical path of every stage. Started here, it overlaps the reads.
     """
-    if not _PANDAS_IMPORT:
-        _PANDAS_IMPORT.append(in_background(importlib.import_module, "pandas"))
+    return in_background(importlib.import_module, "pandas")
 
 
 def read_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = None, *, check_key: bool = True) -> Artifact:

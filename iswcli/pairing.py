@@ -183,9 +183,12 @@ def _pairs_all(rewards: np.ndarray):
         row, cell = np.divmod(flat, k * k)
         w, l = np.divmod(cell, k)
         parts.append((row + lo, w, l))
-    if len(parts) == 1:
-        return parts[0]
-    return tuple(np.concatenate(p) for p in zip(*parts)) if parts else _no_pairs()
+    return _joined(parts) if parts else _no_pairs()
+
+
+def _joined(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Concatenate same-shaped tuples of arrays field by field; a single part is returned as is (no copy)."""
+    return parts[0] if len(parts) == 1 else tuple(np.concatenate(p) for p in zip(*parts))
 
 
 def _no_pairs():
@@ -236,7 +239,7 @@ def _pairs_tournament(rewards: np.ndarray, rng: np.random.Generator):
         entrants = np.concatenate([winners, entrants[:, 2 * half:]], axis=1)
     if not rounds:
         return _no_pairs()
-    row, w, l = (np.concatenate(p) for p in zip(*rounds))
+    row, w, l = _joined(rounds)
     order = np.argsort(row, kind="stable")
     return row[order], w[order], l[order]
 
@@ -419,7 +422,7 @@ def _collect_pairs(rewards: np.ndarray, starts, counts, method: str, params: dic
             parts.append((groups[sub[g]], rows[sub[g], pos[g, w]], rows[sub[g], pos[g, l]]))
     if not parts:
         return (*_no_pairs(), rates)
-    g, w, l = parts[0] if len(parts) == 1 else (np.concatenate(p) for p in zip(*parts))
+    g, w, l = _joined(parts)
     if np.any(g[1:] < g[:-1]):  # several group sizes interleave prompts
         order = np.argsort(g, kind="stable")
         g, w, l = g[order], w[order], l[order]

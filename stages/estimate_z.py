@@ -234,9 +234,10 @@ def load_scored(samples_path, scores_path, *, sample_columns, score_columns, pur
     if samples.table.num_rows == 0:
         raise IswtError(f"{samples_path}: holds no samples")
     table = left.apply(samples.table)
-    for name in scores.table.column_names:
-        if name not in KEYS:  # equal keys: the scores' own key columns add nothing
-            table = table.append_column(name, right.apply(scores.table.select([name])).column(0))
+    # equal keys: the scores' own key columns add nothing, so only their values are reordered
+    values = right.apply(scores.table.drop_columns(KEYS))
+    for name in values.column_names:
+        table = table.append_column(name, values[name])
     group, prompt_ids = left.group, left.prompt_ids
     counts = np.bincount(group)
     if counts.min() < 2:
@@ -255,10 +256,11 @@ class KeyOrder:
     Sorting a million strings in Arrow is the slow part of a plain sort_by, so
     the strings are dictionary-encoded (a hash pass), only the distinct ones
     are sorted, and the rows are ordered by one int64 key: the prompt's rank
-    in the high 32 bits, sample_idx (int32, offset to be >= 0) in the low 32. Rows already in order (the
-    usual case for samples) are not moved; after a sort a duplicate key shows
-    as two equal neighbours and is refused. Two tables hold the same keys
-    exactly when their sorted distinct prompt ids and their keys are equal.
+    in the high 32 bits, sample_idx (int32, offset to be >= 0) in the low 32.
+    Rows already in order (the usual case for samples) are not moved; after a
+    sort a duplicate key shows as two equal neighbours and is refused. Two
+    tables hold the same keys exactly when their sorted distinct prompt ids
+    and their keys are equal.
     """
 
     order: np.ndarray | None  # None: already in order
