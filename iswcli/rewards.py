@@ -13,9 +13,12 @@ order. Every result carries ``info``, a short human-readable why.
   works only in the main thread (elsewhere it raises, or runs unbounded if
   its timeouts are switched off, and sympy can then hang on inputs such as
   ``10^{10^{10}}``), so the math reward must be called from the main thread.
-- ``code``: HumanEval format. Builds prompt + completion + test +
-  ``check(entry_point)``, runs it in :mod:`iswcli.sandbox` with ``workers``
-  programs at a time, and gives 1.0 only when every assertion ran and passed.
+- ``code``: HumanEval format. The candidate's program (prompt + completion,
+  or its fenced code) runs in the :mod:`iswcli.sandbox`; the task's test runs
+  in a separate harness process that never runs candidate code and calls the
+  entry point through a proxy that passes plain data only
+  (:func:`iswcli.sandbox.run_split`), ``workers`` runs at a time. 1.0 only
+  when the harness's ``check`` returned normally.
 - ``rm:PATH``: a scalar reward model (sequence classification, one label)
   on prompt + response, rendered with the model's chat template when it has
   one; the reward is its logit.
@@ -46,7 +49,6 @@ import math
 import numbers
 import os
 import re
-import secrets
 import sys
 import threading
 from dataclasses import dataclass
@@ -327,16 +329,18 @@ def defines(code: str, name: str) -> bool:
     return re.search(pattern, code, re.MULTILINE) is not None
 
 
-def build_program(item: RewardItem, marker: str) -> tuple[str, str]:
-    """(program, how the response was used) for a HumanEval item.
+def build_job(item: RewardItem) -> tuple[sandbox.SplitJob, str]:
+    """(split job, how the response was used) for a HumanEval item.
 
-    With a code fence that defines the entry point, the fence replaces the
-    completion: it runs after the prompt's own definitions (imports, helper
-    functions), which it overrides, when the prompt is valid Python on its
-    own, else alone. Otherwise the fence, or the whole response, is the
-    completion of the prompt. The program ends by printing `marker`, which it
-    reaches only if check() returned: a response that exits early (sys.exit(0)
-    before the tests) does not pass.
+    The candidate's program: with a code fence that defines the entry point,
+    the fence replaces the completion: it runs after the prompt's own
+    definitions (imports, helper functions), which it overrides, when the
+    prompt is valid Python on its own, else alone. Otherwise the fence, or
+    the whole response, is the completion of the prompt.
+
+    The trusted side gets the prompt (its helpers, e.g. the encoder a decoder
+    is tested against, come from the task, never from the response) and the
+    test; it calls check() with a proxy for the entry point.
     """
     test, entry = item.fields["test"], item.fields["entry_point"]
     code = fenced_code(item.response, entry)
@@ -347,8 +351,9 @@ def build_program(item: RewardItem, marker: str) -> tuple[str, str]:
         body, how = item.prompt + code, "fenced code as completion"
     else:
         body, how = item.prompt + item.response, "completion"
-    program = f"{body}\n{test}\ncheck({entry})\nprint({marker!r})\n"
-    return program, how
+    trusted = item.prompt if _compiles(item.prompt) else ""
+    return sandbox.SplitJob(candidate=body, entry_point=entry, test=test,
+                            trusted=trusted), how
 
 
 def _with_test_alias(item: RewardItem) -> RewardItem:
@@ -369,7 +374,13 @@ def _compiles(source: str) -> bool:
 
 
 class CodeReward:
-    """1.0 when the HumanEval tests pass in the sandbox."""
+    """1.0 when the HumanEval tests pass against the response.
+
+    The tests run in a trusted harness process; the response's code runs in
+    the sandbox, in another process, and answers the harness's calls of the
+    entry point with plain data only (see :func:`iswcli.sandbox.run_split`),
+    so nothing it prints, patches, reads or returns can forge a pass.
+    """
 
     name = "code"
     required_fields = ("test", "entry_point")
@@ -384,12 +395,10 @@ class CodeReward:
         """Run every item's program, `workers` at a time."""
         items = [_with_test_alias(item) for item in items]
         _require_fields("code", items, "test", "entry_point")
-        marker = f"iswt-tests-finished-{secrets.token_hex(16)}"
-        built = [build_program(item, marker) for item in items]
-        results = sandbox.run_many(
-            [program for program, _ in built], workers=self.options.workers,
-            timeout_s=self.options.timeout_s, memory_mb=self.options.memory_mb,
-            success_marker=marker)
+        built = [build_job(item) for item in items]
+        results = sandbox.run_split_many(
+            [job for job, _ in built], workers=self.options.workers,
+            timeout_s=self.options.timeout_s, memory_mb=self.options.memory_mb)
         return [_code_result(r, how) for r, (_, how) in zip(results, built)]
 
 
