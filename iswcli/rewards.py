@@ -822,3 +822,9 @@ class PythonReward:
 @register_reward("python")
 def _make_python(arg: str | None, options: RewardOptions) -> PythonReward:
     return PythonReward(arg)
+
+
+# set / set:DEFAULT: exact answers on token ids (iswcli.set_reward, for --task sets)
+from iswcli.set_reward import make_set_reward  # noqa: E402
+
+register_reward("set")(make_set_reward)

