@@ -413,6 +413,16 @@ def evaluate(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per program (code) or check (math).")] = 10.0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
     force: ForceOpt = False,
+    target_beta: Annotated[
+        Optional[float],
+        typer.Option("--target-beta", help="Answer sets (--reward set): exact Z, pi* and KL into OUT.target.parquet."),
+    ] = None,
+    z: Annotated[
+        Optional[str], typer.Option("--z", help="With --target-beta: an estimate-z artifact, scored against exact log Z.")
+    ] = None,
+    ref_model: Annotated[
+        Optional[str], typer.Option("--ref-model", help="With --target-beta: pi*'s reference (default: --model).")
+    ] = None,
 ) -> None:
     """Generate, score and measure: Mean@k, pass@k, maj@k, mean reward, win rate; or --compare eval files."""
     from stages import evaluate as stage
@@ -426,7 +436,7 @@ def evaluate(
             limit=limit, n=8 if n is None else n, max_new_tokens=max_new_tokens, temperature=temperature,
             top_p=top_p, seed=seed, batch_size=batch_size, baseline=baseline, judge=judge, workers=workers,
             timeout=timeout, device=device,
-            force=force,
+            force=force, target_beta=target_beta, z=z, ref_model=ref_model,
         )  # fmt: skip
         console.show_summary("iswt evaluate", stage.run(config))
 

@@ -50,7 +50,7 @@ from stages import sample, score
 CORRECT_AT = 1.0
 CORRECT_RULE = "correct = reward >= 1.0"
 JUDGES = ("rm", "pairwise")
-DEFAULT_REWARDS = {"arith": "math", "humaneval": "code"}
+DEFAULT_REWARDS = {"arith": "math", "humaneval": "code", "sets": "set"}
 N_BOOT = 2000
 
 
@@ -76,6 +76,9 @@ class EvaluateConfig:
     timeout: float = 10.0
     device: str = "auto"
     force: bool = False  # re-sample and re-score even when the files beside OUT are up to date
+    target_beta: float | None = None  # exact targets on answer sets (OUT.target.parquet); needs --reward set
+    z: str | None = None  # an estimate-z artifact whose log Z is measured against the exact one
+    ref_model: str | None = None  # the reference of the target pi*; None: MODEL without the adapter
 
 
 @dataclass
@@ -131,6 +134,9 @@ def validate(config: EvaluateConfig) -> None:
          "--baseline and --judge go together: the judge decides who wins against the baseline"),
     ]  # fmt: skip
     raise_first_failure(checks)
+    from iswcli import exact_targets
+
+    exact_targets.check_target_flags(config.target_beta, config.z, config.ref_model, config.reward)
     artifacts.check_output_path(config.out)
     sample.validate(sample_config(config))
     score.validate(score_config(config, beside(config.out, ".samples.parquet")))
@@ -206,6 +212,14 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
         values["win rate"], win, judge_inputs = win_rates(config, samples_art, groups)
         inputs.update(judge_inputs)
     summary = summarize(config, groups, values, k, win)
+    if config.target_beta is not None:  # exact pi*, Z and KL on answer sets: iswcli.exact_targets
+        from iswcli import exact_targets
+
+        summary["target"] = exact_targets.evaluate_targets(
+            beside(config.out, ".target.parquet"), samples_path, reward=config.reward, beta=config.target_beta,
+            model=config.model, adapter=config.adapter, ref_model=config.ref_model, z_path=config.z,
+            device=config.device, seed=config.seed,
+        )  # fmt: skip
     provenance = artifacts.make_provenance(
         "evaluate", asdict(config), inputs=inputs, model=samples_art.provenance.get("model"),
         seed=config.seed, summary=summary,
@@ -342,6 +356,10 @@ def display(config: EvaluateConfig, summary: dict, sha: str, summary_path: str, 
     }
     if not summary["rewards_all_0_or_1"]:
         rows["note"] = f"rewards are not all 0/1; {CORRECT_RULE}"
+    if "target" in summary:
+        from iswcli import exact_targets
+
+        rows.update(exact_targets.display_rows(summary["target"]))
     if "win" in summary:
         win = summary["win"]
         rows["win rate 95% CI"] = f"[{win['ci95'][0]:.3f}, {win['ci95'][1]:.3f}]"
@@ -482,6 +500,9 @@ def compare(paths: list[str], k: int | None = None, seed: int = 0) -> dict:
     k = check_k(paths, runs, common, k)
     with_maj = all((a.provenance.get("config") or {}).get("reward") == "math" for a in arts)
     values = [prompt_metrics([r[pid] for pid in common], k, with_maj) for r in runs]
+    from iswcli import exact_targets
+
+    exact_targets.add_compare_values(paths, common, values)  # the exact measures, where OUT.target.parquet exist
     result = side_by_side(paths, values, seed)
     result.update({"prompts_common": len(common), "prompts_per_run": [len(r) for r in runs], "k": k})
     return result
