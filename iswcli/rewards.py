@@ -147,76 +147,116 @@ def _require_fields(reward: str, items: list[RewardItem], *keys: str) -> None:
 
 
 # ---------------------------------------------------------------- math reward
+#
+# math-verify finds the answer (its LaTeX and expression extraction: the
+# rightmost \boxed{} or "final answer is ..." phrase, else the last math or
+# number) and compares it with the gold answer, which goes through the same
+# parser. A few rules of our own run first, each rewriting the text (response
+# and gold alike) into a form the library reads correctly, only where it
+# reads it wrongly (math-verify 0.9):
+#
+# - the Unicode minus sign (U+2212, and the full-width U+FF0D): the library
+#   does not see it, so "−5" was read as 5;
+# - numbers in scientific notation (2.5e3, 3.2e-2) outside LaTeX: read as 2.5
+#   or 3; rewritten as plain decimals;
+# - plain-text mixed numbers ("2 1/2"): read as 2 * 1/2 = 1; rewritten as the
+#   improper fraction 5/2 (LaTeX's 2\frac{1}{2} the library already reads);
+# - an escaped dollar sign before a number outside math mode ("\$1,250"):
+#   nothing was read; the sign is dropped;
+# - LaTeX after "the answer is" / "Answer:" without $...$ delimiters ("The
+#   answer is 3\sqrt{2}."): read as its leading number; put between dollars;
+# - a full stop right after a number ("The answer is 10/3."): read as a
+#   decimal point (10/3. is the float 3.333..., which does not verify against
+#   10/3); dropped when whitespace or the end of the text follows.
 
-_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\uff0d": "-"})
+_SCIENTIFIC = re.compile(r"(?<![\w.\\^{])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d{1,3})(?!\w|\.\d)")
+_MIXED_NUMBER = re.compile(r"(?<![\w.,/\\{}^])(\d+)[ \t]+(\d+)/(\d+)(?!\w|\.\d|[/^])")
+_ESCAPED_DOLLAR = re.compile(r"\\\$(?=[ \t]?[\d.])")
+_FULL_STOP = re.compile(r"(?<=\d)\.(?=\s|$)")
 _ANSWER_PHRASE = re.compile(r"answer\s*(?:is|:|=)[\s:]*", re.IGNORECASE)
-_NUMBER = re.compile(
-    r"(?<![\w.])-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+)?(?![\d])")
-_INLINE_MATH = re.compile(r"^\$\$?(.+?)\$\$?|^\\\((.+?)\\\)|^\\\[(.+?)\\\]", re.DOTALL)
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
 
 
-def extract_answer(text: str) -> tuple[str, str] | None:
-    """The final answer in `text` and the rule that found it, or None.
+def normalize_math_text(text: str) -> str:
+    """`text` with the forms math-verify misreads rewritten (see above)."""
+    text = text.translate(_MINUS_SIGNS)
+    text = _SCIENTIFIC.sub(_decimal, text)
+    text = _MIXED_NUMBER.sub(_improper, text)
+    text = _ESCAPED_DOLLAR.sub("", text)
+    text = _FULL_STOP.sub("", text)
+    return _delimit_bare_latex_answer(text)
 
-    Rules, first that applies: the last balanced \\boxed{...} ('boxed'); the
-    last "answer is X" / "Answer: X" phrase ('answer phrase'); the last
-    number ('last number').
+
+def _decimal(match: re.Match) -> str:
+    from decimal import Decimal
+
+    plain = format(Decimal(f"{match.group(1)}e{match.group(2)}"), "f")
+    return plain.rstrip("0").rstrip(".") if "." in plain else plain
+
+
+def _improper(match: re.Match) -> str:
+    whole, num, den = (int(g) for g in match.groups())
+    if den == 0 or num >= den:
+        return match.group(0)
+    return f"{whole * den + num}/{den}"
+
+
+def _delimit_bare_latex_answer(text: str) -> str:
+    """Put $...$ around LaTeX that follows the last answer phrase on its line
+    when the line has no math delimiters of its own."""
+    phrases = list(_ANSWER_PHRASE.finditer(text))
+    if not phrases:
+        return text
+    start = phrases[-1].end()
+    end = text.find("\n", start)
+    end = len(text) if end < 0 else end
+    rest = text[start:end]
+    if "\\" not in rest or any(d in text[phrases[-1].start():end] for d in ("$", "\\(", "\\[")):
+        return text
+    answer = rest.strip().rstrip(".").strip()
+    return f"{text[:start]}${answer}$.{text[end:]}" if answer else text
+
+
+def _parse_math(text: str, timeout_s: int) -> list:
+    """math-verify's parse with LaTeX and expression extraction; boxed answers
+    rank with the "final answer" phrases, so the last one stated wins."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+
+    config = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
+    return parse(normalize_math_text(text), extraction_config=config,
+                 parsing_timeout=timeout_s)
+
+
+def _parse_gold(answer: str, timeout_s: int) -> list:
+    """The gold answer through the same parser, read as a whole (boxed) first."""
+    return _parse_math(f"\\boxed{{{answer}}}", timeout_s) or _parse_math(answer, timeout_s)
+
+
+def _shown(parsed: list) -> str:
+    """The text math-verify extracted (its fallback string), else the value."""
+    return parsed[-1] if len(parsed) > 1 and isinstance(parsed[-1], str) else str(parsed[0])
+
+
+def extract_answer(text: str, timeout_s: int = 5) -> tuple[str, str] | None:
+    """The final answer in `text` as math-verify extracts it, and how ('math-verify'), or None.
+
+    Call from the main thread (math-verify's timeouts use SIGALRM).
     """
-    boxed = _last_boxed(text)
-    if boxed:
-        return boxed, "boxed"
-    phrase = _last_answer_phrase(text)
-    if phrase:
-        return phrase, "answer phrase"
-    numbers = _NUMBER.findall(text)
-    if numbers:
-        return numbers[-1], "last number"
-    return None
-
-
-def _last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} with balanced braces, if any."""
-    found = None
-    for match in _BOXED.finditer(text):
-        depth, start = 1, match.end()
-        for i in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                if text[start:i].strip():
-                    found = text[start:i].strip()
-                break
-    return found
-
-
-def _last_answer_phrase(text: str) -> str | None:
-    """What follows the last "answer is" / "Answer:" phrase, if usable."""
-    for match in reversed(list(_ANSWER_PHRASE.finditer(text))):
-        rest = text[match.end():].split("\n", 1)[0].strip().strip("*").strip()
-        math = _INLINE_MATH.match(rest)
-        if math:
-            return next(g for g in math.groups() if g).strip()
-        number = _NUMBER.match(rest)
-        if number:
-            return number.group()
-        if rest.startswith("\\"):
-            return re.split(r"[.;,]?\s", rest + " ", maxsplit=1)[0].rstrip(".")
-        number = _NUMBER.search(rest)
-        if number:
-            return number.group()
-    return None
+    parsed = _parse_math(text, timeout_s)
+    return (_shown(parsed), "math-verify") if parsed else None
 
 
 def as_number(text: str) -> Fraction | None:
     """`text` as an exact number ('1,000', '-0.5', '1/2', '\\frac{1}{2}'), else None."""
-    s = text.strip().strip("$").strip().rstrip(".")
+    s = text.translate(_MINUS_SIGNS).strip().strip("$").strip().rstrip(".")
     s = s.replace("{,}", ",").replace("\\!", "").replace(" ", "")
     frac = _FRAC.match(s)
     if frac:
         s = f"{frac.group(1)}{frac.group(2)}/{frac.group(3)}"
     if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", s):
         s = s.replace(",", "")
-    if not re.fullmatch(r"-?\d+(\.\d+)?(/-?\d+)?", s):
+    if not re.fullmatch(r"-?(\d+(\.\d*)?|\.\d+)(/-?\d+)?", s):
         return None
     try:
         return Fraction(s)
@@ -224,26 +264,16 @@ def as_number(text: str) -> Fraction | None:
         return None
 
 
-def answers_match(extracted: str, answer: str, timeout_s: int) -> tuple[bool, str]:
-    """Whether `extracted` equals `answer`, and by which test."""
-    if extracted.strip() == answer.strip():
-        return True, "exact string"
-    a, b = as_number(extracted), as_number(answer)
-    if a is not None and a == b:
-        return True, "exact number"
-    return _math_verify(extracted, answer, timeout_s), "math-verify"
+def _value(parsed: list) -> Fraction | None:
+    """The exact value of a parsed answer that is a plain number, else None."""
+    import sympy
 
-
-def _math_verify(extracted: str, answer: str, timeout_s: int) -> bool:
-    """math-verify's verdict; each side is parsed as if boxed (main thread only)."""
-    from math_verify import parse, verify
-
-    def parsed(s: str):
-        return parse(f"\\boxed{{{s}}}", parsing_timeout=timeout_s) or \
-            parse(s, parsing_timeout=timeout_s)
-
-    gold, pred = parsed(answer), parsed(extracted)
-    return bool(gold and pred and verify(gold, pred, timeout_seconds=timeout_s))
+    expr = parsed[0] if parsed else None
+    if isinstance(expr, (sympy.Integer, sympy.Rational)):
+        return Fraction(int(expr.p), int(expr.q))
+    if isinstance(expr, sympy.Float):
+        return Fraction(str(expr))
+    return as_number(_shown(parsed)) if parsed else None
 
 
 def _quote(s: str, limit: int = 60) -> str:
@@ -253,7 +283,7 @@ def _quote(s: str, limit: int = 60) -> str:
 
 
 class MathReward:
-    """1.0 when the response's final answer equals the task's `answer`.
+    """1.0 when math-verify finds the response's final answer equal to the task's `answer`.
 
     `math:graded` gives a wrong numeric answer partial credit,
     0.5 * exp(-|x - answer| / max(1, |answer|)): a dense signal for small
@@ -277,27 +307,39 @@ class MathReward:
                 for item in items]
 
     def score_one(self, response: str, answer: str) -> RewardResult:
-        """Extract, compare, explain."""
-        found = extract_answer(response)
-        if found is None:
-            return RewardResult(0.0, 'nothing extracted (no \\boxed{}, no "answer is" '
-                                     f"phrase, no number); answer {_quote(answer)}")
-        extracted, rule = found
-        ok, how = answers_match(extracted, answer, self.verify_timeout_s)
+        """Parse both sides, verify, explain."""
+        from math_verify import verify
+
+        t = self.verify_timeout_s
+        pred = _parse_math(response, t)
+        if not pred:
+            return RewardResult(0.0, "nothing extracted (no \\boxed{}, answer phrase, "
+                                     f"math or number); answer {_quote(answer)}")
+        gold = _parse_gold(answer, t)
+        if not gold:
+            return RewardResult(0.0, f"extracted {_quote(_shown(pred))}; the answer "
+                                     f"{_quote(answer)} could not be parsed")
+        ok = verify(gold, pred, timeout_seconds=t)
         verdict = "matches" if ok else "does not match"
-        why = f"extracted {_quote(extracted)} ({rule}); {verdict} answer {_quote(answer)} ({how})"
+        why = f"extracted {_quote(_shown(pred))}; {verdict} answer {_quote(answer)} (math-verify)"
         if ok or not self.graded:
             return RewardResult(float(ok), why)
-        credit = partial_credit(extracted, answer)
+        credit = _credit(_value(pred), _value(gold))
         return RewardResult(credit, f"{why}; partial credit {credit:.3g}")
+
+
+def _credit(x: Fraction | None, a: Fraction | None) -> float:
+    if x is None or a is None:
+        return 0.0
+    try:
+        return 0.5 * math.exp(-abs(float(x) - float(a)) / max(1.0, abs(float(a))))
+    except OverflowError:
+        return 0.0
 
 
 def partial_credit(extracted: str, answer: str) -> float:
     """0.5 * exp(-relative distance) for a wrong number; 0 when either side is not a number."""
-    x, a = as_number(extracted), as_number(answer)
-    if x is None or a is None:
-        return 0.0
-    return 0.5 * math.exp(-abs(float(x) - float(a)) / max(1.0, abs(float(a))))
+    return _credit(as_number(extracted), as_number(answer))
 
 
 @register_reward("math")
