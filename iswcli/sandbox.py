@@ -800,7 +800,8 @@ def _execute_split(cand_argv: list[str], cand_dir: str, sockets, harness_argv: l
         except OSError:
             pass
         finished = _wait_unreaped(harness.pid, start + timeout_s)
-        if finished:  # a candidate that went away: let it finish dying, for its status
+        if finished and '"gone"' in _tail(h_out):
+            # the candidate went away: let it finish dying, for its exit status
             _wait_unreaped(cand.pid, min(start + timeout_s, time.monotonic() + 1.0))
         cand_done = bool(os.waitid(os.P_PID, cand.pid,
                                    os.WEXITED | os.WNOHANG | os.WNOWAIT))

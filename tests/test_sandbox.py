@@ -234,3 +234,157 @@ def test_interpreter_dirs_cover_the_running_python():
     exe = os.path.realpath(sys.executable)
     system = sandbox._SYSTEM_DIRS
     assert any(exe.startswith(d + "/") for d in dirs + system)
+
+
+# ------------------------------------------------- split runs: tests vs candidate
+
+from iswcli.sandbox import SplitJob, run_split, run_split_many  # noqa: E402
+
+
+def split(candidate: str, test: str, *, entry: str = "f", trusted: str = "", **options):
+    return run_split(SplitJob(candidate, entry, test, trusted), **options)
+
+
+RICH = ("[None, True, False, 0, -2**100, 1.5, -0.0, float('inf'), 'é☃\\n', [], (), {}, "
+        "(1, (2, [3])), {'a': 1, (1, 2): [3], 4: None, None: (5,)}]")
+
+
+def test_split_plain_data_round_trips_with_exact_types(kind):
+    test = (f"def check(c):\n"
+            f"    v = c()\n"
+            f"    assert v == {RICH}, v\n"
+            f"    assert [type(x).__name__ for x in v] == ['NoneType', 'bool', 'bool', 'int', 'int',\n"
+            f"        'float', 'float', 'float', 'str', 'list', 'tuple', 'dict', 'tuple', 'dict']\n"
+            f"    assert str(v[6]) == '-0.0'\n"
+            f"    assert c.__name__ == 'f'\n")
+    result = split(f"def f():\n    return {RICH}\n", test, isolation=kind)
+    assert result.status == "passed", result.detail
+
+
+def test_split_arguments_cross_as_plain_data(kind):
+    candidate = "def f(*args, **kwargs):\n    return [list(args), kwargs, [type(a).__name__ for a in args]]\n"
+    test = ("def check(c):\n"
+            "    got = c((1, 2), {'k': (3,)}, 2.5, z=[1])\n"
+            "    assert got == [[(1, 2), {'k': (3,)}, 2.5], {'z': [1]}, ['tuple', 'dict', 'float']], got\n")
+    assert split(candidate, test, isolation=kind).status == "passed"
+
+
+@pytest.mark.parametrize("value", [
+    "S('x')", "set()", "frozenset()", "b'x'", "range(3)", "object()", "1j",
+    "__import__('decimal').Decimal(1)", "lambda: 0", "R()", "[S('x')]", "{'k': {1}}",
+    "__import__('collections').OrderedDict()", "cycle()",
+])
+def test_split_anything_but_plain_data_fails(value):
+    candidate = ("class S(str):\n    def __eq__(self, other):\n        return True\n"
+                 "    __hash__ = str.__hash__\n"
+                 "class R:\n    def __eq__(self, other):\n        return True\n"
+                 "def cycle():\n    a = []\n    a.append(a)\n    return a\n"
+                 f"def f():\n    return {value}\n")
+    test = "def check(c):\n    try:\n        c()\n    except BaseException:\n        pass\n"
+    result = split(candidate, test)
+    assert result.status == "failed", (value, result)
+    assert "not plain data" in result.detail or "nested" in result.detail, result.detail
+
+
+def test_split_test_that_swallows_a_bad_reply_still_fails():
+    # The fault is remembered: a test that catches everything cannot pass a
+    # candidate that returned something other than plain data or went away.
+    test = "def check(c):\n    try:\n        c()\n    except BaseException:\n        pass\n"
+    for body in ("return {1}", "import os; os._exit(0)"):
+        result = split(f"def f():\n    {body}\n", test)
+        assert result.status == "failed", (body, result)
+
+
+def test_split_exceptions_are_relayed_as_builtin_types(kind):
+    test = ("def check(c):\n"
+            "    try:\n        c(0)\n    except ValueError as e:\n        assert str(e) == 'bad 0'\n"
+            "    else:\n        raise AssertionError('no exception')\n")
+    ok = split("def f(x):\n    raise ValueError(f'bad {x}')\n", test, isolation=kind)
+    assert ok.status == "passed", ok.detail
+    custom = split("class ValueError(Exception):\n    pass\n"
+                   "def f(x):\n    raise ValueError(f'bad {x}')\n", test, isolation=kind)
+    assert custom.status == "passed"  # relayed by name: a ValueError is a ValueError
+    other = split("class Oops(Exception):\n    pass\ndef f(x):\n    raise Oops('no')\n", test,
+                  isolation=kind)
+    assert other.status == "failed" and "CandidateError: Oops: no" in other.detail
+    stop = split("def f(x):\n    raise StopIteration\n", test, isolation=kind)
+    assert stop.status == "failed" and "CandidateError" in stop.detail
+
+
+@pytest.mark.parametrize("candidate, detail", [
+    ("def f():\n    import sys\n    sys.exit(0)\n", "exited with status 0 during a call"),
+    ("def f():\n    import os\n    os._exit(3)\n", "exited with status 3 during a call"),
+    ("import sys\nsys.exit(0)\ndef f():\n    return 1\n", "exited with status 0 while loading"),
+    ("def f(:\n    pass\n", "SyntaxError"),
+    ("undefined_helper()\n", "NameError: name 'undefined_helper' is not defined at line 1"),
+    ("def g():\n    return 1\n", "NameError: name 'f' is not defined"),
+    ("f = 3\n", "TypeError: 'f' is not a function"),
+    ("def f():\n    import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)\n",
+     "killed by SIGSEGV during a call"),
+])
+def test_split_candidate_that_cannot_answer(kind, candidate, detail):
+    result = split(candidate, "def check(c):\n    c()\n", isolation=kind)
+    assert result.status in ("failed", "error") and detail in result.detail, result
+
+
+def test_split_timeout_kills_both_processes(kind):
+    start = time.monotonic()
+    result = split("def f():\n    while True:\n        pass\n", "def check(c):\n    c()\n",
+                   timeout_s=1.5, isolation=kind)
+    assert result.status == "timeout" and result.detail == "timeout after 1.5s"
+    assert time.monotonic() - start < 5
+
+
+def test_split_memory_limit_holds(kind):
+    result = split("def f():\n    return len(bytearray(64 * 1024 ** 3))\n", "def check(c):\n    c()\n",
+                   memory_mb=512, isolation=kind)
+    assert result.status == "failed" and "MemoryError" in result.detail, result
+
+
+def test_split_trusted_code_and_test_stay_on_the_trusted_side(kind):
+    trusted = "def helper(x):\n    return x + 1\n\ndef f(x):\n    '''stub'''\n"
+    candidate = "def helper(x):\n    return 0\n\ndef f(x):\n    return helper(x) * 2\n"
+    test = ("def check(c):\n"
+            "    print('noise from the test')\n"
+            "    assert helper(1) == 2\n"
+            "    assert f is c\n"
+            "    assert c(1) == 0\n")
+    result = split(candidate, test, trusted=trusted, isolation=kind)
+    assert result.status == "passed", result.detail
+
+
+@pytest.mark.skipif(not BWRAP, reason=f"only bubblewrap hides the harness: {NO_BWRAP}")
+def test_split_candidate_sees_only_its_own_source():
+    candidate = ("import os, sys\n"
+                 "def f():\n"
+                 "    tmp = sorted(n for n in os.listdir('/tmp') if n.startswith('iswt-'))\n"
+                 "    pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+                 "    return [sorted(os.listdir('.')), tmp, len(pids), sys.flags.isolated,\n"
+                 "            any('site-packages' in p and os.listdir(p) for p in sys.path\n"
+                 "                if os.path.isdir(p))]\n")
+    test = ("def check(c):\n"
+            "    files, tmp, n_pids, isolated, packages = c()\n"
+            "    assert files == ['candidate.py'], files\n"
+            "    assert len(tmp) == 1 and tmp[0].startswith('iswt-sandbox-'), tmp\n"
+            "    assert n_pids <= 3, n_pids\n"
+            "    assert isolated == 1 and packages is False\n")
+    result = split(candidate, test, isolation="bubblewrap")
+    assert result.status == "passed", result.detail
+
+
+def test_split_temp_dirs_are_removed():
+    before = set(os.listdir(tempfile.gettempdir()))
+    jobs = [SplitJob("def f():\n    open('x', 'w').write('x')\n    return 1\n", "f",
+                     "def check(c):\n    assert c() == 1\n")] * 3
+    assert [r.status for r in run_split_many(jobs, workers=2)] == ["passed"] * 3
+    leftovers = {n for n in set(os.listdir(tempfile.gettempdir())) - before
+                 if n.startswith(("iswt-sandbox-", "iswt-harness-"))}
+    assert leftovers == set()
+
+
+def test_split_many_keeps_order_and_checks_workers():
+    jobs = [SplitJob(f"def f():\n    return {i}\n", "f", f"def check(c):\n    assert c() % 2 == 0\n")
+            for i in range(4)]
+    assert [r.status for r in run_split_many(jobs, workers=2)] == ["passed", "failed"] * 2
+    with pytest.raises(IswtError, match="--workers 0"):
+        run_split_many(jobs, workers=0)
