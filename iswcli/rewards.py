@@ -5,10 +5,12 @@ A reward is built from a spec string with :func:`make_reward` ('math',
 and scores a whole batch at once with ``score_batch``; results keep input
 order. Every result carries ``info``, a short human-readable why.
 
-- ``math``: extracts the final answer from the response (the last
-  ``\\boxed{...}``, else the last "answer is X" / "Answer: X" phrase, else the
-  last number) and compares it with the task's ``answer`` field: an exact
-  string/number match first, then math-verify. Reward 1.0 or 0.0.
+- ``math``: math-verify extracts the final answer from the response (its
+  LaTeX and expression extraction: the last ``\\boxed{...}`` or "answer is"
+  phrase, else the last math or number), parses the task's ``answer`` the
+  same way and compares the two. A few rewrites of our own run first, only
+  for forms the library misreads (see :func:`normalize_math_text`). Reward
+  1.0 or 0.0; ``math:graded`` adds partial credit for near misses.
   math-verify bounds its parsing and comparison time with SIGALRM, which
   works only in the main thread (elsewhere it raises, or runs unbounded if
   its timeouts are switched off, and sympy can then hang on inputs such as

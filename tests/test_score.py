@@ -96,7 +96,7 @@ def test_math_reward_end_to_end(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     rows = read_rows(out)
     assert [r["reward"] for r in rows] == [1.0, 0.0, 1.0, 1.0]
-    assert rows[0]["reward_info"] == 'extracted "42" (boxed); matches answer "42" (exact string)'
+    assert rows[0]["reward_info"] == 'extracted "42"; matches answer "42" (math-verify)'
     assert "does not match" in rows[1]["reward_info"]
     assert "logprob_ref" not in rows[0]
 
