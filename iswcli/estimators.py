@@ -37,7 +37,12 @@ _KHAT_PRIOR_SHAPE = 0.5
 #: bootstrap, so memory stays flat for millions of prompts.
 _CHUNK_ELEMENTS = 4_000_000
 
-FLAG_NAMES = ("low_ess", "high_khat", "truncated_proposal", "all_equal_rewards")
+#: Per-prompt flags, in the order they are listed. ``tempered_proposal``: q was
+#: sampled at a temperature other than 1, so q is not pi_ref (its support is);
+#: ``truncated_proposal``: top-p, top-k or greedy cut pi_ref's support, so Z is
+#: underestimated; ``sampler_mismatch``: the sampler's raw log-probs differ from
+#: the teacher-forced reference's on the same weights (numerics, not the model).
+FLAG_NAMES = ("low_ess", "high_khat", "tempered_proposal", "truncated_proposal", "all_equal_rewards", "sampler_mismatch")
 
 
 # --------------------------------------------------------------------------
@@ -415,13 +420,14 @@ def _rows_of_size(values: np.ndarray, starts: np.ndarray, groups: np.ndarray, si
     return values[starts[groups][:, None] + np.arange(size)[None, :]]
 
 
-def _flag_tuples(low_ess, high_khat, truncated: bool, all_equal) -> list[tuple[str, ...]]:
-    """One tuple of flag names per group, in the order of FLAG_NAMES."""
-    columns = np.stack([low_ess, high_khat, np.full(len(low_ess), truncated), all_equal], axis=1)
-    return [tuple(name for name, on in zip(FLAG_NAMES, row) if on) for row in columns.tolist()]
+def _flag_tuples(**on) -> list[tuple[str, ...]]:
+    """One tuple of flag names per group, in the order of FLAG_NAMES; each flag a bool or a per-group array."""
+    n = len(on["low_ess"])
+    columns = np.stack([np.broadcast_to(np.asarray(on.get(name, False), dtype=bool), (n,)) for name in FLAG_NAMES], axis=1)
+    return [tuple(name for name, flag in zip(FLAG_NAMES, row) if flag) for row in columns.tolist()]
 
 
-def _estimate_sorted(lw, starts, counts, all_equal, *, n_boot, rng, boot_level, truncated_proposal, low_ess_frac):
+def _estimate_sorted(lw, starts, counts, all_equal, *, n_boot, rng, boot_level, low_ess_frac, **given_flags):
     """All per-group columns for group-contiguous log-weights (groups of >= 2 samples)."""
     stats = _segment_stats(lw, starts, counts)
     n_groups = counts.size
@@ -438,7 +444,7 @@ def _estimate_sorted(lw, starts, counts, all_equal, *, n_boot, rng, boot_level, 
     thresholds = np.minimum(1.0 - 1.0 / np.log10(counts.astype(np.float64)), 0.7)
     high_khat = np.nan_to_num(khat, nan=-np.inf) > thresholds
     low_ess = stats["ess_frac"] < low_ess_frac
-    flags = _flag_tuples(low_ess, high_khat, truncated_proposal, all_equal)
+    flags = _flag_tuples(low_ess=low_ess, high_khat=high_khat, all_equal_rewards=all_equal, **given_flags)
     return dict(stats, n_samples=counts.copy(), khat=khat, khat_note=notes, log_z_lo=lo, log_z_hi=hi, flags=flags)
 
 
@@ -450,7 +456,9 @@ def estimate_groups(
     n_boot: int = 0,
     rng: np.random.Generator | None = None,
     boot_level: float = 0.95,
+    tempered_proposal: bool = False,
     truncated_proposal: bool = False,
+    sampler_mismatch=None,
     low_ess_frac: float = LOW_ESS_FRAC,
 ) -> ZTable:
     """Estimate log Z and its diagnostics for every group (prompt) at once.
@@ -460,7 +468,9 @@ def estimate_groups(
     flag is set where a group's rewards are all equal. With ``n_boot`` > 0,
     bootstrap intervals are drawn from ``rng`` group by group in that order,
     so the same rng and input give the same intervals. Every group needs at
-    least 2 samples.
+    least 2 samples. ``tempered_proposal`` and ``truncated_proposal`` are
+    facts about the whole proposal; ``sampler_mismatch``, when given, is one
+    bool per group in the order of the results.
     """
     lw = _finite_array(lw, "log-weights")
     group_ids = np.asarray(group_ids)
@@ -482,8 +492,9 @@ def estimate_groups(
         all_equal = np.maximum.reduceat(r, starts) == np.minimum.reduceat(r, starts)
     columns = _estimate_sorted(
         lw[order], starts, counts, all_equal,
-        n_boot=n_boot, rng=rng, boot_level=boot_level,
-        truncated_proposal=truncated_proposal, low_ess_frac=low_ess_frac,
+        n_boot=n_boot, rng=rng, boot_level=boot_level, low_ess_frac=low_ess_frac,
+        tempered_proposal=tempered_proposal, truncated_proposal=truncated_proposal,
+        sampler_mismatch=False if sampler_mismatch is None else sampler_mismatch,
     )
     return ZTable(group_id=unique, **columns)
 
@@ -495,21 +506,22 @@ def estimate_group(
     rng: np.random.Generator | None = None,
     boot_level: float = 0.95,
     all_equal_rewards: bool = False,
+    tempered_proposal: bool = False,
     truncated_proposal: bool = False,
     low_ess_frac: float = LOW_ESS_FRAC,
 ) -> ZEstimate:
     """Estimate log Z and its diagnostics for one prompt's log-weights (K >= 2).
 
     Flags: low_ess (ESS/K < ``low_ess_frac``), high_khat (k-hat above
-    `khat_threshold(K)`), and the two caller-supplied facts
-    ``truncated_proposal`` and ``all_equal_rewards``.
+    `khat_threshold(K)`), and the caller-supplied facts
+    ``tempered_proposal``, ``truncated_proposal`` and ``all_equal_rewards``.
     """
     lw = _log_weight_array(lw, min_samples=2)
     _check_bootstrap(n_boot, rng, boot_level, required=False)
     columns = _estimate_sorted(
         lw, np.array([0]), np.array([lw.size]), np.array([all_equal_rewards]),
-        n_boot=n_boot, rng=rng, boot_level=boot_level,
-        truncated_proposal=truncated_proposal, low_ess_frac=low_ess_frac,
+        n_boot=n_boot, rng=rng, boot_level=boot_level, low_ess_frac=low_ess_frac,
+        tempered_proposal=tempered_proposal, truncated_proposal=truncated_proposal,
     )
     return ZEstimate(
         log_z=float(columns["log_z"][0]),

@@ -3,6 +3,9 @@
 A backend turns a batch of prompt token ids into sampled responses and, for
 every response token, two log-probs: under the sampler's processed
 distribution (what q actually was) and under the raw model at temperature 1.
+Its ``provenance()`` says what computed them (backend, dtype, engine), which
+estimate-z reads to decide whether q's numbers are the reference's. The
+transformers backend is here; the vLLM one is `iswcli.vllm_backend`.
 """
 
 from __future__ import annotations
@@ -10,8 +13,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from typing import Protocol
-
-from iswcli.errors import IswtError
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Backend(Protocol):
     def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[Generation]:
         """One Generation per prompt row, reproducible for a given seed and batch."""
 
+    def provenance(self) -> dict:
+        """backend ('hf' or 'vllm'), dtype and engine details, for the samples' provenance."""
+
 
 def batch_seed(seed: int, key: str) -> int:
     """A seed for one batch, derived from the run seed and the batch's first key.
@@ -53,10 +57,17 @@ def batch_seed(seed: int, key: str) -> int:
 class HFBackend:
     """Batched sampling with a KV cache and left padding on a transformers model."""
 
-    def __init__(self, model, pad_id: int, stop_ids: list[int]):
+    name = "hf"
+
+    def __init__(self, model, pad_id: int, stop_ids: list[int], dtype: str = "float32"):
         self.model = model
         self.pad_id = pad_id
         self.stop_ids = stop_ids
+        self.dtype = dtype
+
+    def provenance(self) -> dict:
+        device = next(self.model.parameters()).device
+        return {"backend": "hf", "dtype": self.dtype, "engine": {"device": str(device)}}
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[Generation]:
         import torch
@@ -116,75 +127,3 @@ class HFBackend:
                 )
             )
         return results
-
-
-class VLLMBackend:
-    """vLLM engine: processed log-probs while sampling, raw ones by a prompt-logprob pass.
-
-    vLLM reports one log-prob mode per engine, so the engine runs with
-    logprobs_mode='processed_logprobs' (after temperature/top-k/top-p: what q
-    is), and the raw model log-probs come from prompt_logprobs over
-    prompt+response, which vLLM computes from the unprocessed logits.
-    """
-
-    def __init__(self, model_path: str, seed: int, stop_ids: list[int], tensor_parallel_size: int = 1):
-        try:
-            from vllm import LLM
-        except ImportError as exc:
-            raise IswtError("--backend vllm: vllm is not installed (pip install 'iswt[vllm]')") from exc
-        self.llm = LLM(
-            model=model_path,
-            seed=seed,
-            logprobs_mode="processed_logprobs",
-            tensor_parallel_size=tensor_parallel_size,
-        )
-        self.stop_ids = stop_ids
-
-    def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[Generation]:
-        from vllm import SamplingParams as VSamplingParams
-        from vllm.inputs import TokensPrompt
-
-        # temperature 0 is greedy in vLLM too; top_k -1 or 0 both mean off, depending on version
-        sample = [
-            VSamplingParams(
-                n=1,
-                temperature=params.temperature,
-                top_p=params.top_p,
-                top_k=params.top_k if params.top_k > 0 else -1,
-                max_tokens=params.max_new_tokens,
-                stop_token_ids=self.stop_ids,
-                logprobs=0,
-                seed=batch_seed(seed, str(row)),
-                skip_special_tokens=True,
-            )
-            for row in range(len(prompts))
-        ]
-        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sample, use_tqdm=False)
-        responses = [list(o.outputs[0].token_ids) for o in outputs]
-        processed = [
-            [step[tok].logprob for step, tok in zip(o.outputs[0].logprobs, resp)]
-            for o, resp in zip(outputs, responses)
-        ]
-        raw = self._raw_logprobs(prompts, responses)
-        return [
-            Generation(
-                response_token_ids=resp,
-                token_logprobs_q=proc,
-                token_logprobs_model=raw_lp,
-                finish_reason="stop" if o.outputs[0].finish_reason == "stop" else "length",
-            )
-            for o, resp, proc, raw_lp in zip(outputs, responses, processed, raw)
-        ]
-
-    def _raw_logprobs(self, prompts: list[list[int]], responses: list[list[int]]) -> list[list[float]]:
-        from vllm import SamplingParams as VSamplingParams
-        from vllm.inputs import TokensPrompt
-
-        score = VSamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
-        full = [TokensPrompt(prompt_token_ids=p + r) for p, r in zip(prompts, responses)]
-        outputs = self.llm.generate(full, score, use_tqdm=False)
-        raw = []
-        for o, p, r in zip(outputs, prompts, responses):
-            steps = o.prompt_logprobs[len(p) : len(p) + len(r)]
-            raw.append([step[tok].logprob for step, tok in zip(steps, r)])
-        return raw

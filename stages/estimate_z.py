@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from iswcli import artifacts, cache, console, estimators
+from iswcli import proposal as proposal_facts
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.plots import check_plot_path, write_histograms
 
@@ -40,6 +41,7 @@ class EstimateZConfig:
     reward_transform: str = "none"
     low_ess: float = estimators.LOW_ESS_FRAC
     plot: str | None = None
+    mismatch_threshold: float = proposal_facts.MISMATCH_THRESHOLD  # nats per sequence, sampler vs reference
     force: bool = False  # re-run even when the output is up to date
 
 
@@ -52,6 +54,10 @@ def validate(config: EstimateZConfig) -> None:
             f"--reward-transform {config.reward_transform}: must be one of {', '.join(REWARD_TRANSFORMS)}",
         ),
         (0 < config.low_ess <= 1, f"--low-ess {config.low_ess}: must be in (0, 1]"),
+        (
+            math.isfinite(config.mismatch_threshold) and config.mismatch_threshold > 0,
+            f"--mismatch-threshold {config.mismatch_threshold}: must be a finite number > 0",
+        ),
     ]
     raise_first_failure(checks)
     artifacts.check_output_path(config.out)
@@ -67,16 +73,19 @@ def run(config: EstimateZConfig) -> dict:
         return cached
     proposal = proposal_sampling(config.proposal)
     use_ref = has_column(config.scores, "logprob_ref")
-    if not use_ref and not proposal["untruncated"]:
+    if not use_ref and not proposal["zero_log_ratio"]:
         raise IswtError(
             f"{config.scores}: column 'logprob_ref' is missing, and {config.proposal} is not proven to be the "
-            f"reference sampled at temperature 1 without truncation ({proposal['why']}); "
+            f"reference's own numbers at temperature 1 without truncation ({proposal['why']}); "
             "run `iswt score --ref-model ...` to add reference log-probs"
         )
+    compare_gap, gap_why = proposal_facts.gap_plan(
+        _provenance(config.proposal), _provenance(config.scores), use_ref
+    )
 
     scored = load_scored(
         config.proposal, config.scores,
-        sample_columns=["logprob_q"] if use_ref else [],
+        sample_columns=(["logprob_q"] + (["logprob_model"] if compare_gap else [])) if use_ref else [],
         score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
         purpose="estimating log Z",
     )  # fmt: skip
@@ -91,12 +100,21 @@ def run(config: EstimateZConfig) -> dict:
     else:
         lw = estimators.log_weights(None, None, target_reward, config.beta)
 
+    gap = None
+    if compare_gap:
+        raw = scored.finite("logprob_model", config.proposal, "the sampler's raw log-probs must be finite")
+        gap = proposal_facts.sampler_gap(scored.group, len(scored.prompt_ids), raw, ref, config.mismatch_threshold)
+    gap_report = proposal_facts.gap_report(gap, gap_why, config.mismatch_threshold)
+
     z = estimators.estimate_groups(
         scored.group, lw, rewards=reward,
         n_boot=config.bootstrap, rng=np.random.default_rng(config.seed),
-        truncated_proposal=proposal["truncated"], low_ess_frac=config.low_ess,
+        tempered_proposal=proposal["tempered"], truncated_proposal=proposal["truncated"],
+        sampler_mismatch=None if gap is None else gap["flagged"], low_ess_frac=config.low_ess,
     )  # fmt: skip
     table = _z_table(scored.prompt_ids, z, config.beta)
+    for name, values in proposal_facts.gap_columns(gap, len(scored.prompt_ids)).items():
+        table = table.append_column(name, pa.array(values, pa.float64()))
     provenance = artifacts.make_provenance(
         "estimate-z",
         asdict(config),
@@ -106,6 +124,7 @@ def run(config: EstimateZConfig) -> dict:
         beta=config.beta,
         log_ratio=LOG_RATIO_REF if use_ref else LOG_RATIO_ZERO,
         proposal_sampling=proposal,
+        sampler_gap=gap_report,
         reward_transform=_transform_note(config.reward_transform),
     )
     sha = artifacts.write_artifact(table, config.out, artifacts.Z, provenance)
@@ -117,9 +136,17 @@ def run(config: EstimateZConfig) -> dict:
             (z.ess_frac, "ESS / K per prompt", "ESS / K"),
         ])  # fmt: skip
     notes = _warnings(proposal, config)
+    if gap_report.get("prompts flagged"):
+        notes.append(
+            f"{gap_report['prompts flagged']} prompt(s) have a sampler/reference gap past "
+            f"{config.mismatch_threshold} nats (flag sampler_mismatch): the sampler's numerics are not the "
+            "reference's (another engine or dtype); its logprob_q is used as what q was"
+        )
     for note in notes:
         console.warn(note)
-    return _summary(config, sha, scored, z, use_ref, notes)
+    summary = _summary(config, sha, scored, z, use_ref, notes)
+    summary["sampler gap"] = gap_report
+    return summary
 
 
 # --------------------------------------------------------------------------
@@ -128,35 +155,12 @@ def run(config: EstimateZConfig) -> dict:
 
 
 def proposal_sampling(path: str) -> dict:
-    """What the samples' provenance proves about q, without reading rows.
+    """What the samples' provenance proves about q, without reading rows (see `iswcli.proposal.describe`)."""
+    return proposal_facts.describe(_provenance(path))
 
-    ``untruncated``: q is the model itself at temperature 1 with full support,
-    so log pi_ref - log q = 0 when pi_ref is that model. ``truncated``: top-p,
-    top-k or a temperature other than 1 was used, so q differs from the
-    reference and (with truncation) misses part of its support. Neither is set
-    when the provenance does not say.
-    """
-    _, _, provenance = artifacts.read_metadata(artifacts.resolve_files(path)[0])
-    sampling = provenance.get("sampling") or {}
-    config = provenance.get("config") or {}
-    temperature = config.get("temperature", 1.0)
-    top_p, top_k = config.get("top_p", 1.0), config.get("top_k", 0)
-    untruncated = sampling.get("untruncated") is True and temperature == 1.0
-    altered = temperature != 1.0 or top_p < 1.0 or (top_k or 0) > 0 or sampling.get("untruncated") is False
-    if untruncated:
-        why = "provenance: untruncated, temperature 1"
-    elif "untruncated" in sampling or {"temperature", "top_p", "top_k"} & config.keys():
-        why = f"provenance: temperature {temperature}, top_p {top_p}, top_k {top_k}"
-    else:
-        why = "its provenance does not record how it was sampled"
-    return {
-        "untruncated": untruncated,
-        "truncated": bool(altered and not untruncated),
-        "temperature": temperature,
-        "top_p": top_p,
-        "top_k": top_k,
-        "why": why,
-    }
+
+def _provenance(path: str) -> dict:
+    return artifacts.read_metadata(artifacts.resolve_files(path)[0])[2]
 
 
 def _transform_note(name: str) -> dict:
@@ -360,7 +364,7 @@ def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:
             f"top_k {proposal['top_k']}: q can miss part of pi_ref's support, so Z is underestimated "
             "(flag truncated_proposal)"
         )
-    elif not proposal["untruncated"]:
+    elif not proposal["known"]:
         notes.append(f"{config.proposal}: {proposal['why']}; truncated_proposal could not be checked")
     if config.reward_transform != "none":
         notes.append(f"--reward-transform {config.reward_transform} changes the target distribution")

@@ -70,6 +70,11 @@ class EvaluateConfig:
     top_p: float = 1.0
     seed: int = 0
     batch_size: int = 32
+    backend: str = "hf"  # generation engine, as in sample: hf or vllm
+    dtype: str = "float32"
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = sample.vllm_backend.DEFAULT_GPU_MEMORY_UTILIZATION
+    max_model_len: int | None = None
     baseline: str | None = None
     judge: str | None = None
     workers: int = 4
@@ -115,6 +120,8 @@ def sample_config(config: EvaluateConfig) -> sample.SampleConfig:
         prompts=config.prompts, split=config.split, limit=config.limit, n=config.n,
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
         seed=config.seed, batch_size=config.batch_size, device=config.device, force=config.force,
+        backend=config.backend, dtype=config.dtype, tensor_parallel_size=config.tensor_parallel_size,
+        gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
     )  # fmt: skip
 
 

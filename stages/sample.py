@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
-from iswcli import artifacts, cache, console, models, tasks
+from iswcli import artifacts, cache, console, models, tasks, vllm_backend
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.generation import Generation, SamplingParams, batch_seed
 
@@ -37,6 +37,10 @@ class SampleConfig:
     seed: int = 0
     batch_size: int = 32
     backend: str = "hf"
+    dtype: str = "float32"  # the reference's dtype (score --ref-model, train): q's numbers are pi_ref's
+    tensor_parallel_size: int = 1  # vLLM only
+    gpu_memory_utilization: float = vllm_backend.DEFAULT_GPU_MEMORY_UTILIZATION  # vLLM only
+    max_model_len: int | None = None  # vLLM only; None: the model's
     shard: str | None = None
     chat_template: bool = True
     device: str = "auto"
@@ -45,6 +49,12 @@ class SampleConfig:
     @property
     def sampling(self) -> SamplingParams:
         return SamplingParams(self.max_new_tokens, self.temperature, self.top_p, self.top_k)
+
+    @property
+    def engine(self) -> vllm_backend.EngineOptions:
+        return vllm_backend.EngineOptions(
+            self.dtype, self.tensor_parallel_size, self.gpu_memory_utilization, self.max_model_len
+        )
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,7 @@ def validate(config: SampleConfig) -> None:
         tasks.parse_shard(config.shard)
     artifacts.check_output_path(config.out)
     models.check_adapter(config.adapter)
+    vllm_backend.check_backend_flags(config.backend, config.engine, config.temperature, config.adapter)
 
 
 def plan_batches(n_prompts: int, n: int, batch_size: int) -> list[list[Row]]:
@@ -128,6 +139,7 @@ def run(config: SampleConfig) -> dict:
             "untruncated": config.sampling.untruncated,
             "stop_token_ids": stop_ids,
             "chat_template": bool(config.chat_template and tokenizer.chat_template),
+            **backend.provenance(),  # backend, dtype, engine: what estimate-z needs to trust q
         },
     )
     sha = writer.finish(provenance)
@@ -136,20 +148,14 @@ def run(config: SampleConfig) -> dict:
 
 def _make_backend(config: SampleConfig, path: str, tokenizer):
     if config.backend == "vllm":
-        from iswcli.generation import VLLMBackend
-
-        if config.adapter:
-            raise IswtError("--backend vllm: --adapter is not supported yet; merge the adapter or use --backend hf")
-        from transformers import AutoConfig
-
-        stop_ids = models.stop_token_ids(AutoConfig.from_pretrained(path), tokenizer)
-        return VLLMBackend(path, config.seed, stop_ids), stop_ids
+        stop_ids = vllm_backend.stop_ids_from_files(path, tokenizer)
+        return vllm_backend.VLLMBackend(path, config.seed, stop_ids, config.engine, config.adapter), stop_ids
     from iswcli.generation import HFBackend
 
     device = models.pick_device(config.device)
-    model = models.load_model(path, config.adapter, device)
+    model = models.load_model(path, config.adapter, device, dtype=config.dtype)
     stop_ids = models.stop_token_ids(model, tokenizer)
-    return HFBackend(model, tokenizer.pad_token_id, stop_ids), stop_ids
+    return HFBackend(model, tokenizer.pad_token_id, stop_ids, config.dtype), stop_ids
 
 
 def _to_table(batch: list[Row], generations: list[Generation], prompts, rendered, tokenizer) -> pa.Table:

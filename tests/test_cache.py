@@ -51,7 +51,7 @@ def test_estimate_z_reruns_when_an_input_changes(tmp_path, cli):
         "token_logprobs_q": [[-1.0]] * n, "logprob_q": [-1.0] * n, "token_logprobs_model": [[-1.0]] * n,
         "logprob_model": [-1.0] * n, "n_tokens": pa.array([1] * n, pa.int32()), "finish_reason": ["stop"] * n,
     })  # fmt: skip
-    prov = artifacts.make_provenance("sample", {"temperature": 1.0, "top_p": 1.0, "top_k": 0},
+    prov = artifacts.make_provenance("sample", {"temperature": 1.0, "top_p": 1.0, "top_k": 0, "backend": "hf"},
                                      sampling={"untruncated": True})  # fmt: skip
     artifacts.write_artifact(samples, str(tmp_path / "s.parquet"), artifacts.SAMPLES, prov)
 

@@ -40,7 +40,7 @@ def write_samples(path, prompt_ids, sample_idx, logprob_q=None, *, untruncated=T
         "finish_reason": ["stop"] * n,
     })  # fmt: skip
     provenance = artifacts.make_provenance(
-        "sample", {"temperature": temperature, "top_p": top_p, "top_k": 0}, seed=0,
+        "sample", {"temperature": temperature, "top_p": top_p, "top_k": 0, "backend": "hf", "dtype": "float32"}, seed=0,
         sampling={"untruncated": untruncated, "stop_token_ids": [2], "chat_template": True},
     )  # fmt: skip
     artifacts.write_artifact(table, str(path), artifacts.SAMPLES, provenance)
