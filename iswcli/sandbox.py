@@ -872,6 +872,7 @@ def _candidate_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
     candidates = [sysconfig.get_paths(vars={"base": sys.base_prefix,
                                             "platbase": sys.base_exec_prefix})[k]
                   for k in ("purelib", "platlib")]
+    candidates += list(getattr(site, "getsitepackages", list)())  # a venv under /usr, say
     candidates += [site.getusersitepackages(), "/usr/lib/python3/dist-packages",
                    f"/usr/local/lib/{ver}/dist-packages", f"/usr/local/lib/{ver}/site-packages",
                    f"/usr/lib/{ver}/site-packages", f"/usr/lib/{ver}/dist-packages"]
