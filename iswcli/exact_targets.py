@@ -442,8 +442,13 @@ def add_compare_values(eval_paths: list[str], common: list[str], values: list[di
         return
     nan = dict.fromkeys(SUMMARY_METRICS, float("nan"))
     per_run = [read_target_values(t) for t in targets]
+    exact: list[dict] = [{} for _ in values]
     for name in SUMMARY_METRICS:
         columns = [np.array([per.get(pid, nan)[name] for pid in common], dtype=float) for per in per_run]
         if any(np.isfinite(c).any() for c in columns):  # log_z_error only where a run had --z
-            for run_values, column in zip(values, columns):
-                run_values[name] = column
+            for run_exact, column in zip(exact, columns):
+                run_exact[name] = column
+    for run_values, run_exact in zip(values, exact):  # the exact measures first, the sampled metrics after
+        sampled = dict(run_values)
+        run_values.clear()
+        run_values.update({**run_exact, **sampled})

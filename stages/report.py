@@ -99,6 +99,7 @@ def run(config: ReportConfig) -> dict:
     figures = FigureWriter(config.figures_dir)
     builders = (
         rewards_section, importance_section, pairs_section, training_section, evaluation_section, diversity_section,
+        exact_target_section,
     )  # fmt: skip
     sections = [section for build in builders for section in build(found, config, figures)]
     if not sections:
@@ -225,6 +226,8 @@ def _add_parquet_group(found: Found, files: list[str], group_path: str) -> None:
             _, kind, provenance = artifacts.read_metadata(file)
         except IswtError as exc:
             found.notes.append(f"{exc}; skipped")
+            continue
+        if kind == "target":  # OUT.target.parquet of `evaluate --target-beta`: read with its eval
             continue
         if kind not in artifacts.SPECS:
             found.notes.append(f"{file}: no iswt artifact kind in its metadata; skipped")
@@ -467,6 +470,52 @@ def diversity_section(found: Found, config: ReportConfig, figures: FigureWriter)
         "embedding distance."
     )
     return [Section("Diversity", caption, blocks, used)]
+
+
+EXACT_PANELS = (
+    ("kl_set", "KL(pi* || policy), answer set + other"),
+    ("p_valid", "mass on the listed answers"),
+    ("eff_answers", "effective number of answers"),
+)
+
+
+def exact_target_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+    """Answer sets (`evaluate --target-beta`): each policy's exact distance to pi*, read from OUT.target.parquet."""
+    from iswcli import exact_targets
+
+    rows, used = [], []
+    for source in found.of_kind("eval"):
+        path = Path(source.path).with_suffix(".target.parquet")
+        if not path.is_file():
+            continue
+        try:
+            per = exact_targets.read_target_values(str(path))
+        except (OSError, KeyError, pa.ArrowException) as exc:
+            found.notes.append(f"{path}: not a readable target artifact ({exc}); skipped")
+            continue
+        cis = {name: metrics.bootstrap_ci(np.array([v[name] for v in per.values()], dtype=float), config.bootstrap,
+                                          config.seed) for name in exact_targets.SUMMARY_METRICS}  # fmt: skip
+        rows.append(cis)
+        used.append(source)
+    if not used:
+        return []
+    labels = [s.label for s in used]
+    panels = [(title, labels, *_interval_arrays([r[name] for r in rows])) for name, title in EXACT_PANELS]
+    shown = [name for name in exact_targets.SUMMARY_METRICS if any(r[name].n for r in rows)]
+    table_rows = [[s.label, str(r["kl_set"].n), *(_interval_text(r[name]) for name in shown)] for s, r in zip(used, rows)]
+    blocks = [
+        figures.add(plots.interval_bars_figure(panels), "exact-target", "exact target comparison"),
+        _table(["eval", "prompts", *shown], table_rows),
+    ]
+    caption = (
+        "Answer-set prompts list every rewarded response, so the target pi* = pi_ref e^(beta r) / Z is exact "
+        "(teacher forcing, no sampling): kl_set is KL(pi* || policy) over the listed answers plus 'anything else' "
+        "(0: the target exactly), p_valid the policy's mass on the listed answers (p_valid_target: the target's), "
+        "eff_answers exp(entropy) within the answer set (eff_answers_target: the target's); log_z_error an IS "
+        "estimate's error against the exact log Z and log_z_covered whether its 95% interval held it. Means over "
+        f"prompts with 95% bootstrap intervals ({config.bootstrap} resamples)."
+    )
+    return [Section("Exact target (answer sets)", caption, blocks, used)]
 
 
 # --------------------------------------------------------------------------
