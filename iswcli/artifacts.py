@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import platform
+import tempfile
 import threading
 import time
 from concurrent.futures import Future
@@ -304,7 +305,7 @@ def read_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = Non
         if kind is not None and kind != spec.kind:
             raise IswtError(f"{file}: is a {kind} artifact, expected {spec.kind}")
         check_columns(schema, spec, file)
-    _check_shards_agree(files, [m[2] for m in metas])
+    check_shards_agree(files, [m[2] for m in metas])
 
     wanted = None if columns is None else list(dict.fromkeys([*spec.key, *columns]))
     tables = []
@@ -379,7 +380,7 @@ def check_unique_key(table: pa.Table, spec: ArtifactSpec, where: str) -> None:
         raise IswtError(f"{where}: duplicate key ({shown}); each {'/'.join(spec.key)} must appear once")
 
 
-def _check_shards_agree(files: list[str], provenances: list[dict]) -> None:
+def check_shards_agree(files: list[str], provenances: list[dict]) -> None:
     """Shards read as one artifact must come from one stage and one config."""
     if len(files) < 2:
         return
@@ -396,8 +397,11 @@ def _check_shards_agree(files: list[str], provenances: list[dict]) -> None:
 
 
 def _shared_config(provenance: dict) -> dict:
+    """What shards of one artifact share: stage, config (shard-local flags aside) and input hashes."""
     config = {k: v for k, v in provenance.get("config", {}).items() if k not in SHARD_LOCAL_KEYS}
     config["stage"] = provenance.get("stage")
+    inputs = provenance.get("inputs") or {}
+    config["input hashes"] = {role: (ref or {}).get("sha256") for role, ref in inputs.items() if isinstance(ref, dict)}
     return config
 
 
@@ -509,12 +513,23 @@ def check_output_path(path: str, flag: str = "--out") -> None:
         raise IswtError(f"{flag} {path}: is a directory, expected a .parquet file path")
     if target.suffix != ".parquet":
         raise IswtError(f"{flag} {path}: must end in .parquet")
-    parent = target.parent if str(target.parent) else Path(".")
-    existing = next((p for p in [parent, *parent.parents] if p.exists()), None)
-    if existing is not None and not existing.is_dir():
+    check_parent_writable(path, flag)
+
+
+def check_parent_writable(path: str, flag: str) -> None:
+    """The nearest existing directory above ``path`` takes a new file: tried for real, with a probe removed at once.
+
+    Permission bits do not tell (root passes them; /proc refuses files anyway).
+    """
+    parent = Path(path).parent
+    existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
+    if not existing.is_dir():
         raise IswtError(f"{flag} {path}: {existing} is a file, not a directory")
-    if existing is not None and not os.access(existing, os.W_OK):
-        raise IswtError(f"{flag} {path}: directory {existing} is not writable")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".iswt-probe-"):
+            pass
+    except OSError as exc:
+        raise IswtError(f"{flag} {path}: cannot create files in {existing} ({exc.strerror or _short(exc)})") from None
 
 
 @dataclass

@@ -268,7 +268,9 @@ def weight_pairs(
 
 @app.command()
 def train(
-    out: Annotated[str, typer.Option("--out", help="Run directory to create (or resume with --resume).")],
+    out: Annotated[
+        str, typer.Option("--out", help="Run directory; an unfinished run there with this config is resumed.")
+    ],
     samples: Annotated[str, typer.Option("--samples", help="Samples artifact (the offline trajectories).")],
     scores: Annotated[str, typer.Option("--scores", help="Scores artifact for those samples.")],
     loss: Annotated[str, typer.Option("--loss", help="tb, sigmoid, hinge, ipo, grpo, gspo or sft.")],
@@ -276,7 +278,10 @@ def train(
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="Adapter to continue training.")] = None,
     z: Annotated[Optional[str], typer.Option("--z", help="Frozen log Z (from estimate-z), for --loss tb.")] = None,
     pairs: Annotated[Optional[str], typer.Option("--pairs", help="Weighted pairs, for pair losses.")] = None,
-    beta: Annotated[float, typer.Option("--beta", help="Inverse temperature / DPO beta.")] = 1.0,
+    beta: Annotated[
+        Optional[float],
+        typer.Option("--beta", help="Inverse temperature / DPO beta (default: the --z artifact's beta for tb, else 1)."),
+    ] = None,
     z_mode: Annotated[str, typer.Option("--z-mode", help="frozen (from --z) or learned jointly.")] = "frozen",
     z_lr: Annotated[float, typer.Option("--z-lr", help="Learning rate of the learned log Z.")] = 1e-2,
     length_normalize: Annotated[bool, typer.Option("--length-normalize", help="Approximate tb variant.")] = False,
@@ -299,10 +304,14 @@ def train(
     precision: Annotated[str, typer.Option("--precision", help="fp32 or bf16.")] = "fp32",
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing")] = False,
     save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N steps (0: never).")] = 0,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Require a checkpoint in --out to continue from (the same config).")
+    ] = False,
     seed: SeedOpt = 0,
-    device: Annotated[str, typer.Option("--device", help="auto or cpu.")] = "auto",
-    force: ForceOpt = False,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+    force: Annotated[
+        bool, typer.Option("--force", help="Start over: retrain even when --out holds this run, finished or not.")
+    ] = False,
 ) -> None:
     """Train the policy: trajectory balance with frozen log Z, weighted pair losses, GRPO/GSPO or SFT."""
     from stages.train import TrainConfig, run

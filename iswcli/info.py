@@ -15,6 +15,7 @@ from iswcli import artifacts
 def describe(path: str) -> dict[str, Any]:
     files = artifacts.resolve_files(path)
     metas = [artifacts.read_metadata(f) for f in files]
+    artifacts.check_shards_agree(files, [m[2] for m in metas])
     tables = [pq.read_table(f).replace_schema_metadata(None) for f in files]
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     return {

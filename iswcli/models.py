@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -64,14 +65,44 @@ def resolve_model(spec: str) -> ModelRef:
     raise IswtError(f"--model {spec}: not a known alias ({known}), a model directory or a hub id (org/name)")
 
 
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(device: str) -> None:
+    if not _DEVICE.match(device):
+        raise IswtError(f"--device {device}: must be auto, cpu, mps, cuda or cuda:N")
+
+
+# Files only an iswt train run directory has; such a directory is usable once its manifest exists.
+RUN_MARKERS = ("checkpoints", "iswt_config.json", "train_log.parquet", "ref_logprobs.npy")
+
+
 def check_adapter(adapter: str | None) -> None:
     if adapter is None:
         return
     path = Path(adapter)
     if not path.is_dir():
         raise IswtError(f"--adapter {adapter}: no such directory")
+    if any((path / m).exists() for m in RUN_MARKERS) and not (path / "manifest.json").exists():
+        raise IswtError(
+            f"--adapter {adapter}: an iswt train run that did not finish (no manifest.json); "
+            "re-run its train command to finish it"
+        )
     if not (path / "adapter_config.json").exists():
         raise IswtError(f"--adapter {adapter}: no adapter_config.json, so it is not a peft adapter directory")
+
+
+def check_adapter_base(adapter: str, base_sha256: str) -> None:
+    """An adapter trained by iswt records its base model's weights hash; it must be the model it is loaded onto."""
+    manifest = Path(adapter) / "manifest.json"
+    if not manifest.exists():
+        return  # made outside iswt: peft records only the base model's name
+    recorded = (json.loads(manifest.read_text()).get("model") or {}).get("weights_sha256")
+    if recorded is not None and recorded != base_sha256:
+        raise IswtError(
+            f"--adapter {adapter}: was trained on a base model with weights sha256 {recorded[:12]}, "
+            f"not on --model (sha256 {base_sha256[:12]}); load it onto the model it was trained on"
+        )
 
 
 def local_path(ref: ModelRef) -> str:
@@ -153,6 +184,7 @@ def model_identity(ref: ModelRef, path: str, adapter: str | None) -> dict[str, A
     """Provenance record: what was asked for, what was loaded, and hashes of both."""
     identity = {"spec": ref.spec, "kind": ref.kind, "path": path, "weights_sha256": weights_sha256(path)}
     if adapter is not None:
+        check_adapter_base(adapter, identity["weights_sha256"])
         identity["adapter"] = {"path": str(Path(adapter).resolve()), "weights_sha256": weights_sha256(adapter)}
     return identity
 
@@ -165,6 +197,19 @@ def pick_device(device: str = "auto") -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise IswtError(f"--device {device}: CUDA is not available on this machine")
     return device
+
+
+def context_length(path: str) -> int | None:
+    """How many positions the model at ``path`` has, from its config.json (None when it does not say)."""
+    try:
+        config = json.loads((Path(path) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    config = config.get("text_config", config)
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
 
 
 def load_tokenizer(path: str):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iswcli.artifacts import check_parent_writable
 from iswcli.errors import IswtError
 
 # One colour per series, in order; colour-blind friendly (Okabe-Ito).
@@ -33,10 +34,7 @@ def check_plot_path(path: str, flag: str = "--plot") -> None:
         raise IswtError(f"{flag} {path}: must end in .png")
     if target.is_dir():
         raise IswtError(f"{flag} {path}: is a directory, expected a .png file path")
-    parent = target.parent
-    existing = next((p for p in [parent, *parent.parents] if p.exists()), None)
-    if existing is not None and not (existing.is_dir() and os.access(existing, os.W_OK)):
-        raise IswtError(f"{flag} {path}: {existing} is not a writable directory")
+    check_parent_writable(path, flag)
 
 
 def new_figure(ncols: int, nrows: int = 1, width: float = 5.0, height: float = 3.6):

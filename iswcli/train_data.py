@@ -1,8 +1,9 @@
-"""Training data: join samples, scores, z and pairs into flat arrays, with checks.
+"""Training data: samples, scores, z and pairs as flat arrays.
 
-Everything here is plain Python/numpy on the artifacts' columns, so every
-join rule fails with a message naming the file and the first bad key before
-any model is loaded.
+The artifacts are joined and checked by `iswcli.chain` (the one join of the
+pipeline), so every rule fails with a message naming the file and the first
+bad key before any model is loaded; here they become the arrays the
+training loop indexes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iswcli import artifacts
+from iswcli import chain
 from iswcli.errors import IswtError
 from iswcli.estimators import group_zscore
 
@@ -41,75 +42,43 @@ class TrainData:
         return np.array([len(r) for r in self.response_tokens])
 
 
-def load(samples: artifacts.Artifact, scores: artifacts.Artifact) -> TrainData:
-    """Samples joined with their scores; every sample needs exactly one score."""
-    s = samples.table
-    keys = list(zip(s.column("prompt_id").to_pylist(), s.column("sample_idx").to_pylist()))
-    score_rows = scores.table.to_pydict()
-    score_of = {
-        (p, i): row
-        for row, (p, i) in enumerate(zip(score_rows["prompt_id"], score_rows["sample_idx"]))
-    }
-    missing = [k for k in keys if k not in score_of]
-    if missing:
-        raise IswtError(
-            f"{scores.path}: no score for {len(missing)} sample(s) of {samples.path}, first {missing[0]}"
-        )
-    order = [score_of[k] for k in keys]
-    reward = np.asarray(score_rows["reward"], dtype=np.float64)[order]
-    bad = np.flatnonzero(~np.isfinite(reward))
-    if bad.size:
-        raise IswtError(f"{scores.path}: reward is not finite for sample {keys[bad[0]]}")
+def load(samples_path: str, scores_path: str) -> tuple[TrainData, chain.Scored]:
+    """Samples joined with their scores (by `iswcli.chain`, in key order); every sample needs exactly one score."""
+    score_columns = ["reward", "logprob_ref"] if chain.has_column(scores_path, "logprob_ref") else ["reward"]
+    scored = chain.load_scored(
+        samples_path, scores_path, sample_columns=SAMPLE_COLUMNS, score_columns=score_columns,
+        purpose="training", min_samples=1,
+    )  # fmt: skip
+    table = scored.table
+    reward = scored.finite("reward", scores_path, "rewards must be finite numbers")
     logprob_ref = None
-    if "logprob_ref" in score_rows:
-        logprob_ref = np.asarray(score_rows["logprob_ref"], dtype=np.float64)[order]
-
-    prompt_ids = [k[0] for k in keys]
-    names, prompt_index = np.unique(np.asarray(prompt_ids, dtype=object), return_inverse=True)
-    return TrainData(
-        prompt_ids=prompt_ids,
-        sample_idx=np.asarray([k[1] for k in keys]),
-        prompt_tokens=s.column("prompt_token_ids").to_pylist(),
-        response_tokens=s.column("response_token_ids").to_pylist(),
-        token_logq=s.column("token_logprobs_q").to_pylist(),
+    if "logprob_ref" in table.column_names:
+        logprob_ref = scored.finite("logprob_ref", scores_path, "reference log-probs must be finite")
+    data = TrainData(
+        prompt_ids=table["prompt_id"].to_pylist(),
+        sample_idx=table["sample_idx"].to_numpy(),
+        prompt_tokens=table["prompt_token_ids"].to_pylist(),
+        response_tokens=table["response_token_ids"].to_pylist(),
+        token_logq=table["token_logprobs_q"].to_pylist(),
         reward=reward,
         logprob_ref=logprob_ref,
-        prompt_index=prompt_index,
-        prompt_names=[str(n) for n in names],
+        prompt_index=scored.group,
+        prompt_names=scored.prompt_ids.to_pylist(),
     )
+    return data, scored
 
 
-def attach_z(data: TrainData, z: artifacts.Artifact) -> None:
-    """Frozen log Z per prompt; every trained prompt must have one."""
-    table = z.table.to_pydict()
-    log_z_of = dict(zip(table["prompt_id"], table["log_z"]))
-    missing = [p for p in data.prompt_names if p not in log_z_of]
-    if missing:
-        raise IswtError(f"{z.path}: no log_z for {len(missing)} prompt(s) of the samples, first {missing[0]!r}")
-    values = np.array([log_z_of[p] for p in data.prompt_names], dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise IswtError(f"{z.path}: log_z is not finite for prompt {data.prompt_names[int(np.argmin(np.isfinite(values)))]!r}")
-    data.log_z = values
+def attach_z(data: TrainData, z: chain.FrozenZ) -> None:
+    """Frozen log Z per prompt, and the rewards the target was defined on (z-scored when the z says so)."""
+    data.log_z = z.log_z
+    if z.reward_transform == "group-zscore":
+        data.reward = group_zscore(data.reward, data.prompt_index)
 
 
-def attach_pairs(data: TrainData, pairs: artifacts.Artifact) -> None:
-    """(chosen row, rejected row) per pair with its weight; pairs must point at existing samples."""
-    row_of = {(p, int(i)): row for row, (p, i) in enumerate(zip(data.prompt_ids, data.sample_idx))}
-    table = pairs.table.to_pydict()
-    chosen, rejected = [], []
-    for p, c, r in zip(table["prompt_id"], table["chosen_idx"], table["rejected_idx"]):
-        for idx in (c, r):
-            if (p, idx) not in row_of:
-                raise IswtError(f"{pairs.path}: pair refers to sample ({p!r}, {idx}) that is not in the samples")
-        chosen.append(row_of[(p, c)])
-        rejected.append(row_of[(p, r)])
-    weight = np.asarray(table["weight"], dtype=np.float64)
-    if weight.size == 0:
-        raise IswtError(f"{pairs.path}: holds no pairs")
-    if not np.all(np.isfinite(weight)) or np.any(weight < 0):
-        raise IswtError(f"{pairs.path}: column 'weight' must be finite and >= 0")
-    data.examples = np.stack([chosen, rejected], axis=1)
-    data.pair_weight = weight
+def attach_pairs(data: TrainData, pairs: chain.JoinedPairs) -> None:
+    """(chosen row, rejected row) per pair with its weight."""
+    data.examples = pairs.rows
+    data.pair_weight = pairs.weight
 
 
 def select_samples(data: TrainData, loss: str, sft_select: str) -> None:

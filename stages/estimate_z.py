@@ -7,8 +7,9 @@ samples on (prompt_id, sample_idx), compute log-weights and the per-prompt
 estimates with `iswcli.estimators`, write the z artifact atomically and
 summarize. Everything after the reads is whole-array numpy.
 
-The join and the finite-column check are shared with `stages.weight_pairs`,
-which reads the same two inputs; both draw their --plot with `iswcli.plots`.
+The join, its consistency checks and the finite-column check live in
+`iswcli.chain`, shared with every stage that reads these artifacts; the
+--plot is drawn with `iswcli.plots`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, cache, console, estimators
+from iswcli import artifacts, cache, console, estimators, outputs
 from iswcli import proposal as proposal_facts
+from iswcli.chain import Scored, has_column, load_scored
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.plots import check_plot_path, write_histograms
 
-KEYS = ["prompt_id", "sample_idx"]
 REWARD_TRANSFORMS = ("none", "group-zscore")
 LOG_RATIO_ZERO = "zero: the proposal is the reference sampled at temperature 1 without truncation"
 LOG_RATIO_REF = "logprob_ref - logprob_q"
@@ -67,86 +68,87 @@ def validate(config: EstimateZConfig) -> None:
 
 def run(config: EstimateZConfig) -> dict:
     validate(config)
-    inputs = {"proposal": cache.input_ref(config.proposal), "scores": cache.input_ref(config.scores)}
-    cached = cache.up_to_date(config.out, "estimate-z", asdict(config), inputs)
-    if cached:
-        return cached
-    proposal = proposal_sampling(config.proposal)
-    use_ref = has_column(config.scores, "logprob_ref")
-    if not use_ref and not proposal["zero_log_ratio"]:
-        raise IswtError(
-            f"{config.scores}: column 'logprob_ref' is missing, and {config.proposal} is not proven to be the "
-            f"reference's own numbers at temperature 1 without truncation ({proposal['why']}); "
-            "run `iswt score --ref-model ...` to add reference log-probs"
+    with outputs.claim(config.out, {"--proposal": config.proposal, "--scores": config.scores}):
+        inputs = {"proposal": cache.input_ref(config.proposal), "scores": cache.input_ref(config.scores)}
+        cached = cache.up_to_date(config.out, "estimate-z", asdict(config), inputs)
+        if cached:
+            return cached
+        proposal = proposal_sampling(config.proposal)
+        use_ref = has_column(config.scores, "logprob_ref")
+        if not use_ref and not proposal["zero_log_ratio"]:
+            raise IswtError(
+                f"{config.scores}: column 'logprob_ref' is missing, and {config.proposal} is not proven to be the "
+                f"reference's own numbers at temperature 1 without truncation ({proposal['why']}); "
+                "run `iswt score --ref-model ...` to add reference log-probs"
+            )
+        compare_gap, gap_why = proposal_facts.gap_plan(
+            _provenance(config.proposal), _provenance(config.scores), use_ref
         )
-    compare_gap, gap_why = proposal_facts.gap_plan(
-        _provenance(config.proposal), _provenance(config.scores), use_ref
-    )
 
-    scored = load_scored(
-        config.proposal, config.scores,
-        sample_columns=(["logprob_q"] + (["logprob_model"] if compare_gap else [])) if use_ref else [],
-        score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
-        purpose="estimating log Z",
-    )  # fmt: skip
-    reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
-    target_reward = reward
-    if config.reward_transform == "group-zscore":
-        target_reward = estimators.group_zscore(reward, scored.group)
-    if use_ref:
-        ref = scored.finite("logprob_ref", config.scores, "reference log-probs must be finite")
-        q = scored.finite("logprob_q", config.proposal, "proposal log-probs must be finite")
-        lw = estimators.log_weights(ref, q, target_reward, config.beta)
-    else:
-        lw = estimators.log_weights(None, None, target_reward, config.beta)
+        scored = load_scored(
+            config.proposal, config.scores,
+            sample_columns=(["logprob_q"] + (["logprob_model"] if compare_gap else [])) if use_ref else [],
+            score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
+            purpose="estimating log Z",
+        )  # fmt: skip
+        reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
+        target_reward = reward
+        if config.reward_transform == "group-zscore":
+            target_reward = estimators.group_zscore(reward, scored.group)
+        if use_ref:
+            ref = scored.finite("logprob_ref", config.scores, "reference log-probs must be finite")
+            q = scored.finite("logprob_q", config.proposal, "proposal log-probs must be finite")
+            lw = estimators.log_weights(ref, q, target_reward, config.beta)
+        else:
+            lw = estimators.log_weights(None, None, target_reward, config.beta)
 
-    gap = None
-    if compare_gap:
-        raw = scored.finite("logprob_model", config.proposal, "the sampler's raw log-probs must be finite")
-        gap = proposal_facts.sampler_gap(scored.group, len(scored.prompt_ids), raw, ref, config.mismatch_threshold)
-    gap_report = proposal_facts.gap_report(gap, gap_why, config.mismatch_threshold)
+        gap = None
+        if compare_gap:
+            raw = scored.finite("logprob_model", config.proposal, "the sampler's raw log-probs must be finite")
+            gap = proposal_facts.sampler_gap(scored.group, len(scored.prompt_ids), raw, ref, config.mismatch_threshold)
+        gap_report = proposal_facts.gap_report(gap, gap_why, config.mismatch_threshold)
 
-    z = estimators.estimate_groups(
-        scored.group, lw, rewards=reward,
-        n_boot=config.bootstrap, rng=np.random.default_rng(config.seed),
-        tempered_proposal=proposal["tempered"], truncated_proposal=proposal["truncated"],
-        sampler_mismatch=None if gap is None else gap["flagged"], low_ess_frac=config.low_ess,
-    )  # fmt: skip
-    table = _z_table(scored.prompt_ids, z, config.beta)
-    for name, values in proposal_facts.gap_columns(gap, len(scored.prompt_ids)).items():
-        table = table.append_column(name, pa.array(values, pa.float64()))
-    provenance = artifacts.make_provenance(
-        "estimate-z",
-        asdict(config),
-        inputs={"proposal": scored.samples, "scores": scored.scores},
-        model=scored.samples.provenance.get("model"),
-        seed=config.seed,
-        beta=config.beta,
-        log_ratio=LOG_RATIO_REF if use_ref else LOG_RATIO_ZERO,
-        proposal_sampling=proposal,
-        sampler_gap=gap_report,
-        reward_transform=_transform_note(config.reward_transform),
-    )
-    sha = artifacts.write_artifact(table, config.out, artifacts.Z, provenance)
-    if config.plot:
-        # log(w_k / mean w) = lw_k - log Z_hat: 0 is a sample carrying exactly its share.
-        relative = lw - z.log_z[scored.group]
-        write_histograms(config.plot, [
-            (relative, "log-weight relative to the prompt mean", "lw - log Z_hat"),
-            (z.ess_frac, "ESS / K per prompt", "ESS / K"),
-        ])  # fmt: skip
-    notes = _warnings(proposal, config)
-    if gap_report.get("prompts flagged"):
-        notes.append(
-            f"{gap_report['prompts flagged']} prompt(s) have a sampler/reference gap past "
-            f"{config.mismatch_threshold} nats (flag sampler_mismatch): the sampler's numerics are not the "
-            "reference's (another engine or dtype); its logprob_q is used as what q was"
+        z = estimators.estimate_groups(
+            scored.group, lw, rewards=reward,
+            n_boot=config.bootstrap, rng=np.random.default_rng(config.seed),
+            tempered_proposal=proposal["tempered"], truncated_proposal=proposal["truncated"],
+            sampler_mismatch=None if gap is None else gap["flagged"], low_ess_frac=config.low_ess,
+        )  # fmt: skip
+        table = _z_table(scored.prompt_ids, z, config.beta)
+        for name, values in proposal_facts.gap_columns(gap, len(scored.prompt_ids)).items():
+            table = table.append_column(name, pa.array(values, pa.float64()))
+        provenance = artifacts.make_provenance(
+            "estimate-z",
+            asdict(config),
+            inputs={"proposal": scored.samples, "scores": scored.scores},
+            model=scored.samples.provenance.get("model"),
+            seed=config.seed,
+            beta=config.beta,
+            log_ratio=LOG_RATIO_REF if use_ref else LOG_RATIO_ZERO,
+            proposal_sampling=proposal,
+            sampler_gap=gap_report,
+            reward_transform=_transform_note(config.reward_transform),
         )
-    for note in notes:
-        console.warn(note)
-    summary = _summary(config, sha, scored, z, use_ref, notes)
-    summary["sampler gap"] = gap_report
-    return summary
+        sha = artifacts.write_artifact(table, config.out, artifacts.Z, provenance)
+        if config.plot:
+            # log(w_k / mean w) = lw_k - log Z_hat: 0 is a sample carrying exactly its share.
+            relative = lw - z.log_z[scored.group]
+            write_histograms(config.plot, [
+                (relative, "log-weight relative to the prompt mean", "lw - log Z_hat"),
+                (z.ess_frac, "ESS / K per prompt", "ESS / K"),
+            ])  # fmt: skip
+        notes = _warnings(proposal, config)
+        if gap_report.get("prompts flagged"):
+            notes.append(
+                f"{gap_report['prompts flagged']} prompt(s) have a sampler/reference gap past "
+                f"{config.mismatch_threshold} nats (flag sampler_mismatch): the sampler's numerics are not the "
+                "reference's (another engine or dtype); its logprob_q is used as what q was"
+            )
+        for note in notes:
+            console.warn(note)
+        summary = _summary(config, sha, scored, z, use_ref, notes)
+        summary["sampler gap"] = gap_report
+        return summary
 
 
 # --------------------------------------------------------------------------
@@ -172,164 +174,6 @@ def _transform_note(name: str) -> dict:
         "note": "rewards are standardized within each prompt, so the target is "
         "pi_ref * exp(beta * z-scored reward), not pi_ref * exp(beta * reward)",
     }
-
-
-# --------------------------------------------------------------------------
-# Shared input handling: join scores to samples
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scored:
-    """Samples joined to their scores, sorted by (prompt_id, sample_idx).
-
-    ``table`` holds the keys and the requested columns of both inputs;
-    ``group`` numbers each row's prompt 0..P-1 in ascending prompt_id order,
-    ``prompt_ids`` is the prompt_id of each number and ``counts`` its samples.
-    """
-
-    samples: artifacts.Artifact
-    scores: artifacts.Artifact
-    table: pa.Table
-    group: np.ndarray
-    prompt_ids: pa.Array
-    counts: np.ndarray
-
-    def key_text(self, row: int) -> str:
-        return _key_text(self.table, row)
-
-    def finite(self, column: str, path: str, rule: str) -> np.ndarray:
-        """A float column as float64, refusing missing, NaN and infinite values by name and key."""
-        values = self.table[column].to_numpy().astype(np.float64, copy=False)
-        bad = ~np.isfinite(values)
-        if bad.any():
-            row = int(np.argmax(bad))
-            what = "NaN or missing" if np.isnan(values[row]) else "infinite"
-            raise IswtError(
-                f"{path}: column '{column}' has {int(bad.sum())} {what} value(s), first at "
-                f"({self.key_text(row)}); {rule}"
-            )
-        return values
-
-
-def has_column(path: str, column: str) -> bool:
-    """Whether every shard of an artifact has ``column``; shards that disagree are an error."""
-    files = artifacts.resolve_files(path)
-    present = [column in artifacts.read_metadata(f)[0].names for f in files]
-    if any(present) and not all(present):
-        missing = files[present.index(False)]
-        raise IswtError(f"{missing}: column '{column}' is missing, though other shards of {path} have it")
-    return all(present)
-
-
-def load_scored(samples_path, scores_path, *, sample_columns, score_columns, purpose: str) -> Scored:
-    """Read the needed columns of both artifacts and align them row for row.
-
-    Every score must have its sample and every sample its score (the error
-    names the count and the first missing key), and every prompt needs at
-    least 2 samples for ``purpose``.
-    """
-    # KeyOrder refuses duplicate keys, so the reads skip their own check
-    samples = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=sample_columns, check_key=False)
-    scores = artifacts.read_artifact(scores_path, artifacts.SCORES, columns=score_columns, check_key=False)
-    left, right = KeyOrder.of(samples.table, samples_path), KeyOrder.of(scores.table, scores_path)
-    if not left.same_keys(right):
-        _explain_key_mismatch(samples.table, scores.table, samples_path, scores_path)
-    if samples.table.num_rows == 0:
-        raise IswtError(f"{samples_path}: holds no samples")
-    table = left.apply(samples.table)
-    # equal keys: the scores' own key columns add nothing, so only their values are reordered
-    values = right.apply(scores.table.drop_columns(KEYS))
-    for name in values.column_names:
-        table = table.append_column(name, values[name])
-    group, prompt_ids = left.group, left.prompt_ids
-    counts = np.bincount(group)
-    if counts.min() < 2:
-        first = int(np.argmin(counts))
-        raise IswtError(
-            f"{samples_path}: prompt {prompt_ids[first].as_py()!r} has {counts[first]} sample; "
-            f"{purpose} needs at least 2 samples per prompt"
-        )
-    return Scored(samples, scores, table, group, prompt_ids, counts)
-
-
-@dataclass(frozen=True)
-class KeyOrder:
-    """How to put a table in (prompt_id, sample_idx) order, and each sorted row's prompt number.
-
-    Sorting a million strings in Arrow is the slow part of a plain sort_by, so
-    the strings are dictionary-encoded (a hash pass), only the distinct ones
-    are sorted, and the rows are ordered by one int64 key: the prompt's rank
-    in the high 32 bits, sample_idx (int32, offset to be >= 0) in the low 32.
-    Rows already in order (the usual case for samples) are not moved; after a
-    sort a duplicate key shows as two equal neighbours and is refused. Two
-    tables hold the same keys exactly when their sorted distinct prompt ids
-    and their keys are equal.
-    """
-
-    order: np.ndarray | None  # None: already in order
-    key: np.ndarray  # per sorted row
-    group: np.ndarray  # per sorted row: prompt number 0..P-1 in prompt_id order
-    prompt_ids: pa.Array  # per prompt number
-
-    @classmethod
-    def of(cls, table: pa.Table, path: str) -> KeyOrder:
-        for name in KEYS:
-            if table[name].null_count:
-                raise IswtError(f"{path}: column '{name}' has {table[name].null_count} missing value(s)")
-        if table.num_rows == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return cls(None, empty, empty, pa.array([], pa.string()))
-        group, prompt_ids = artifacts.rank_strings(table["prompt_id"])
-        sample_idx = table["sample_idx"].to_numpy().astype(np.int64)
-        key = (group << 32) | (sample_idx + 2**31)  # a fixed offset keeps keys comparable across tables
-        if np.all(key[1:] > key[:-1]):
-            return cls(None, key, group, prompt_ids)
-        order = np.argsort(key)  # keys are unique (or refused below), so stability buys nothing
-        key = key[order]
-        repeated = np.flatnonzero(key[1:] == key[:-1])
-        if repeated.size:
-            row = int(order[repeated[0]])
-            raise IswtError(f"{path}: duplicate key ({_key_text(table, row)}); each {'/'.join(KEYS)} must appear once")
-        return cls(order, key, group[order], prompt_ids)
-
-    def apply(self, table: pa.Table) -> pa.Table:
-        return (table if self.order is None else table.take(pa.array(self.order))).combine_chunks()
-
-    def same_keys(self, other: KeyOrder) -> bool:
-        return np.array_equal(self.key, other.key) and self.prompt_ids.equals(other.prompt_ids)
-
-
-def _sorted_by_key(table: pa.Table) -> pa.Table:
-    return table.sort_by([(k, "ascending") for k in KEYS])
-
-
-def _key_text(table: pa.Table, row: int) -> str:
-    return ", ".join(f"{k}={table[k][row].as_py()!r}" for k in KEYS)
-
-
-def _explain_key_mismatch(samples: pa.Table, scores: pa.Table, samples_path: str, scores_path: str) -> None:
-    """Say which keys are missing where: scores must cover exactly the samples."""
-    problems = []
-    orphans = _missing_keys(scores, samples)
-    if orphans.num_rows:
-        problems.append(
-            f"{scores_path}: {orphans.num_rows} score(s) have no matching sample in {samples_path} "
-            f"(first: {_key_text(orphans, 0)})"
-        )
-    unscored = _missing_keys(samples, scores)
-    if unscored.num_rows:
-        problems.append(
-            f"{samples_path}: {unscored.num_rows} sample(s) have no score in {scores_path} "
-            f"(first: {_key_text(unscored, 0)})"
-        )
-    raise IswtError("; ".join(problems) + "; scores must cover exactly the samples")
-
-
-def _missing_keys(table: pa.Table, other: pa.Table) -> pa.Table:
-    """Keys of ``table`` absent from ``other``, sorted."""
-    anti = table.select(KEYS).join(other.select(KEYS), keys=KEYS, join_type="left anti")
-    return _sorted_by_key(anti)
 
 
 # --------------------------------------------------------------------------

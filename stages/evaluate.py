@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, cache, metrics, models, rewards, tasks
+from iswcli import artifacts, cache, chain, metrics, models, outputs, rewards, tasks
 from iswcli.errors import IswtError, raise_first_failure
 from stages import sample, score
 
@@ -177,12 +177,13 @@ def check_prompts(config: EvaluateConfig) -> list[str]:
 def run(config: EvaluateConfig) -> dict:
     config = resolve(config)
     validate(config)
-    prompt_ids = check_prompts(config)
-    if config.baseline is not None:
-        _, baseline = read_baseline(config.baseline)
-        check_baseline(baseline, [(pid, j) for pid in prompt_ids for j in range(config.n)], config.baseline)
-    how = generate(config)
-    return evaluate_samples(config, beside(config.out, ".samples.parquet"), how)
+    with outputs.claim(config.out, {"--baseline": config.baseline, "--prompts": config.prompts}):
+        prompt_ids = check_prompts(config)
+        if config.baseline is not None:
+            _, baseline = read_baseline(config.baseline)
+            check_baseline(baseline, [(pid, j) for pid in prompt_ids for j in range(config.n)], config.baseline)
+        how = generate(config)
+        return evaluate_samples(config, beside(config.out, ".samples.parquet"), how)
 
 
 def generate(config: EvaluateConfig) -> str:
@@ -207,9 +208,12 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
     config = resolve(config)
     sc = score_config(config, samples_path)
     scored = run_score(sc)
-    samples_art = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=["prompt", "response"])
-    scores_art = artifacts.read_artifact(sc.out, artifacts.SCORES)
-    table = assemble(samples_art.table, scores_art.table, config.reward, samples_path)
+    scored_join = chain.load_scored(
+        samples_path, sc.out, sample_columns=["prompt", "response"], score_columns=["reward", "reward_info"],
+        purpose="evaluation", min_samples=1,
+    )  # fmt: skip
+    samples_art, scores_art = scored_join.samples, scored_join.scores
+    table = assemble(scored_join.table, config.reward)
     groups = group_rows(table)
     k = equal_k(groups, samples_path)
     values = prompt_metrics(groups, k, with_maj=config.reward == "math")
@@ -237,21 +241,15 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
     return display(config, summary, sha, summary_path, {"samples": how, "scores": scored})
 
 
-def assemble(samples: pa.Table, scores: pa.Table, reward: str, where: str) -> pa.Table:
-    """The eval rows: each sample joined with its score, prompts in sample order."""
-    keyed = columns(scores, "prompt_id", "sample_idx", "reward", "reward_info")
-    scored = {(pid, idx): (r, info) for pid, idx, r, info in keyed}
-    rows = samples.select(["prompt_id", "sample_idx", "prompt", "response"]).to_pylist()
-    order = {pid: i for i, pid in reversed(list(enumerate(r["prompt_id"] for r in rows)))}
-    rows.sort(key=lambda r: (order[r["prompt_id"]], r["sample_idx"]))
-    for row in rows:
-        key = (row["prompt_id"], row["sample_idx"])
-        if key not in scored:
-            raise IswtError(f"{where}: {rewards.describe_key(key)} has no score")
-        row["reward"], row["reward_info"] = scored[key]
-        row["correct"] = row["reward"] >= CORRECT_AT
-        row["answer"] = canonical_answer(row["response"]) if reward == "math" else None
-    return pa.Table.from_pylist(rows, schema=artifacts.EVAL.schema)
+def assemble(joined: pa.Table, reward: str) -> pa.Table:
+    """The eval rows: each sample with its score (already joined, in key order), its correctness and answer."""
+    reward_values = joined["reward"].to_pylist()
+    correct = [value >= CORRECT_AT for value in reward_values]
+    answers = [canonical_answer(r) if reward == "math" else None for r in joined["response"].to_pylist()]
+    table = joined.select(["prompt_id", "sample_idx", "prompt", "response", "reward", "reward_info"])
+    table = table.append_column("correct", pa.array(correct, pa.bool_()))
+    table = table.append_column("answer", pa.array(answers, pa.string()))
+    return table.cast(artifacts.EVAL.schema)
 
 
 def canonical_answer(response: str) -> str | None:

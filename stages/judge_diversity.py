@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, cache, console, diversity, models
+from iswcli import artifacts, cache, console, diversity, models, outputs
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.generation import SamplingParams
 from stages import evaluate, score
@@ -77,6 +77,7 @@ def validate(config: JudgeDiversityConfig) -> tuple[str, models.ModelRef, str]:
     ]
     raise_first_failure(checks)
     artifacts.check_output_path(config.out)
+    models.check_device(config.device)
     template = diversity.load_judge_template(config.template)
     try:
         judge = models.resolve_model(config.judge)
@@ -90,40 +91,41 @@ def validate(config: JudgeDiversityConfig) -> tuple[str, models.ModelRef, str]:
 
 def run(config: JudgeDiversityConfig) -> dict:
     template, judge_ref, embed_path = validate(config)
-    source = read_source(config)
-    prompts = select(source.table, config)
-    judge_path = models.local_path(judge_ref)
-    identity = models.model_identity(judge_ref, judge_path, None)
-    cached = cache.up_to_date(config.out, "judge-diversity", asdict(config), {"samples": source}, identity)
-    if cached:
-        return cached
-    # loaded before OUT.partial/ exists, so a judge that cannot load leaves nothing behind
-    judge = Judge(judge_path, template, config) if any(len(p.responses) >= 2 for p in prompts) else None
+    with outputs.claim(config.out, {"--samples": config.samples}):
+        source = read_source(config)
+        prompts = select(source.table, config)
+        judge_path = models.local_path(judge_ref)
+        identity = models.model_identity(judge_ref, judge_path, None)
+        cached = cache.up_to_date(config.out, "judge-diversity", asdict(config), {"samples": source}, identity)
+        if cached:
+            return cached
+        # loaded before OUT.partial/ exists, so a judge that cannot load leaves nothing behind
+        judge = Judge(judge_path, template, config) if any(len(p.responses) >= 2 for p in prompts) else None
 
-    writer = artifacts.PartWriter(config.out, artifacts.DIVERSITY, {
-        **asdict(config), "samples_sha256": source.sha256, "judge_identity": identity,
-        "template_text": template, "embed_model": str(embed_path)})  # fmt: skip
-    parts = [prompts[i : i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
-    already = writer.open()
-    if already:
-        console.warn(f"resuming {config.out}: {already} of {len(parts)} parts already done")
-    started, judged_now = time.perf_counter(), 0
-    with console.progress(len(prompts), "judging", rate_unit="prompts/s") as bar:
-        bar.advance(sum(len(parts[i]) for i in writer.done if i < len(parts)))
-        for index, part in enumerate(parts):
-            if index in writer.done:
-                continue
-            writer.write_part(index, part_table(part, judge, embed_path))
-            judged_now += len(part)
-            bar.advance(len(part), rate=judged_now / (time.perf_counter() - started))
+        writer = artifacts.PartWriter(config.out, artifacts.DIVERSITY, {
+            **asdict(config), "samples_sha256": source.sha256, "judge_identity": identity,
+            "template_text": template, "embed_model": str(embed_path)})  # fmt: skip
+        parts = [prompts[i : i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
+        already = writer.open()
+        if already:
+            console.warn(f"resuming {config.out}: {already} of {len(parts)} parts already done")
+        started, judged_now = time.perf_counter(), 0
+        with console.progress(len(prompts), "judging", rate_unit="prompts/s") as bar:
+            bar.advance(sum(len(parts[i]) for i in writer.done if i < len(parts)))
+            for index, part in enumerate(parts):
+                if index in writer.done:
+                    continue
+                writer.write_part(index, part_table(part, judge, embed_path))
+                judged_now += len(part)
+                bar.advance(len(part), rate=judged_now / (time.perf_counter() - started))
 
-    provenance = artifacts.make_provenance(
-        "judge-diversity", asdict(config), inputs={"samples": source}, model=identity,
-        template={"path": str(config.template or diversity.DEFAULT_JUDGE_TEMPLATE), "text": template},
-        embed_model={"path": str(embed_path), "weights_sha256": models.weights_sha256(str(embed_path))},
-    )  # fmt: skip
-    sha = writer.finish(provenance)
-    return summarize(config, sha)
+        provenance = artifacts.make_provenance(
+            "judge-diversity", asdict(config), inputs={"samples": source}, model=identity,
+            template={"path": str(config.template or diversity.DEFAULT_JUDGE_TEMPLATE), "text": template},
+            embed_model={"path": str(embed_path), "weights_sha256": models.weights_sha256(str(embed_path))},
+        )  # fmt: skip
+        sha = writer.finish(provenance)
+        return summarize(config, sha)
 
 
 # --------------------------------------------------------------------------- reading

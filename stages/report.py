@@ -32,9 +32,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from iswcli import __version__, artifacts, console, estimators, metrics, pairing, plots
+from iswcli import __version__, artifacts, console, estimators, metrics, outputs, pairing, plots
 from iswcli.errors import IswtError
-from stages.estimate_z import LOG_RATIO_REF, load_scored
+from iswcli.chain import load_scored
+from stages.estimate_z import LOG_RATIO_REF
 
 DEFAULT_GAMMAS = (0.5, 1.0, 2.0, 4.0)
 EVAL_COLUMNS = ("prompt_id", "sample_idx", "reward", "correct")
@@ -88,36 +89,37 @@ def validate(config: ReportConfig) -> None:
 
 def run(config: ReportConfig) -> dict:
     validate(config)
-    found = discover(config.inputs, exclude=(Path(config.out), config.figures_dir))
-    reportable = [s for s in found.sources if s.kind != "samples"]
-    if not reportable and not found.runs:
-        what = "only samples artifacts" if found.sources else "no iswt artifact and no train run directory"
-        raise IswtError(
-            f"{', '.join(config.inputs)}: nothing to report: found {what} "
-            "(give scores, z, pairs, eval or diversity artifacts, train run directories, or a directory holding them)"
-        )
-    figures = FigureWriter(config.figures_dir)
-    builders = (
-        rewards_section, importance_section, pairs_section, training_section, evaluation_section, diversity_section,
-        exact_target_section,
-    )  # fmt: skip
-    sections = [section for build in builders for section in build(found, config, figures)]
-    if not sections:
-        raise IswtError(f"nothing to report: no input could be read ({found.notes[0] if found.notes else 'no notes'})")
-    write_text_atomic(config.out, render_page(config, found, sections))
-    figures.remove_stale()
-    for note in found.notes[:5]:
-        console.warn(note)
-    if len(found.notes) > 5:
-        console.warn(f"... and {len(found.notes) - 5} more notes (listed in the report)")
-    return {
-        "output": config.out,
-        "figures": f"{figures.directory} ({len(figures.written)} PNG)",
-        "sections": ", ".join(s.title for s in sections),
-        "artifacts": {kind: len(found.of_kind(kind)) for kind in artifacts.SPECS if found.of_kind(kind)},
-        "train runs": len(found.runs),
-        "skipped": len(found.notes),
-    }
+    with outputs.claim(config.out, {f"argument {i + 1}": path for i, path in enumerate(config.inputs)}):
+        found = discover(config.inputs, exclude=(Path(config.out), config.figures_dir))
+        reportable = [s for s in found.sources if s.kind != "samples"]
+        if not reportable and not found.runs:
+            what = "only samples artifacts" if found.sources else "no iswt artifact and no train run directory"
+            raise IswtError(
+                f"{', '.join(config.inputs)}: nothing to report: found {what} "
+                "(give scores, z, pairs, eval or diversity artifacts, train run directories, or a directory holding them)"
+            )
+        figures = FigureWriter(config.figures_dir)
+        builders = (
+            rewards_section, importance_section, pairs_section, training_section, evaluation_section, diversity_section,
+            exact_target_section,
+        )  # fmt: skip
+        sections = [section for build in builders for section in build(found, config, figures)]
+        if not sections:
+            raise IswtError(f"nothing to report: no input could be read ({found.notes[0] if found.notes else 'no notes'})")
+        write_text_atomic(config.out, render_page(config, found, sections))
+        figures.remove_stale()
+        for note in found.notes[:5]:
+            console.warn(note)
+        if len(found.notes) > 5:
+            console.warn(f"... and {len(found.notes) - 5} more notes (listed in the report)")
+        return {
+            "output": config.out,
+            "figures": f"{figures.directory} ({len(figures.written)} PNG)",
+            "sections": ", ".join(s.title for s in sections),
+            "artifacts": {kind: len(found.of_kind(kind)) for kind in artifacts.SPECS if found.of_kind(kind)},
+            "train runs": len(found.runs),
+            "skipped": len(found.notes),
+        }
 
 
 # --------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import pyarrow as pa
 
-from iswcli import artifacts, cache, console, models, tasks, vllm_backend
+from iswcli import artifacts, cache, console, models, outputs, tasks, vllm_backend
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.generation import Generation, SamplingParams, batch_seed
 
@@ -81,6 +81,7 @@ def validate(config: SampleConfig) -> None:
         tasks.parse_shard(config.shard)
     artifacts.check_output_path(config.out)
     models.check_adapter(config.adapter)
+    models.check_device(config.device)
     vllm_backend.check_backend_flags(config.backend, config.engine, config.temperature, config.adapter)
 
 
@@ -92,58 +93,72 @@ def plan_batches(n_prompts: int, n: int, batch_size: int) -> list[list[Row]]:
 
 def run(config: SampleConfig) -> dict:
     validate(config)
-    shard = tasks.parse_shard(config.shard) if config.shard else None
-    prompts = tasks.shard_filter(
-        tasks.load_prompts(config.task, config.prompts, config.split, config.limit), shard
-    )
-    if not prompts:
-        raise IswtError(f"--shard {config.shard}: no prompts fall in this shard")
-    ref = models.resolve_model(config.model)
+    with outputs.claim(config.out, {"--prompts": config.prompts}):
+        shard = tasks.parse_shard(config.shard) if config.shard else None
+        prompts = tasks.shard_filter(
+            tasks.load_prompts(config.task, config.prompts, config.split, config.limit), shard
+        )
+        if not prompts:
+            raise IswtError(f"--shard {config.shard}: no prompts fall in this shard")
+        ref = models.resolve_model(config.model)
 
-    path = models.local_path(ref)
-    identity = models.model_identity(ref, path, config.adapter)
-    source = tasks.source_description(config.task, config.prompts, config.split, config.limit)
-    cached = cache.up_to_date(config.out, "sample", asdict(config), {"prompts": source}, identity)
-    if cached:
-        return cached
-    tokenizer = models.load_tokenizer(path)
-    rendered = [models.render_prompt(tokenizer, tasks.messages_of(p), config.chat_template) for p in prompts]
-    backend, stop_ids = _make_backend(config, path, tokenizer)
+        path = models.local_path(ref)
+        identity = models.model_identity(ref, path, config.adapter)
+        source = tasks.source_description(config.task, config.prompts, config.split, config.limit)
+        cached = cache.up_to_date(config.out, "sample", asdict(config), {"prompts": source}, identity)
+        if cached:
+            return cached
+        tokenizer = models.load_tokenizer(path)
+        rendered = [models.render_prompt(tokenizer, tasks.messages_of(p), config.chat_template) for p in prompts]
+        check_lengths(prompts, rendered, models.context_length(path), config.max_new_tokens)
+        backend, stop_ids = _make_backend(config, path, tokenizer)
 
-    writer = artifacts.PartWriter(config.out, artifacts.SAMPLES, {**asdict(config), "model_identity": identity})
-    batches = plan_batches(len(prompts), config.n, config.batch_size)
-    already = writer.open()
-    if already:
-        console.warn(f"resuming {config.out}: {already} of {len(batches)} batches already done")
+        writer = artifacts.PartWriter(config.out, artifacts.SAMPLES, {**asdict(config), "model_identity": identity})
+        batches = plan_batches(len(prompts), config.n, config.batch_size)
+        already = writer.open()
+        if already:
+            console.warn(f"resuming {config.out}: {already} of {len(batches)} batches already done")
 
-    started, new_tokens = time.perf_counter(), 0
-    with console.progress(len(prompts) * config.n, "sampling") as bar:
-        bar.advance(sum(len(batches[i]) for i in writer.done if i < len(batches)))
-        for index, batch in enumerate(batches):
-            if index in writer.done:
-                continue
-            first = prompts[batch[0].prompt_index]
-            seed = batch_seed(config.seed, f"{first.prompt_id}/{batch[0].sample_idx}")
-            generations = backend.generate([rendered[r.prompt_index][1] for r in batch], config.sampling, seed)
-            writer.write_part(index, _to_table(batch, generations, prompts, rendered, tokenizer))
-            new_tokens += sum(len(g.response_token_ids) for g in generations)
-            bar.advance(len(batch), rate=new_tokens / (time.perf_counter() - started))
+        started, new_tokens = time.perf_counter(), 0
+        with console.progress(len(prompts) * config.n, "sampling") as bar:
+            bar.advance(sum(len(batches[i]) for i in writer.done if i < len(batches)))
+            for index, batch in enumerate(batches):
+                if index in writer.done:
+                    continue
+                first = prompts[batch[0].prompt_index]
+                seed = batch_seed(config.seed, f"{first.prompt_id}/{batch[0].sample_idx}")
+                generations = backend.generate([rendered[r.prompt_index][1] for r in batch], config.sampling, seed)
+                writer.write_part(index, _to_table(batch, generations, prompts, rendered, tokenizer))
+                new_tokens += sum(len(g.response_token_ids) for g in generations)
+                bar.advance(len(batch), rate=new_tokens / (time.perf_counter() - started))
 
-    provenance = artifacts.make_provenance(
-        "sample",
-        asdict(config),
-        inputs={"prompts": source},
-        model=identity,
-        seed=config.seed,
-        sampling={
-            "untruncated": config.sampling.untruncated,
-            "stop_token_ids": stop_ids,
-            "chat_template": bool(config.chat_template and tokenizer.chat_template),
-            **backend.provenance(),  # backend, dtype, engine: what estimate-z needs to trust q
-        },
-    )
-    sha = writer.finish(provenance)
-    return _summary(config, sha, new_tokens, time.perf_counter() - started)
+        provenance = artifacts.make_provenance(
+            "sample",
+            asdict(config),
+            inputs={"prompts": source},
+            model=identity,
+            seed=config.seed,
+            sampling={
+                "untruncated": config.sampling.untruncated,
+                "stop_token_ids": stop_ids,
+                "chat_template": bool(config.chat_template and tokenizer.chat_template),
+                **backend.provenance(),  # backend, dtype, engine: what estimate-z needs to trust q
+            },
+        )
+        sha = writer.finish(provenance)
+        return _summary(config, sha, new_tokens, time.perf_counter() - started)
+
+
+def check_lengths(prompts, rendered, context: int | None, max_new_tokens: int) -> None:
+    """Every prompt and its longest response fit the model's positions; past them the model is not defined."""
+    if context is None:
+        return
+    for prompt, (_, ids) in zip(prompts, rendered):
+        if len(ids) + max_new_tokens > context:
+            raise IswtError(
+                f"prompt {prompt.prompt_id!r}: {len(ids)} prompt tokens + --max-new-tokens {max_new_tokens} "
+                f"exceed the model's context of {context} positions; shorten the prompt or lower --max-new-tokens"
+            )
 
 
 def _make_backend(config: SampleConfig, path: str, tokenizer):

@@ -34,7 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from iswcli import artifacts, cache, console, models, rewards, tasks
+from iswcli import artifacts, cache, console, models, outputs, rewards, tasks
 from iswcli.errors import IswtError, raise_first_failure
 
 ON_ERROR = ("fail", "skip")
@@ -96,6 +96,7 @@ def validate(config: ScoreConfig) -> None:
     if config.shard is not None:
         tasks.parse_shard(config.shard)
     artifacts.check_output_path(config.out)
+    models.check_device(config.device)
     models.check_adapter(config.ref_adapter)
     if config.ref_model is not None:
         resolve_ref(config.ref_model)
@@ -111,52 +112,53 @@ def resolve_ref(spec: str) -> models.ModelRef:
 
 def run(config: ScoreConfig) -> dict:
     validate(config)
-    cached = cache.up_to_date(config.out, "score", asdict(config), {"samples": cache.input_ref(config.samples)})
-    if cached:
-        return cached
-    samples_art = read_samples(config)
-    samples = select_shard(to_samples(samples_art.table, config.samples), config.shard)
-    reward = rewards.make_reward(config.reward, config.reward_options)
-    check_samples(samples, reward, config.samples)
-    if config.ref_model:
-        check_token_ids(samples, config.samples)
-    reward_record = describe_reward(config.reward, reward)
-    reference = load_reference(config, samples) if config.ref_model else None
-    random.seed(config.seed)
+    with outputs.claim(config.out, {"--samples": config.samples, "--baseline": config.baseline}):
+        cached = cache.up_to_date(config.out, "score", asdict(config), {"samples": cache.input_ref(config.samples)})
+        if cached:
+            return cached
+        samples_art = read_samples(config)
+        samples = select_shard(to_samples(samples_art.table, config.samples), config.shard)
+        reward = rewards.make_reward(config.reward, config.reward_options)
+        check_samples(samples, reward, config.samples)
+        if config.ref_model:
+            check_token_ids(samples, config.samples)
+        reward_record = describe_reward(config.reward, reward)
+        reference = load_reference(config, samples) if config.ref_model else None
+        random.seed(config.seed)
 
-    resume_key = {k: v for k, v in asdict(config).items() if k != "workers"}  # workers change no result
-    writer = artifacts.PartWriter(config.out, artifacts.SCORES, {
-        **resume_key, "samples_sha256": samples_art.sha256, "reward_record": reward_record,
-        "ref_identity": reference.identity if reference else None})  # fmt: skip
-    parts = [samples[i : i + config.batch_size] for i in range(0, len(samples), config.batch_size)]
-    started, scored = time.perf_counter(), 0
-    with _partial_kept_only_with_parts(writer):
-        already = writer.open()
-        if already:
-            console.warn(f"resuming {config.out}: {already} of {len(parts)} parts already done")
-        with console.progress(len(samples), "scoring", rate_unit="samples/s") as bar:
-            bar.advance(sum(len(parts[i]) for i in writer.done if i < len(parts)))
-            for index, part in enumerate(parts):
-                if index in writer.done:
-                    continue
-                table, skipped = score_part(part, reward, reference, config)
-                _write_skipped(writer, index, skipped)
-                writer.write_part(index, table)
-                scored += len(part)
-                bar.advance(len(part), rate=scored / (time.perf_counter() - started))
+        resume_key = {k: v for k, v in asdict(config).items() if k != "workers"}  # workers change no result
+        writer = artifacts.PartWriter(config.out, artifacts.SCORES, {
+            **resume_key, "samples_sha256": samples_art.sha256, "reward_record": reward_record,
+            "ref_identity": reference.identity if reference else None})  # fmt: skip
+        parts = [samples[i : i + config.batch_size] for i in range(0, len(samples), config.batch_size)]
+        started, scored = time.perf_counter(), 0
+        with _partial_kept_only_with_parts(writer):
+            already = writer.open()
+            if already:
+                console.warn(f"resuming {config.out}: {already} of {len(parts)} parts already done")
+            with console.progress(len(samples), "scoring", rate_unit="samples/s") as bar:
+                bar.advance(sum(len(parts[i]) for i in writer.done if i < len(parts)))
+                for index, part in enumerate(parts):
+                    if index in writer.done:
+                        continue
+                    table, skipped = score_part(part, reward, reference, config)
+                    _write_skipped(writer, index, skipped)
+                    writer.write_part(index, table)
+                    scored += len(part)
+                    bar.advance(len(part), rate=scored / (time.perf_counter() - started))
 
-    skipped = _read_skipped(writer)
-    provenance = artifacts.make_provenance(
-        "score",
-        asdict(config),
-        inputs={"samples": samples_art},
-        model=reference.identity if reference else None,
-        seed=config.seed,
-        reward=reward_record,
-        skipped={"count": len(skipped), "samples": skipped[:SKIPPED_IN_PROVENANCE]},
-    )
-    sha = writer.finish(provenance)
-    return summarize(config, sha, len(skipped), scored, time.perf_counter() - started, reward_record)
+        skipped = _read_skipped(writer)
+        provenance = artifacts.make_provenance(
+            "score",
+            asdict(config),
+            inputs={"samples": samples_art},
+            model=reference.identity if reference else None,
+            seed=config.seed,
+            reward=reward_record,
+            skipped={"count": len(skipped), "samples": skipped[:SKIPPED_IN_PROVENANCE]},
+        )
+        sha = writer.finish(provenance)
+        return summarize(config, sha, len(skipped), scored, time.perf_counter() - started, reward_record)
 
 
 # --------------------------------------------------------------------------- reading

@@ -1,10 +1,11 @@
 """`iswt train`: one training loop for every loss, from the offline artifacts.
 
-Read top to bottom: validate flags, read and join the artifacts (failing
-before anything is created), load the policy (LoRA by default), get the
-reference log-probs (from scores, or computed once with the initial policy
-by the same teacher-forced function), check that the policy equals the
-reference at step 0, then optimize. Each optimizer step uses a fixed slice
+Read top to bottom: validate flags, claim the run directory, read and join
+the artifacts with `iswcli.chain` (failing before anything is created),
+decide from what the directory holds whether to start or resume, load the
+policy (LoRA by default), get the reference log-probs (from scores, or
+computed once with the initial policy by the same teacher-forced function),
+check that the policy equals the reference at step 0, then optimize. Each optimizer step uses a fixed slice
 of seeded micro-batches, so runs under `accelerate launch` and resumed runs
 see exactly the data an uninterrupted single-process run would.
 """
@@ -18,7 +19,7 @@ import random
 import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from accelerate import Accelerator
 
-from iswcli import artifacts, cache, console, losses, models, train_data
+from iswcli import artifacts, cache, chain, console, losses, models, outputs, train_data
 from iswcli.errors import IswtError, raise_first_failure
 
 LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
@@ -44,7 +45,7 @@ class TrainConfig:
     adapter: str | None = None  # an adapter to start from
     z: str | None = None
     pairs: str | None = None
-    beta: float = 1.0
+    beta: float | None = None  # None: the --z artifact's beta for tb with a frozen z, else 1
     z_mode: str = "frozen"  # frozen: read from --z; learned: one trainable scalar per prompt
     z_lr: float = 1e-2
     length_normalize: bool = False
@@ -77,7 +78,7 @@ class TrainConfig:
 def validate(c: TrainConfig) -> None:
     checks = [
         (c.loss in LOSSES, f"--loss {c.loss}: must be one of {', '.join(LOSSES)}"),
-        (c.beta > 0, f"--beta {c.beta}: must be > 0"),
+        (c.beta is None or (math.isfinite(c.beta) and c.beta > 0), f"--beta {c.beta}: must be a finite number > 0"),
         (c.z_mode in ("frozen", "learned"), f"--z-mode {c.z_mode}: must be frozen or learned"),
         (not (c.loss == "tb" and c.z_mode == "frozen" and c.z is None),
          "--loss tb needs --z Z.parquet (from iswt estimate-z), or --z-mode learned"),
@@ -92,40 +93,110 @@ def validate(c: TrainConfig) -> None:
         (c.epochs >= 1, f"--epochs {c.epochs}: must be at least 1"),
         (c.max_steps is None or c.max_steps >= 1, f"--max-steps {c.max_steps}: must be at least 1"),
         (0 <= c.lora_dropout < 1, f"--lora-dropout {c.lora_dropout}: must be in [0, 1)"),
+        (c.lora_r >= 1, f"--lora-r {c.lora_r}: must be at least 1"),
+        (c.lora_alpha > 0, f"--lora-alpha {c.lora_alpha}: must be > 0"),
         (c.clip_eps > 0, f"--clip-eps {c.clip_eps}: must be > 0"),
     ]  # fmt: skip
     raise_first_failure(checks)
-    out = Path(c.out)
-    if out.exists() and not out.is_dir():
+    models.check_device(c.device)
+    if Path(c.out).exists() and not Path(c.out).is_dir():
         raise IswtError(f"--out {c.out}: is a file; a run directory is expected")
-    if c.resume and not (out / "checkpoints").is_dir():
-        raise IswtError(f"--resume: {c.out} holds no checkpoints to resume from")
-    if not c.resume and out.is_dir() and not _nothing_to_resume(out):
-        raise IswtError(f"--out {c.out}: directory is not empty; choose a new run directory or pass --resume")
     models.check_adapter(c.adapter)
+
+
+def _input_flags(c: TrainConfig) -> dict[str, str | None]:
+    return {"--samples": c.samples, "--scores": c.scores, "--z": c.z, "--pairs": c.pairs, "--adapter": c.adapter}
+
+
+def resolve_beta(c: TrainConfig) -> TrainConfig:
+    """Trajectory balance against a frozen z takes the z's beta: another one trains toward the wrong fixed point."""
+    if c.loss != "tb" or c.z_mode != "frozen":
+        return c if c.beta is not None else replace(c, beta=1.0)
+    z_beta = chain.z_beta(c.z)
+    if z_beta is None:  # an empty z: reading it with the samples says which prompts it lacks
+        return c if c.beta is not None else replace(c, beta=1.0)
+    if c.beta is not None and c.beta != z_beta:
+        raise IswtError(
+            f"--beta {c.beta}: --z {c.z} was estimated at beta {z_beta:g}, and trajectory balance against it "
+            "needs the same beta; omit --beta to take it from the z, or estimate Z at this beta"
+        )
+    return replace(c, beta=z_beta)
 
 
 # What a run leaves in its directory before its first checkpoint (the reference log-probs, an empty checkpoints/).
 LEFTOVERS = ("checkpoints", "ref_logprobs.npy", ".ref_logprobs.tmp.npy")
+# Flags that change how a run goes, not what it computes: resuming with other values continues the same run.
+RUN_LOCAL_KEYS = frozenset({"resume", "force", "device", "save_every"})
 
 
-def _nothing_to_resume(out: Path) -> bool:
-    """OUT is empty, or holds only what a run cut off before its first checkpoint left: the same command starts over."""
-    if any(p.name not in LEFTOVERS for p in out.iterdir()):
+def _fingerprint(c: TrainConfig, inputs: dict[str, artifacts.Artifact]) -> dict:
+    """What makes a run this run: its config (run-local flags aside) and its inputs' content hashes."""
+    config = {k: v for k, v in artifacts.jsonable(asdict(c)).items() if k not in RUN_LOCAL_KEYS}
+    return {"config": config, "inputs": {role: art.sha256 for role, art in inputs.items()}}
+
+
+def _differences(recorded: dict, wanted: dict) -> list[str]:
+    keys = []
+    for part in ("config", "inputs"):
+        old, new = recorded.get(part) or {}, wanted[part]
+        keys += [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
+    return keys
+
+
+def resume_or_start(c: TrainConfig, fingerprint: dict) -> bool:
+    """Whether to resume the run in --out (True) or start one (False); refuse to mix two runs' configs.
+
+    An unfinished run with the identical config and inputs is resumed by the
+    same command (so an interrupted Makefile continues); one with another
+    config is refused, naming the keys that differ; --force starts over.
+    """
+    out = Path(c.out)
+    if not out.is_dir() or not any(out.iterdir()):
+        if c.resume:
+            raise IswtError(f"--resume: {c.out} holds no checkpoints to resume from")
         return False
-    return not any((p / "state.pt").exists() for p in (out / "checkpoints").glob("step-*"))
+    record = out / "checkpoints" / "run.json"
+    is_run = record.exists() or (out / "manifest.json").exists() or all(p.name in LEFTOVERS for p in out.iterdir())
+    if not is_run:
+        raise IswtError(f"--out {c.out}: directory holds files that are not an iswt run; choose a new run directory")
+    if c.force and not c.resume:
+        return False
+    if (out / "manifest.json").exists():
+        raise IswtError(
+            f"--out {c.out}: holds a finished run with another config or other inputs; "
+            "choose a new run directory, or --force to retrain in it"
+        )
+    checkpointed = any((p / "state.pt").exists() for p in (out / "checkpoints").glob("step-*"))
+    if not checkpointed:
+        if c.resume:
+            raise IswtError(f"--resume: {c.out} holds no checkpoints to resume from")
+        return False  # cut off before its first checkpoint: nothing worth keeping
+    if not record.exists():
+        raise IswtError(
+            f"--out {c.out}: holds checkpoints of a run whose config is not recorded (no checkpoints/run.json); "
+            "choose a new run directory, or --force to start over"
+        )
+    differ = _differences(json.loads(record.read_text()), fingerprint)
+    if differ:
+        raise IswtError(
+            f"--out {c.out}: holds an unfinished run with a different {', '.join(differ)}; re-run that run's "
+            "own command to resume it, choose a new run directory, or --force to start over"
+        )
+    return True
 
 
 def _start_over(out: Path) -> None:
-    """Remove an interrupted run's leftovers, so that its reference log-probs are never taken for this run's."""
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    for name in LEFTOVERS[1:]:
-        (out / name).unlink(missing_ok=True)
+    """Remove an earlier run's files, so that nothing of it (reference log-probs above all) is taken for this run's."""
+    for path in out.iterdir() if out.is_dir() else []:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _up_to_date(c: TrainConfig) -> dict | None:
     """A finished run from this config, these inputs and this model needs no retraining."""
-    if c.force or c.resume or not (Path(c.out) / "manifest.json").exists():
+    if c.resume or not (Path(c.out) / "manifest.json").exists():
         return None
     named = {"samples": c.samples, "scores": c.scores}
     if c.loss == "tb" and c.z_mode == "frozen":
@@ -139,30 +210,43 @@ def _up_to_date(c: TrainConfig) -> dict | None:
 
 
 def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifacts.Artifact]]:
-    samples = artifacts.read_artifact(c.samples, artifacts.SAMPLES, columns=train_data.SAMPLE_COLUMNS)
-    scores = artifacts.read_artifact(c.scores, artifacts.SCORES)
-    inputs = {"samples": samples, "scores": scores}
-    data = train_data.load(samples, scores)
+    """The samples joined with their scores, z and pairs, each checked to belong to the others."""
+    data, scored = train_data.load(c.samples, c.scores)
+    inputs = {"samples": scored.samples, "scores": scored.scores}
     if c.loss == "tb" and c.z_mode == "frozen":
-        inputs["z"] = artifacts.read_artifact(c.z, artifacts.Z)
-        train_data.attach_z(data, inputs["z"])
+        z = chain.load_z(c.z, scored)
+        train_data.attach_z(data, z)
+        inputs["z"] = z.artifact
     if c.loss in losses.PAIR_LOSSES:
-        inputs["pairs"] = artifacts.read_artifact(c.pairs, artifacts.PAIRS)
-        train_data.attach_pairs(data, inputs["pairs"])
+        pairs = chain.load_pairs(c.pairs, scored)
+        train_data.attach_pairs(data, pairs)
+        inputs["pairs"] = pairs.artifact
     else:
         train_data.select_samples(data, c.loss, c.sft_select)
     return data, inputs
 
 
 def run(c: TrainConfig) -> dict:
+    validate(c)
+    # every process of an `accelerate launch` runs this; the main one holds the run directory
+    with outputs.claim(c.out, _input_flags(c)) if _is_main_launch_process() else nullcontext():
+        return _train(resolve_beta(c))
+
+
+def _is_main_launch_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _train(c: TrainConfig) -> dict:
     cached = _up_to_date(c)
     if cached:
         return cached
-    validate(c)
     data, inputs = read_inputs(c)
     ref = models.resolve_model(c.model)
     path = models.local_path(ref)
     identity = models.model_identity(ref, path, c.adapter)
+    fingerprint = _fingerprint(c, inputs)
+    resume = resume_or_start(c, fingerprint)
 
     accelerator = Accelerator(mixed_precision="bf16" if c.precision == "bf16" else "no", cpu=c.device == "cpu")
     _seed_everything(c.seed + accelerator.process_index)
@@ -172,9 +256,10 @@ def run(c: TrainConfig) -> dict:
 
     out = Path(c.out)
     if accelerator.is_main_process:
-        if not c.resume:
+        if not resume:
             _start_over(out)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        _write_json(out / "checkpoints" / "run.json", fingerprint)
     accelerator.wait_for_everyone()
     logp_ref = _reference_logprobs(c, data, policy, pad_id, out, accelerator)
     _step0_check(data, policy, logp_ref, pad_id, c)
@@ -189,7 +274,7 @@ def run(c: TrainConfig) -> dict:
     module.train()
 
     log_rows: list[dict] = []
-    start = _load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if c.resume else 0
+    start = _load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if resume else 0
     batch_stream = _step_batches(len(data.examples), c, per_step)
     step_loss = StepLoss(c, data, logp_ref, pad_id)
 
@@ -253,7 +338,7 @@ def _load_policy(c: TrainConfig, path: str, device):
     elif not c.full:
         from peft import LoraConfig, get_peft_model
 
-        targets = c.target_modules if c.target_modules == "all-linear" else c.target_modules.split(",")
+        targets = c.target_modules if c.target_modules == "all-linear" else _module_names(policy, c.target_modules)
         lora = LoraConfig(
             r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout, target_modules=targets,
             task_type="CAUSAL_LM",
@@ -264,6 +349,19 @@ def _load_policy(c: TrainConfig, path: str, device):
         if hasattr(policy, "enable_input_require_grads"):
             policy.enable_input_require_grads()
     return policy.to(device)
+
+
+def _module_names(model, flag: str) -> list[str]:
+    """--target-modules a,b,c: each must name a linear layer of the model (by its last name part)."""
+    names = [n.strip() for n in flag.split(",") if n.strip()]
+    linear = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    unknown = [n for n in names if n not in linear]
+    if not names or unknown:
+        raise IswtError(
+            f"--target-modules {flag}: {', '.join(unknown) or 'no name given'} is not a linear layer of the model "
+            f"(it has {', '.join(sorted(linear))}; or all-linear)"
+        )
+    return names
 
 
 def _param_groups(module, c: TrainConfig) -> list[dict]:
@@ -523,13 +621,18 @@ def _save_run(c, out: Path, module, tokenizer, log_rows, inputs, identity, data)
     manifest = {
         **provenance,
         "objective": _objective_note(c),
+        "reward_transform": (inputs["z"].provenance.get("reward_transform") if "z" in inputs else None),
         "weights": "adapter (peft)" if not c.full else "full model",
         "z_sha256": inputs["z"].sha256 if "z" in inputs else None,
         "steps": len(log_rows),
     }
-    tmp = out / ".manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2, default=str))
-    os.replace(tmp, out / "manifest.json")
+    _write_json(out / "manifest.json", manifest)
+
+
+def _write_json(path: Path, value: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=2, default=str))
+    os.replace(tmp, path)
 
 
 def _objective_note(c: TrainConfig) -> str:

@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, cache, console, pairing
+from iswcli import artifacts, cache, console, outputs, pairing
+from iswcli.chain import load_scored
 from iswcli.errors import IswtError
 from iswcli.plots import check_plot_path, write_histograms
-from stages.estimate_z import load_scored
 
 
 @dataclass(frozen=True)
@@ -71,49 +71,50 @@ def validate(config: WeightPairsConfig) -> None:
 
 def run(config: WeightPairsConfig) -> dict:
     validate(config)
-    inputs = {"samples": cache.input_ref(config.samples), "scores": cache.input_ref(config.scores)}
-    cached = cache.up_to_date(config.out, "weight-pairs", asdict(config), inputs)
-    if cached:
-        return cached
-    scored = load_scored(config.samples, config.scores, sample_columns=[], score_columns=["reward"], purpose="pairing")
-    reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
-    # Without --num-accept rejection sampling runs until the candidates run out.
-    num_accept = config.num_accept or int(scored.counts.max())
-    pairs = pairing.weight_pairs(
-        scored.group, scored.table["sample_idx"].to_numpy(), reward,
-        method=config.method, pairing=config.resolved_pairing,
-        gamma=config.gamma, beta=config.beta, num_accept=num_accept,
-        max_pairs_per_prompt=config.max_pairs_per_prompt,
-        rng=np.random.default_rng(config.seed),
-    )  # fmt: skip
-    if pairs.weight.size == 0:
-        raise IswtError(
-            f"{config.scores}: no prompt has two samples with different rewards, so there is no pair "
-            f"(all {pairs.n_prompts} prompts dropped)"
-        )
+    with outputs.claim(config.out, {"--samples": config.samples, "--scores": config.scores}):
+        inputs = {"samples": cache.input_ref(config.samples), "scores": cache.input_ref(config.scores)}
+        cached = cache.up_to_date(config.out, "weight-pairs", asdict(config), inputs)
+        if cached:
+            return cached
+        scored = load_scored(config.samples, config.scores, sample_columns=[], score_columns=["reward"], purpose="pairing")
+        reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
+        # Without --num-accept rejection sampling runs until the candidates run out.
+        num_accept = config.num_accept or int(scored.counts.max())
+        pairs = pairing.weight_pairs(
+            scored.group, scored.table["sample_idx"].to_numpy(), reward,
+            method=config.method, pairing=config.resolved_pairing,
+            gamma=config.gamma, beta=config.beta, num_accept=num_accept,
+            max_pairs_per_prompt=config.max_pairs_per_prompt,
+            rng=np.random.default_rng(config.seed),
+        )  # fmt: skip
+        if pairs.weight.size == 0:
+            raise IswtError(
+                f"{config.scores}: no prompt has two samples with different rewards, so there is no pair "
+                f"(all {pairs.n_prompts} prompts dropped)"
+            )
 
-    provenance = artifacts.make_provenance(
-        "weight-pairs",
-        asdict(config),
-        inputs={"samples": scored.samples, "scores": scored.scores},
-        model=scored.samples.provenance.get("model"),
-        seed=config.seed,
-        method=config.method,
-        pairing=config.resolved_pairing,
-        num_accept=num_accept if config.method == "rso" else None,
-        dropped_prompts=int(pairs.dropped_prompt_ids.size),
-    )
-    sha = artifacts.write_artifact(_pairs_table(pairs, scored.prompt_ids), config.out, artifacts.PAIRS, provenance)
-    per_prompt, ess = _pairs_and_ess(pairs)
-    if config.plot:
-        write_histograms(config.plot, [
-            (np.log10(pairs.weight * np.repeat(per_prompt, per_prompt)),
-             "pair weight relative to uniform", "log10(weight x pairs in prompt)"),
-            (ess / per_prompt, "weight ESS / pairs per prompt", "ESS / pairs"),
-        ])  # fmt: skip
-    for note in _warnings(config, pairs, scored.prompt_ids):
-        console.warn(note)
-    return _summary(config, sha, pairs, per_prompt, ess)
+        provenance = artifacts.make_provenance(
+            "weight-pairs",
+            asdict(config),
+            inputs={"samples": scored.samples, "scores": scored.scores},
+            model=scored.samples.provenance.get("model"),
+            seed=config.seed,
+            method=config.method,
+            pairing=config.resolved_pairing,
+            num_accept=num_accept if config.method == "rso" else None,
+            dropped_prompts=int(pairs.dropped_prompt_ids.size),
+        )
+        sha = artifacts.write_artifact(_pairs_table(pairs, scored.prompt_ids), config.out, artifacts.PAIRS, provenance)
+        per_prompt, ess = _pairs_and_ess(pairs)
+        if config.plot:
+            write_histograms(config.plot, [
+                (np.log10(pairs.weight * np.repeat(per_prompt, per_prompt)),
+                 "pair weight relative to uniform", "log10(weight x pairs in prompt)"),
+                (ess / per_prompt, "weight ESS / pairs per prompt", "ESS / pairs"),
+            ])  # fmt: skip
+        for note in _warnings(config, pairs, scored.prompt_ids):
+            console.warn(note)
+        return _summary(config, sha, pairs, per_prompt, ess)
 
 
 def _pairs_and_ess(pairs: pairing.PairsTable) -> tuple[np.ndarray, np.ndarray]:

@@ -4,3 +4,9 @@
 def length_reward(row: dict, response: str) -> tuple[float, str]:
     value = (len(response) % 7) / 6
     return value, f"len {len(response)} mod 7 / 6"
+
+
+def letter_reward(row: dict, response: str) -> tuple[float, str]:
+    """For the word-level toy model: later letters earn more, anything else 0."""
+    value = "abcdefgh".find(response.strip()) + 1
+    return value / 8, f"letter {response.strip()!r}"

@@ -199,11 +199,11 @@ def bad_cases(toy_pipeline: Path, tmp: Path) -> dict:
         "sigmoid without pairs": (["--loss", "sigmoid"], "--loss sigmoid needs --pairs"),
         "pairs with missing samples": (
             ["--loss", "sigmoid", "--pairs", tmp / "ghost_pairs.parquet"],
-            "pair refers to sample ('nope', 0) that is not in the samples",
+            "pair refers to sample (prompt_id='nope', sample_idx=0) that is not in",
         ),
         "z without the prompt": (["--loss", "tb", "--z", tmp / "empty_z.parquet"], "no log_z for 1 prompt(s)"),
         "not an adapter": (["--loss", "sft", "--adapter", tmp / "other_adapter"], "not a peft adapter directory"),
-        "bad beta": (["--loss", "sft", "--beta", "0"], "--beta 0.0: must be > 0"),
+        "bad beta": (["--loss", "sft", "--beta", "0"], "--beta 0.0: must be a finite number > 0"),
     }
 
 
@@ -264,15 +264,15 @@ def test_run_cut_off_before_its_first_checkpoint_starts_over(toy_model_dir, toy_
     assert result.exit_code == 0, result.output
     assert json.loads((run / "manifest.json").read_text())["steps"] == 2
 
-    with_checkpoint = tmp_path / "with-checkpoint"  # a finished checkpoint is resumed only on request
+    with_checkpoint = tmp_path / "with-checkpoint"  # a checkpoint is resumed only when its run's config is known
     (with_checkpoint / "checkpoints" / "step-0000001").mkdir(parents=True)
     (with_checkpoint / "checkpoints" / "step-0000001" / "state.pt").write_bytes(b"")
     foreign = tmp_path / "foreign"  # and nothing else in the directory is ever removed
     (foreign / "checkpoints").mkdir(parents=True)
     (foreign / "notes.txt").write_text("mine")
-    for out in (with_checkpoint, foreign):
+    for out, why in ((with_checkpoint, "config is not recorded"), (foreign, "not an iswt run")):
         refused = cli(*train_args(toy_pipeline, toy_model_dir, out, *args))
-        assert refused.exit_code == 2 and "directory is not empty" in refused.stderr
+        assert refused.exit_code == 2 and why in refused.stderr, refused.stderr
     assert (with_checkpoint / "checkpoints" / "step-0000001" / "state.pt").exists()
     assert (foreign / "notes.txt").read_text() == "mine"
 
