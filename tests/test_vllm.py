@@ -37,6 +37,15 @@ from iswcli.logprobs import teacher_forced_logprobs  # noqa: E402
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB; plenty for these few short sequences
 
 TOLERANCE = 1e-3  # nats per token, against a float32 teacher-forced recomputation
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_the_engine_after_the_module():
+    """Stop the shared engine while pytest still owns the streams its shutdown logs to."""
+    yield
+    from iswcli import vllm_backend
+
+    vllm_backend.shutdown_engine()
 COMMON = ["--limit", "2", "--n", "2", "--max-new-tokens", "24", "--batch-size", "4"]
 SETTINGS = {"t1": ["--temperature", "1"], "t07p09": ["--temperature", "0.7", "--top-p", "0.9"]}
 
