@@ -106,3 +106,32 @@ def test_compare_cell_without_common_prompts_reads_n_a():
     nan = float("nan")
     assert _ci({"estimate": nan, "lo": nan, "hi": nan}, signed=True) == "n/a (no prompt with a value in both)"
     assert _ci({"estimate": 0.5, "lo": 0.25, "hi": 0.75}) == "0.500 [0.250, 0.750]"
+
+
+def test_every_config_field_has_a_flag_with_the_same_default():
+    """Each stage's config is what its flags say: no field without a flag, no drifted default."""
+    import dataclasses
+
+    import typer
+
+    from iswcli.cli import app
+    from stages import estimate_z, evaluate, judge_diversity, report, sample, score, train, weight_pairs
+
+    configs = {
+        "sample": sample.SampleConfig, "score": score.ScoreConfig, "estimate-z": estimate_z.EstimateZConfig,
+        "weight-pairs": weight_pairs.WeightPairsConfig, "train": train.TrainConfig,
+        "evaluate": evaluate.EvaluateConfig, "judge-diversity": judge_diversity.JudgeDiversityConfig,
+        "report": report.ReportConfig,
+    }  # fmt: skip
+    commands = typer.main.get_command(app).commands
+    for name, config in configs.items():
+        flags = {p.name: p for p in commands[name].params}
+        for field in dataclasses.fields(config):
+            assert field.name in flags, f"iswt {name}: config field '{field.name}' has no flag"
+            flag = flags[field.name]
+            if field.default is dataclasses.MISSING or flag.default is None:
+                continue  # required, or a flag left out means the config's own default
+            parsed = flag.default
+            if isinstance(field.default, tuple) and isinstance(parsed, str):  # comma-separated on the command line
+                parsed = tuple(type(field.default[0])(v) for v in parsed.split(","))
+            assert parsed == field.default, f"iswt {name}: --{field.name} defaults to {flag.default!r}, config to {field.default!r}"
