@@ -16,7 +16,7 @@ from iswcli import artifacts
 from iswcli.errors import IswtError
 
 # Flags that change how a stage runs, not what it writes.
-IGNORED = frozenset({"force", "workers", "resume", "device", "quiet"})
+IGNORED = frozenset({"force", "workers", "resume", "device", "quiet", "report_to"})
 
 
 def existing_provenance(out: str) -> dict[str, Any] | None:

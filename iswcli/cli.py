@@ -310,6 +310,9 @@ def train(
     ] = False,
     seed: SeedOpt = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+    report_to: Annotated[
+        str, typer.Option("--report-to", help="Also log each step to none, tensorboard, trackio or wandb (offline).")
+    ] = "none",
     force: Annotated[
         bool, typer.Option("--force", help="Start over: retrain even when --out holds this run, finished or not.")
     ] = False,
@@ -324,7 +327,7 @@ def train(
         lora_dropout=lora_dropout, target_modules=target_modules, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
         schedule=schedule, batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
         epochs=epochs, max_steps=max_steps, precision=precision, gradient_checkpointing=gradient_checkpointing,
-        save_every=save_every, resume=resume, seed=seed, device=device,
+        save_every=save_every, resume=resume, seed=seed, device=device, report_to=report_to,
         force=force,
     )  # fmt: skip
     with domain_errors():

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 from accelerate import Accelerator
 
-from iswcli import artifacts, cache, chain, console, losses, models, outputs, train_data
+from iswcli import artifacts, cache, chain, console, losses, models, outputs, tracking, train_data
 from iswcli.errors import IswtError, raise_first_failure
 
 LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
@@ -72,6 +72,7 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     device: str = "auto"
+    report_to: str = "none"  # also log each step to tensorboard, trackio or wandb
     force: bool = False  # retrain even when the run directory is up to date
 
 
@@ -99,6 +100,7 @@ def validate(c: TrainConfig) -> None:
     ]  # fmt: skip
     raise_first_failure(checks)
     models.check_device(c.device)
+    tracking.check(c.report_to)
     if Path(c.out).exists() and not Path(c.out).is_dir():
         raise IswtError(f"--out {c.out}: is a file; a run directory is expected")
     models.check_adapter(c.adapter)
@@ -126,7 +128,7 @@ def resolve_beta(c: TrainConfig) -> TrainConfig:
 # What a run leaves in its directory before its first checkpoint (the reference log-probs, an empty checkpoints/).
 LEFTOVERS = ("checkpoints", "ref_logprobs.npy", ".ref_logprobs.tmp.npy")
 # Flags that change how a run goes, not what it computes: resuming with other values continues the same run.
-RUN_LOCAL_KEYS = frozenset({"resume", "force", "device", "save_every"})
+RUN_LOCAL_KEYS = frozenset({"resume", "force", "device", "save_every", "report_to"})
 
 
 def _fingerprint(c: TrainConfig, inputs: dict[str, artifacts.Artifact]) -> dict:
@@ -278,6 +280,7 @@ def _train(c: TrainConfig) -> dict:
     batch_stream = _step_batches(len(data.examples), c, per_step)
     step_loss = StepLoss(c, data, logp_ref, pad_id)
 
+    tracker = tracking.Tracker(c.report_to, out, artifacts.jsonable(asdict(c))) if accelerator.is_main_process else None
     with console.progress(total_steps, "training", rate_unit="tok/s") as bar:
         bar.advance(start)
         for step in range(start, total_steps):
@@ -300,10 +303,14 @@ def _train(c: TrainConfig) -> dict:
             optimizer.zero_grad(set_to_none=True)
             row = _log_row(step, totals, lr, grad_norm, tokens, time.perf_counter() - began, accelerator)
             log_rows.append(row)
+            if tracker:
+                tracker.log(row)
             bar.advance(1, rate=row["tokens_per_s"])
             if c.save_every and (step + 1) % c.save_every == 0 and step + 1 < total_steps:
                 _save_checkpoint(out, step + 1, accelerator, module, optimizer, scheduler, log_rows)
 
+    if tracker:
+        tracker.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         _save_run(c, out, accelerator.unwrap_model(module), tokenizer, log_rows, inputs, identity, data)

@@ -229,8 +229,8 @@ def test_adapter_for_another_base_model_is_refused(toy_model_dir, toy_pipeline, 
     assert not run.exists()
 
 
-def _train_subprocess(args: list[str], launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+def _train_subprocess(args: list[str], launcher: list[str] | None = None, env: dict | None = None):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
     cmd = (launcher or [sys.executable]) + ["-m", "iswcli.cli", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
