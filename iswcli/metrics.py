@@ -292,3 +292,29 @@ def _finite_array(x, what: str) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise IswtError(f"{what} contain NaN or infinite values; every matched sample needs a score")
     return arr
+
+
+# Bootstrap resamples for the confidence intervals of summaries and comparisons.
+N_BOOT = 2000
+
+
+def nanmean(values) -> float:
+    """Mean over the finite entries; NaN (without numpy's warning) when there are none."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[~np.isnan(arr)]
+    return float(arr.mean()) if arr.size else float("nan")
+
+
+def side_by_side(paths: list[str], values: list[dict[str, np.ndarray]], seed: int = 0) -> dict:
+    """Per metric: each run's mean over prompts with a bootstrap interval, and each
+    later run's paired difference to the first (prompts where either is NaN dropped)."""
+    rows = []
+    for name in values[0]:
+        first = values[0][name]
+        rows.append({
+            "metric": name,
+            "runs": [bootstrap_ci(v[name], N_BOOT, seed)._asdict() for v in values],
+            "diff_to_first": [None] + [paired_bootstrap_diff(v[name], first, N_BOOT, seed)._asdict()
+                                       for v in values[1:]],
+        })  # fmt: skip
+    return {"runs": list(paths), "metrics": rows}

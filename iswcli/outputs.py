@@ -10,7 +10,8 @@ that would become a shard of an input directory; takes an exclusive lock
 beside the output, so a second run on the same output is told that another
 run holds it instead of racing it; and removes the temp files an earlier,
 killed run left (with the lock held, every temp file of this output is
-stale). The lock file is removed when the claim ends.
+stale). The lock file is removed when the claim ends. `write_atomically` is
+the one way a stage writes a small file (JSON, HTML, PNG).
 """
 
 from __future__ import annotations
@@ -102,6 +103,21 @@ def remove_stale_temps(out: str) -> None:
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+def write_atomically(path: str | Path, data: bytes | str) -> None:
+    """Temp file beside ``path``, fsync, rename: a crash leaves the old file or the new one, never half of one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _remove_empty(directories: list[Path]) -> None:

@@ -9,13 +9,13 @@ file and renamed into place, so a crash never leaves half an image.
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from iswcli.artifacts import check_parent_writable
+from iswcli.outputs import write_atomically
 from iswcli.errors import IswtError
 
 # One colour per series, in order; colour-blind friendly (Okabe-Ito).
@@ -53,14 +53,7 @@ def save_png(fig, path: str, dpi: int = 100) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
     data = buffer.getvalue()
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomically(path, data)
     return data
 
 

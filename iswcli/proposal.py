@@ -37,6 +37,9 @@ REFERENCE_DTYPE = "float32"
 REFERENCE_BACKEND = "hf"
 #: Default per-sequence |logprob_model - logprob_ref| (nats) past which a prompt is flagged.
 MISMATCH_THRESHOLD = 0.05
+# What estimate-z records as the log-ratio it used (read back by the report).
+LOG_RATIO_ZERO = "zero: the proposal is the reference sampled at temperature 1 without truncation"
+LOG_RATIO_REF = "logprob_ref - logprob_q"
 
 
 def describe(provenance: dict[str, Any]) -> dict[str, Any]:

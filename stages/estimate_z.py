@@ -27,8 +27,6 @@ from iswcli.errors import IswtError, raise_first_failure
 from iswcli.plots import check_plot_path, write_histograms
 
 REWARD_TRANSFORMS = ("none", "group-zscore")
-LOG_RATIO_ZERO = "zero: the proposal is the reference sampled at temperature 1 without truncation"
-LOG_RATIO_REF = "logprob_ref - logprob_q"
 
 
 @dataclass(frozen=True)
@@ -124,7 +122,7 @@ def run(config: EstimateZConfig) -> dict:
             model=scored.samples.provenance.get("model"),
             seed=config.seed,
             beta=config.beta,
-            log_ratio=LOG_RATIO_REF if use_ref else LOG_RATIO_ZERO,
+            log_ratio=proposal_facts.LOG_RATIO_REF if use_ref else proposal_facts.LOG_RATIO_ZERO,
             proposal_sampling=proposal,
             sampler_gap=gap_report,
             reward_transform=_transform_note(config.reward_transform),
@@ -223,7 +221,7 @@ def _summary(config, sha, scored: Scored, z: estimators.ZTable, use_ref: bool, n
         "sha256": sha[:16],
         "prompts": int(n),
         "samples": int(scored.table.num_rows),
-        "log-ratio": LOG_RATIO_REF if use_ref else "0 (untruncated proposal = reference)",
+        "log-ratio": proposal_facts.LOG_RATIO_REF if use_ref else "0 (untruncated proposal = reference)",
         "reward transform": config.reward_transform,
         "ESS/K": _spread(z.ess_frac),
         "share flagged": flagged,

@@ -35,7 +35,6 @@ each run to the first.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,6 @@ CORRECT_AT = 1.0
 CORRECT_RULE = "correct = reward >= 1.0"
 JUDGES = ("rm", "pairwise")
 DEFAULT_REWARDS = {"arith": "math", "humaneval": "code", "sets": "set"}
-N_BOOT = 2000
 
 
 @dataclass(frozen=True)
@@ -237,7 +235,8 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
     )  # fmt: skip
     sha = artifacts.write_artifact(table, config.out, artifacts.EVAL, provenance)
     summary_path = beside(config.out, ".summary.json")
-    write_json({"eval": config.out, "sha256": sha, **summary}, summary_path)
+    summary_json = json.dumps({"eval": config.out, "sha256": sha, **summary}, indent=2, default=str)
+    outputs.write_atomically(summary_path, summary_json)
     return display(config, summary, sha, summary_path, {"samples": how, "scores": scored})
 
 
@@ -324,7 +323,7 @@ def maj_one(group: Group, k: int) -> float:
 def summarize(config: EvaluateConfig, groups: list[Group], values: dict, k: int, win: dict | None) -> dict:
     """The summary recorded in OUT's provenance and in OUT.summary.json."""
     all_rewards = [r for g in groups for r in g.rewards]
-    pooled = {name: nanmean(v) for name, v in values.items()}
+    pooled = {name: metrics.nanmean(v) for name, v in values.items()}
     per_prompt = [
         {"prompt_id": g.prompt_id, "correct": int(sum(g.correct)), **{name: float(v[i]) for name, v in values.items()}}
         for i, g in enumerate(groups)
@@ -339,16 +338,9 @@ def summarize(config: EvaluateConfig, groups: list[Group], values: dict, k: int,
         "per_prompt": per_prompt,
     }
     if win is not None:
-        ci = metrics.bootstrap_ci(values["win rate"], N_BOOT, config.seed)
+        ci = metrics.bootstrap_ci(values["win rate"], metrics.N_BOOT, config.seed)
         summary["win"] = {**win, "win_rate": ci.estimate, "ci95": [ci.lo, ci.hi]}
     return summary
-
-
-def nanmean(values) -> float:
-    """Mean over the finite entries; NaN (without numpy's warning) when there are none."""
-    arr = np.asarray(values, dtype=float)
-    arr = arr[~np.isnan(arr)]
-    return float(arr.mean()) if arr.size else float("nan")
 
 
 def display(config: EvaluateConfig, summary: dict, sha: str, summary_path: str, steps: dict) -> dict:
@@ -371,17 +363,6 @@ def display(config: EvaluateConfig, summary: dict, sha: str, summary_path: str, 
         rows["judged pairs / identical (ties)"] = f"{win['pairs_judged']} / {win['identical_pairs']}"
     rows.update({"output": config.out, "sha256": sha[:16], "summary": summary_path, **steps})
     return rows
-
-
-def write_json(value: dict, path: str) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never half of one."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(value, indent=2, default=str))
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- win rate
@@ -508,7 +489,7 @@ def compare(paths: list[str], k: int | None = None, seed: int = 0) -> dict:
     from iswcli import exact_targets
 
     exact_targets.add_compare_values(paths, common, values)  # the exact measures, where OUT.target.parquet exist
-    result = side_by_side(paths, values, seed)
+    result = metrics.side_by_side(paths, values, seed)
     result.update({"prompts_common": len(common), "prompts_per_run": [len(r) for r in runs], "k": k})
     return result
 
@@ -525,16 +506,3 @@ def check_k(paths: list[str], runs: list[dict], common: list[str], k: int | None
     return k
 
 
-def side_by_side(paths: list[str], values: list[dict[str, np.ndarray]], seed: int = 0) -> dict:
-    """Per metric: each run's mean over prompts with a bootstrap interval, and each
-    later run's paired difference to the first (prompts where either is NaN dropped)."""
-    rows = []
-    for name in values[0]:
-        first = values[0][name]
-        rows.append({
-            "metric": name,
-            "runs": [metrics.bootstrap_ci(v[name], N_BOOT, seed)._asdict() for v in values],
-            "diff_to_first": [None] + [metrics.paired_bootstrap_diff(v[name], first, N_BOOT, seed)._asdict()
-                                       for v in values[1:]],
-        })  # fmt: skip
-    return {"runs": list(paths), "metrics": rows}

@@ -36,10 +36,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, cache, console, diversity, models, outputs
+from iswcli import artifacts, cache, console, diversity, metrics, models, outputs, tasks
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.generation import SamplingParams
-from stages import evaluate, score
 
 METRICS = ("n_strategies", "distinct_1", "distinct_2", "self_bleu", "embed_dispersion")
 
@@ -171,7 +170,7 @@ def select(table: pa.Table, config: JudgeDiversityConfig) -> list[Prompt]:
 
 def problem_text(prompt: str | None) -> str:
     """The problem as the judge should read it: a chat prompt's last user turn, else the text."""
-    messages = score.chat_messages(prompt or "")
+    messages = tasks.chat_messages(prompt or "")
     users = [m["content"] for m in messages if m["role"] == "user"]
     return users[-1] if users else (prompt or "")
 
@@ -254,7 +253,7 @@ def summarize(config: JudgeDiversityConfig, sha: str) -> dict:
     unread = Counter(how for c, how in asked if math.isnan(c))
     summary = {
         "prompts": table.num_rows,
-        "responses per prompt (mean)": evaluate.nanmean(table.column("n_responses").to_pylist()),
+        "responses per prompt (mean)": metrics.nanmean(table.column("n_responses").to_pylist()),
         "judge": config.judge,
         "judge answers read": f"{len(asked) - sum(unread.values())} of {len(asked)}",
     }
@@ -262,7 +261,7 @@ def summarize(config: JudgeDiversityConfig, sha: str) -> dict:
         summary["unread because"] = dict(unread.most_common(3))
     for name in METRICS:
         values = np.asarray(table.column(name).to_pylist(), dtype=float)
-        summary[f"{name} (mean, {int((~np.isnan(values)).sum())} prompts)"] = evaluate.nanmean(values)
+        summary[f"{name} (mean, {int((~np.isnan(values)).sum())} prompts)"] = metrics.nanmean(values)
     summary.update({"output": config.out, "sha256": sha[:16]})
     return summary
 
@@ -282,7 +281,7 @@ def compare(paths: list[str], seed: int = 0) -> dict:
     if not common:
         raise IswtError(f"--compare: {paths[0]} shares no prompt_id with the other runs")
     values = [{m: np.array([r[pid][m] for pid in common], dtype=float) for m in METRICS} for r in runs]
-    result = evaluate.side_by_side(paths, values, seed)
+    result = metrics.side_by_side(paths, values, seed)
     result.update({"prompts_common": len(common), "prompts_per_run": [len(r) for r in runs]})
     return result
 

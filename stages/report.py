@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from iswcli import __version__, artifacts, console, estimators, metrics, outputs, pairing, plots
 from iswcli.errors import IswtError
 from iswcli.chain import load_scored
-from stages.estimate_z import LOG_RATIO_REF
+from iswcli.proposal import LOG_RATIO_REF
 
 DEFAULT_GAMMAS = (0.5, 1.0, 2.0, 4.0)
 EVAL_COLUMNS = ("prompt_id", "sample_idx", "reward", "correct")
@@ -106,7 +106,7 @@ def run(config: ReportConfig) -> dict:
         sections = [section for build in builders for section in build(found, config, figures)]
         if not sections:
             raise IswtError(f"nothing to report: no input could be read ({found.notes[0] if found.notes else 'no notes'})")
-        write_text_atomic(config.out, render_page(config, found, sections))
+        outputs.write_atomically(config.out, render_page(config, found, sections))
         figures.remove_stale()
         for note in found.notes[:5]:
             console.warn(note)
@@ -900,16 +900,4 @@ def _e(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Temp file, fsync, rename: a crash leaves the old report or the new one, never half of one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+

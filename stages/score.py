@@ -190,7 +190,7 @@ def to_samples(table: pa.Table, where: str) -> list[Sample]:
                 raise IswtError(f"{where}: column '{name}' is null for {rewards.describe_key(key)}")
         item = rewards.RewardItem(
             prompt=row["prompt"], response=row["response"], fields=task_fields(row["task_fields"], key, where),
-            key=key, messages=chat_messages(row["prompt"]),
+            key=key, messages=tasks.chat_messages(row["prompt"]),
         )  # fmt: skip
         out.append(Sample(item, row.get("prompt_token_ids"), row.get("response_token_ids")))
     return out
@@ -207,20 +207,6 @@ def task_fields(text: str | None, key: tuple, where: str) -> dict:
     if not isinstance(value, dict):
         raise IswtError(f"{where}: column 'task_fields' of {rewards.describe_key(key)} is not a JSON object")
     return value
-
-
-def chat_messages(prompt: str) -> tuple:
-    """The prompt's chat messages when sample stored it as a JSON message list, else ()."""
-    if not prompt.lstrip().startswith("["):
-        return ()
-    try:
-        value = json.loads(prompt)
-    except ValueError:
-        return ()
-    is_chat = isinstance(value, list) and value and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
-    )
-    return tuple(value) if is_chat else ()
 
 
 def select_shard(samples: list[Sample], shard: str | None) -> list[Sample]:

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from iswcli import artifacts
-from stages.estimate_z import LOG_RATIO_REF, LOG_RATIO_ZERO
+from iswcli.proposal import LOG_RATIO_REF, LOG_RATIO_ZERO
 
 # --------------------------------------------------------------------------
 # Artifact builders (also used by test_weight_pairs)

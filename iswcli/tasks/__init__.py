@@ -42,13 +42,14 @@ from iswcli.tasks.arith import (
 from iswcli.tasks.files import file_prompts, file_type
 from iswcli.tasks.hub import hf_prompts, hf_spec
 from iswcli.tasks.humaneval import humaneval_path, humaneval_prompts
-from iswcli.tasks.prompt import Prompt
+from iswcli.tasks.prompt import Prompt, chat_messages
 
 __all__ = [
     "Prompt",
     "load_prompts",
     "source_description",
     "messages_of",
+    "chat_messages",
     "shard_filter",
     "shard_index",
     "parse_shard",

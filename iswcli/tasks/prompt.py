@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from iswcli.errors import IswtError
@@ -103,3 +104,17 @@ def rows_to_prompts(rows: list[dict], name: str, task: str,
             fields["answer"] = _coerce_answer(fields["answer"])
         out.append(Prompt(prompt_id, prompt, task, fields))
     return out
+
+
+def chat_messages(prompt: str) -> tuple:
+    """A stored prompt column's chat messages when `iswt sample` wrote it as a JSON message list, else ()."""
+    if not prompt.lstrip().startswith("["):
+        return ()
+    try:
+        value = json.loads(prompt)
+    except ValueError:
+        return ()
+    is_chat = isinstance(value, list) and value and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    )
+    return tuple(value) if is_chat else ()
