@@ -213,6 +213,11 @@ def test_report_of_a_pipeline_directory(cli, pipeline, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     for title in ("Rewards", "Importance weights and log Z", "Pair weights", "Training curves", "Evaluation", "Diversity"):
         assert f"<h2>{title}</h2>" in page
+    # the page leads with the answer: evaluations compared with intervals, diversity, the health of log Z
+    assert page.index("<h2>At a glance</h2>") < page.index("<h2>Rewards</h2>")
+    glance = page[page.index("<h2>At a glance</h2>") : page.index("<h2>Rewards</h2>")]
+    assert "<th>Mean@k minus " in glance and "<caption>diversity</caption>" in glance
+    assert "<caption>health of the frozen log Z</caption>" in glance and "low_ess" in glance
     assert summary["artifacts"] == {"samples": 1, "scores": 1, "z": 1, "pairs": 1, "eval": 2, "diversity": 2}
     assert summary["train runs"] == 1
 
