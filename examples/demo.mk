@@ -1,50 +1,52 @@
-# The demo: both iswt methods on one set of offline samples, evaluated and reported.
+# The demo: distribution matching with an exact target, on answer-set prompts (--task sets).
 #
-#   offline anchoring:   sample -> score -> estimate-z -> train --loss tb (frozen log Z)
-#   preference (ISO):    sample -> score -> weight-pairs --method iso -> train --loss sigmoid
-#   then:                evaluate base, tb and iso policies -> judge-diversity -> report
+# Every prompt asks for one member of a small closed set ("Name a day of the week. Weekend days are the
+# best answers.") and lists its rewarded answers, so the target pi* = pi_ref e^{beta r} / Z is computed
+# exactly by teacher forcing, and so is how far each trained policy is from it.
 #
-#   make -f examples/demo.mk                      # embedded SmolLM2-135M, small sizes (CPU friendly)
-#   make -f examples/demo.mk MODEL=./my-model LIMIT=256 N=16 EVAL_LIMIT=200 OUT=runs/demo
+#   offline anchoring (DISA):  sample -> score -> estimate-z -> train --loss tb (frozen IS log Z)
+#   reward maximization:       the same samples -> train --loss grpo (one round: its samples are on-policy)
+#   then:                      evaluate base, disa and grpo with --target-beta -> report -> compare
 #
-# Every step is a file target and every iswt stage also skips itself when its
-# output is up to date, so re-running after an interruption redoes only what is missing.
+# The last screen puts the three policies side by side: p_valid (mass on the listed answers),
+# kl_set (KL(pi* || policy) over the answers plus "anything else", 0 = the target exactly) and
+# eff_answers (how many answers the policy really spreads over) next to the target's values.
+#
+#   make -f examples/demo.mk                      # embedded SmolLM2-135M, CPU friendly
+#   make -f examples/demo.mk MODEL=./my-model N=16 EPOCHS=3 OUT=runs/demo
+#
+# Every step is a file target and every iswt stage also skips itself when its output is up to date,
+# so re-running after an interruption redoes only what is missing.
 
 ISWT ?= iswt
 MODEL ?= smollm2-135m
 OUT ?= demo-out
-TASK ?= arith:1
-LIMIT ?= 8
-N ?= 6
-TOKENS ?= 80
-REWARD ?= math:graded
-BETA ?= 4
-GAMMA ?= 0.5
-MAX_PAIRS ?= 4
-DPO_BETA ?= 0.1
-LR ?= 3e-4
-EPOCHS ?= 1
+TASK ?= sets
+LIMIT ?= 16
+N ?= 8
+TOKENS ?= 8
+REWARD ?= set
+BETA ?= 2
+LR ?= 1e-3
+EPOCHS ?= 2
 BATCH ?= 8
-EVAL_LIMIT ?= 8
-EVAL_N ?= 4
-# Graded on purpose: Mean@k and pass@k still count exact answers only (correct = reward >= 1),
-# while the mean graded reward still separates policies that are never exactly right.
-EVAL_REWARD ?= math:graded
-JUDGE ?= $(MODEL)
-JUDGE_TOKENS ?= 64
+# The exact measures need no samples at all; the few drawn per prompt feed the sampled columns (mean reward).
+# Evaluated on the training prompts: how close each loss brings the policy to its target where it was
+# trained (the exact target is a distribution, so this is not a memorization score).
+EVAL_SPLIT ?= train
+EVAL_LIMIT ?= 16
+EVAL_N ?= 2
 SEED ?= 0
 
 SAMPLES := $(OUT)/samples.parquet
 SCORES := $(OUT)/scores.parquet
 Z := $(OUT)/z.parquet
-PAIRS := $(OUT)/pairs.parquet
-POLICIES := base tb iso
+POLICIES := base disa grpo
 EVALS := $(POLICIES:%=$(OUT)/eval-%.parquet)
-DIVERSITY := $(POLICIES:%=$(OUT)/diversity-%.parquet)
 TRAIN_FLAGS = --model $(MODEL) --samples $(SAMPLES) --scores $(SCORES) --lr $(LR) --epochs $(EPOCHS) \
 	--batch-size $(BATCH) --seed $(SEED)
-EVAL_FLAGS = --model $(MODEL) --task $(TASK) --split test --limit $(EVAL_LIMIT) --n $(EVAL_N) \
-	--max-new-tokens $(TOKENS) --reward $(EVAL_REWARD) --seed $(SEED)
+EVAL_FLAGS = --model $(MODEL) --task $(TASK) --split $(EVAL_SPLIT) --limit $(EVAL_LIMIT) --n $(EVAL_N) \
+	--max-new-tokens $(TOKENS) --reward $(REWARD) --target-beta $(BETA) --seed $(SEED)
 
 .PHONY: all compare clean
 all: $(OUT)/report.html compare
@@ -62,15 +64,11 @@ $(Z): $(SAMPLES) $(SCORES)
 	$(ISWT) estimate-z --proposal $(SAMPLES) --scores $(SCORES) --beta $(BETA) --bootstrap 200 \
 		--seed $(SEED) --out $@ --plot $(OUT)/z.png
 
-$(OUT)/tb/manifest.json: $(Z)
-	$(ISWT) train $(TRAIN_FLAGS) --loss tb --z $(Z) --beta $(BETA) --out $(OUT)/tb
+$(OUT)/disa/manifest.json: $(Z)
+	$(ISWT) train $(TRAIN_FLAGS) --loss tb --z $(Z) --beta $(BETA) --out $(OUT)/disa
 
-$(PAIRS): $(SAMPLES) $(SCORES)
-	$(ISWT) weight-pairs --samples $(SAMPLES) --scores $(SCORES) --method iso --gamma $(GAMMA) \
-		--max-pairs-per-prompt $(MAX_PAIRS) --seed $(SEED) --out $@
-
-$(OUT)/iso/manifest.json: $(PAIRS)
-	$(ISWT) train $(TRAIN_FLAGS) --loss sigmoid --pairs $(PAIRS) --beta $(DPO_BETA) --out $(OUT)/iso
+$(OUT)/grpo/manifest.json: $(SAMPLES) $(SCORES)
+	$(ISWT) train $(TRAIN_FLAGS) --loss grpo --out $(OUT)/grpo
 
 $(OUT)/eval-base.parquet:
 	$(ISWT) evaluate $(EVAL_FLAGS) --out $@
@@ -78,15 +76,11 @@ $(OUT)/eval-base.parquet:
 $(OUT)/eval-%.parquet: $(OUT)/%/manifest.json
 	$(ISWT) evaluate $(EVAL_FLAGS) --adapter $(OUT)/$* --out $@
 
-$(OUT)/diversity-%.parquet: $(OUT)/eval-%.parquet
-	$(ISWT) judge-diversity --samples $< --judge $(JUDGE) --max-new-tokens $(JUDGE_TOKENS) --out $@
-
-$(OUT)/report.html: $(EVALS) $(DIVERSITY) $(Z) $(PAIRS)
+$(OUT)/report.html: $(EVALS) $(Z)
 	$(ISWT) report $(OUT) --out $@
 
-compare: $(EVALS) $(DIVERSITY)
+compare: $(EVALS)
 	$(ISWT) evaluate --compare $(EVALS)
-	$(ISWT) judge-diversity --compare $(DIVERSITY)
 
 clean:
 	rm -rf $(OUT)
