@@ -31,7 +31,9 @@ from iswcli import estimators, exact_targets, tasks
 
 
 def prompt_rewards() -> dict[str, dict[str, float]]:
-    return {p.prompt_id: p.fields["answers"] for split in ("train", "test") for p in tasks.load_prompts("sets", split=split)}
+    return {
+        p.prompt_id: p.fields["answers"] for split in ("train", "test") for p in tasks.load_prompts("sets", split=split)
+    }
 
 
 def simulate(p_outcomes, rewards, beta, k, reps, n_boot, rng):

@@ -178,8 +178,15 @@ def measures(logp_policy, logp_ref, rewards, r0: float, beta: float) -> SetMeasu
 # --------------------------------------------------------------------------- teacher forcing
 
 
-def answer_logprobs(model, prompt_ids: list[int], answer_ids: list[tuple[int, ...]], stop_ids: list[int],
-                    pad_id: int, batch_size: int = 64, shared_prefix: bool = True) -> np.ndarray:
+def answer_logprobs(
+    model,
+    prompt_ids: list[int],
+    answer_ids: list[tuple[int, ...]],
+    stop_ids: list[int],
+    pad_id: int,
+    batch_size: int = 64,
+    shared_prefix: bool = True,
+) -> np.ndarray:
     """log pi(a|x) for each answer: logsumexp over stop tokens of log pi(tok(a) + [s] | x).
 
     shared_prefix: run the prompt once and the |A| x |stops| short continuations on its
@@ -208,8 +215,9 @@ def answer_logprobs(model, prompt_ids: list[int], answer_ids: list[tuple[int, ..
     return np.array([logsumexp(row) for row in per])
 
 
-def _prefix_cached_sums(model, prompt: list[int], responses: list[list[int]], pad_id: int,
-                        batch_size: int) -> list[float]:
+def _prefix_cached_sums(
+    model, prompt: list[int], responses: list[list[int]], pad_id: int, batch_size: int
+) -> list[float]:
     """Sequence log-probs of responses after one prompt: the prompt's cache repeated over right-padded continuations."""
     import copy
     import warnings
@@ -316,9 +324,20 @@ def prompt_answers(samples_path: str):
     return seen, stops, path, art
 
 
-def evaluate_targets(out: str, samples_path: str, *, reward: str, beta: float, model: str,
-                     adapter: str | None = None, ref_model: str | None = None, z_path: str | None = None,
-                     device: str = "auto", seed: int = 0, batch_size: int = 64) -> dict:
+def evaluate_targets(
+    out: str,
+    samples_path: str,
+    *,
+    reward: str,
+    beta: float,
+    model: str,
+    adapter: str | None = None,
+    ref_model: str | None = None,
+    z_path: str | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    batch_size: int = 64,
+) -> dict:
     """Write OUT (one row per prompt: exact log Z, p_valid, kl_set, ...) and return its summary.
 
     The policy is MODEL (+ ADAPTER); the reference that defines pi* is

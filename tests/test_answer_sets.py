@@ -26,7 +26,7 @@ def test_sets_task_splits_and_fields():
         graded += len(set(answers.values())) > 1
         assert p.prompt[0]["role"] == "system" and p.prompt[-1]["role"] == "user"
     assert graded >= 10  # pi* is not just pi_ref restricted to the set there
-    assert [p.prompt_id for p in tasks.load_prompts("sets", split="test", limit=3)] == ids[len(train):][:3]
+    assert [p.prompt_id for p in tasks.load_prompts("sets", split="test", limit=3)] == ids[len(train) :][:3]
     with pytest.raises(IswtError, match="--split dev"):
         tasks.load_prompts("sets", split="dev")
     assert tasks.source_description("sets", None, "test", None)["sizes"] == {"train": len(train), "test": len(test)}
@@ -55,7 +55,10 @@ def test_set_reward_matches_token_ids_not_text(cli, tiny_model_dir, tmp_path):
     stop = art.provenance["sampling"]["stop_token_ids"][0]
     answers = json.loads(art.table.column("task_fields")[0].as_py())["answers"]  # sets-day: the days, reward 1
     monday = tokenizer("Monday", add_special_tokens=False)["input_ids"]
-    split_monday = tokenizer("Mon", add_special_tokens=False)["input_ids"] + tokenizer("day", add_special_tokens=False)["input_ids"]
+    split_monday = (
+        tokenizer("Mon", add_special_tokens=False)["input_ids"]
+        + tokenizer("day", add_special_tokens=False)["input_ids"]
+    )
     assert split_monday != monday and tokenizer.decode(split_monday) == "Monday"
     cases = [monday + [stop], monday, split_monday + [stop], tokenizer("Monday.", add_special_tokens=False)["input_ids"]
              + [stop], tokenizer("Sunday", add_special_tokens=False)["input_ids"] + [stop]]  # fmt: skip
