@@ -23,8 +23,12 @@ measured per optimizer step (forward, backward, clipping, optimizer step, and
 for TRL its batch collation and logging) over the steps after the first
 `--skip` ones; tokens are counted the same way on both sides from the batches
 each side actually trained on: response tokens (the tokens whose log-probs
-enter the loss; the headline figure) and prompt+response tokens (all non-pad
-tokens run through the model). Peak memory is the child's peak RSS (os.wait4,
+enter the loss; the headline figure), prompt tokens (every pair side's
+prompt, counted per sequence on both sides) and their sum; "tokens run/step"
+is what each side actually ran through the model (iswt runs each distinct
+prompt of a micro-batch once, its pairs' responses continuing from its KV
+cache; TRL runs every sequence's prompt; neither counts padding). Peak
+memory is the child's peak RSS (os.wait4,
 the per-child form of getrusage(RUSAGE_CHILDREN).ru_maxrss) on CPU, and
 torch.cuda.max_memory_allocated as well on a GPU.
 
@@ -201,13 +205,10 @@ def iswt_steps(args, files, run_dir: Path) -> list[dict]:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from iswcli import artifacts, train_data
+    from iswcli import chain, train_data
 
-    data = train_data.load(
-        artifacts.read_artifact(files["samples"], artifacts.SAMPLES, columns=train_data.SAMPLE_COLUMNS),
-        artifacts.read_artifact(files["scores"], artifacts.SCORES),
-    )
-    train_data.attach_pairs(data, artifacts.read_artifact(files["pairs"], artifacts.PAIRS))
+    data, scored = train_data.load(files["samples"], files["scores"])
+    train_data.attach_pairs(data, chain.load_pairs(files["pairs"], scored))
     batches, epoch = [], 0
     while len(batches) < args.steps:
         batches += train_data.epoch_batches(len(data.examples), args.batch_size, epoch, args.seed)
@@ -218,8 +219,9 @@ def iswt_steps(args, files, run_dir: Path) -> list[dict]:
         rows = np.concatenate([data.examples[batch, 0], data.examples[batch, 1]])
         resp = [len(data.response_tokens[r]) for r in rows]
         full = [len(data.prompt_tokens[r]) + n for r, n in zip(rows, resp)]
+        distinct = {tuple(data.prompt_tokens[r]) for r in rows}  # what iswt runs: each distinct prompt once
         steps.append({"seconds": sum(resp) / rate, "response": sum(resp), "total": sum(full),
-                      "padded": len(full) * max(full)})  # fmt: skip
+                      "run": sum(len(p) for p in distinct) + sum(resp)})  # fmt: skip
     return steps
 
 
@@ -274,7 +276,7 @@ def child_trl(args, work: Path) -> None:
         def training_step(self, model, inputs, *rest, **kw):
             counts.append({
                 "response": int(inputs["completion_mask"].sum()), "total": int(inputs["attention_mask"].sum()),
-                "padded": int(inputs["input_ids"].numel()),
+                "run": int(inputs["attention_mask"].sum()),
             })  # fmt: skip
             return super().training_step(model, inputs, *rest, **kw)
 
@@ -313,10 +315,11 @@ def summarize(result: dict, skip: int) -> dict:
     out = {
         "s/step": seconds / len(timed),
         "response tok/s": sum(s["response"] for s in timed) / seconds,
+        "prompt tok/s": sum(s["total"] - s["response"] for s in timed) / seconds,
         "prompt+response tok/s": sum(s["total"] for s in timed) / seconds,
         "response tok/step": sum(s["response"] for s in timed) / len(timed),
         "prompt+response tok/step": sum(s["total"] for s in timed) / len(timed),
-        "padded tok/step": sum(s["padded"] for s in timed) / len(timed),
+        "tokens run/step": sum(s["run"] for s in timed) / len(timed),
         "peak RSS MiB": result["peak_rss_mib"],
         "wall s (whole child)": result["wall_s"],
     }

@@ -55,7 +55,15 @@ def batch_seed(seed: int, key: str) -> int:
 
 
 class HFBackend:
-    """Batched sampling with a KV cache and left padding on a transformers model."""
+    """Batched sampling on a transformers model: each distinct prompt prefilled once, a preallocated KV cache.
+
+    A batch's rows that share a prompt (a prompt's K samples) share its
+    prefill: the distinct prompts run once, left-padded, and their keys and
+    values are copied to every row of the prompt in a static cache sized for
+    the whole response, which each decoding step writes in place (no growing
+    by concatenation). The token log-probs are those of the model's own
+    logits at each step, as before; only where the work happens changed.
+    """
 
     name = "hf"
 
@@ -67,49 +75,57 @@ class HFBackend:
 
     def provenance(self) -> dict:
         device = next(self.model.parameters()).device
-        return {"backend": "hf", "dtype": self.dtype, "engine": {"device": str(device)}}
+        engine = {"device": str(device), "prefill": "once per distinct prompt", "kv_cache": "static"}
+        return {"backend": "hf", "dtype": self.dtype, "engine": engine}
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[Generation]:
         import torch
 
-        from iswcli.logprobs import pad_left, positions, processed_logprobs
+        from iswcli.logprobs import pad_left, positions
 
         device = next(self.model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(seed)
-        ids, mask = pad_left(prompts, self.pad_id, device)
-        pos = positions(mask)
-        stop = torch.tensor(self.stop_ids, device=device)
         rows = len(prompts)
+        first_row: dict[tuple[int, ...], int] = {}
+        which = torch.tensor([first_row.setdefault(tuple(p), len(first_row)) for p in prompts], device=device)
+        ids, prompt_mask = pad_left([list(p) for p in first_row], self.pad_id, device)
+        width = ids.shape[1]
+        stop = torch.tensor(self.stop_ids, device=device)
         tokens, lp_q, lp_model = [], [], []
         done = torch.zeros(rows, dtype=torch.bool, device=device)
         steps_alive = torch.zeros(rows, dtype=torch.long, device=device)
 
         with torch.inference_mode():
-            out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-            for _ in range(params.max_new_tokens):
-                logits = out.logits[:, -1, :].float()
-                q = processed_logprobs(logits, params.temperature, params.top_k, params.top_p)
+            out = self.model(
+                input_ids=ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True,
+                logits_to_keep=1,
+            )  # fmt: skip
+            cache = _expanded_static_cache(self.model, out.cache, which, width + params.max_new_tokens)
+            logits = out.logits[:, -1, :].index_select(0, which)
+            mask = torch.zeros((rows, width + params.max_new_tokens), dtype=prompt_mask.dtype, device=device)
+            mask[:, :width] = prompt_mask.index_select(0, which)
+            pos = positions(prompt_mask)[:, -1:].index_select(0, which)
+            del out
+            for step in range(params.max_new_tokens):
+                q, raw = _step_logprobs(logits.float(), params)
                 if params.temperature == 0:
                     nxt = q.argmax(-1)
                 else:
-                    nxt = torch.multinomial(q.exp(), 1, generator=generator).squeeze(-1)
+                    nxt = _draw(q, generator)
                 nxt = nxt.masked_fill(done, self.pad_id)
                 tokens.append(nxt)
                 lp_q.append(q.gather(-1, nxt[:, None]).squeeze(-1))
-                lp_model.append(logits.log_softmax(-1).gather(-1, nxt[:, None]).squeeze(-1))
+                lp_model.append(raw.gather(-1, nxt[:, None]).squeeze(-1))
                 steps_alive += (~done).long()
                 done = done | torch.isin(nxt, stop)
-                if bool(done.all()):
+                if bool(done.all()) or step + 1 == params.max_new_tokens:
                     break
-                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype, device=device)], dim=1)
-                pos = pos[:, -1:] + 1
+                mask[:, width + step] = 1
+                pos = pos + 1
                 out = self.model(
-                    input_ids=nxt[:, None],
-                    attention_mask=mask,
-                    position_ids=pos,
-                    past_key_values=out.past_key_values,
-                    use_cache=True,
+                    input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
                 )
+                logits = out.logits[:, -1, :]
 
         tokens_t = torch.stack(tokens, 1).cpu()
         lp_q_t = torch.stack(lp_q, 1).cpu()
@@ -127,3 +143,53 @@ class HFBackend:
                 )
             )
         return results
+
+
+def _step_logprobs(logits, params: SamplingParams):
+    """(q's log-probs, the raw model's): one log-softmax over the vocabulary when q is the raw model."""
+    from iswcli.logprobs import processed_logprobs
+
+    raw = logits.log_softmax(-1)
+    if params.untruncated:
+        return raw, raw
+    return processed_logprobs(logits, params.temperature, params.top_k, params.top_p), raw
+
+
+def _draw(logprobs, generator, block: int = 256):
+    """One token per row from exp(logprobs), by inverse CDF: one uniform per row, sums in float64.
+
+    torch.multinomial draws an exponential variate for every vocabulary entry
+    of every row (a logarithm each); one uniform per row does the job for a
+    fraction of the work: pick a block of `block` tokens by the running sum of
+    the block sums, then the token within it by its running sum. Sums run in
+    float64, so each token's interval is its float32 probability to within
+    1e-12 of the total; tokens of probability 0 (outside top-k/top-p) have
+    empty intervals and are never drawn.
+    """
+    import torch
+
+    rows, vocab = logprobs.shape
+    probs = logprobs.exp()
+    pad = -vocab % block
+    if pad:
+        probs = torch.nn.functional.pad(probs, (0, pad))
+    blocks = probs.view(rows, -1, block)
+    cdf = blocks.sum(-1, dtype=torch.float64).cumsum(-1)
+    u = torch.rand((rows, 1), generator=generator, dtype=torch.float64, device=probs.device) * cdf[:, -1:]
+    b = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[-1] - 1)
+    before = torch.where(b > 0, cdf.gather(-1, (b - 1).clamp(min=0)), torch.zeros_like(u))
+    within = blocks.gather(1, b[:, :, None].expand(rows, 1, block)).squeeze(1).cumsum(-1, dtype=torch.float64)
+    t = torch.searchsorted(within, u - before, right=True).clamp_(max=block - 1)
+    # float64 rounding could put u past a block's last positive entry: step back to it
+    t = torch.minimum(t, (within < within[:, -1:]).sum(-1, keepdim=True))
+    return (b * block + t).squeeze(-1).clamp_(max=vocab - 1)
+
+
+def _expanded_static_cache(model, prefilled, which, length: int):
+    """A static cache of `length` positions whose row i starts with the prefilled keys and values of prompt which[i]."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=model.config, max_cache_len=length)
+    for index, layer in enumerate(prefilled.layers):
+        cache.update(layer.keys.index_select(0, which), layer.values.index_select(0, which), index)
+    return cache

@@ -97,3 +97,67 @@ def _takes_logits_to_keep(model) -> bool:
 
     inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
     return inner is not None and "logits_to_keep" in inspect.signature(inner.forward).parameters
+
+
+def shared_prompt_logprobs(
+    model,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    pad_id: int,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> list[torch.Tensor]:
+    """`teacher_forced_logprobs` with each distinct prompt run once, its responses continuing from its cache.
+
+    The distinct prompts run left-padded with a KV cache; the cache is copied
+    to every response of its prompt by a row gather (so the gradients of all
+    of them flow back into the one prompt pass: LoRA adapts the prompt
+    positions too), and the responses, right-padded, run once on top of it,
+    their positions continuing from their prompt's. The last prompt position
+    predicts the first response token; a response's last token is never an
+    input. The values equal the unshared pass's up to float rounding (tests
+    check values and gradients). With activation checkpointing in training,
+    where transformers turns the cache off, it is the unshared pass.
+    """
+    if _checkpointing(model) and torch.is_grad_enabled():
+        return teacher_forced_logprobs(model, prompts, responses, pad_id, temperature, top_k, top_p)
+    device = next(model.parameters()).device
+    first: dict[tuple[int, ...], int] = {}
+    which = torch.tensor([first.setdefault(tuple(p), len(first)) for p in prompts], device=device)
+    ids, prompt_mask = pad_left([list(p) for p in first], pad_id, device)
+    prompt_pos = positions(prompt_mask)
+    extra = {"logits_to_keep": 1} if _takes_logits_to_keep(model) else {}
+    out = model(input_ids=ids, attention_mask=prompt_mask, position_ids=prompt_pos, use_cache=True, **extra)
+    first_logits = out.logits[:, -1:, :].index_select(0, which)  # predicts each response's first token
+    longest = max(len(r) for r in responses)
+    if longest > 1:
+        cache = out.cache
+        cache.batch_select_indices(which)  # a gather per layer: differentiable, one prompt's rows share its grads
+        inputs = torch.full((len(responses), longest - 1), pad_id, dtype=torch.long)
+        response_mask = torch.zeros((len(responses), longest - 1), dtype=prompt_mask.dtype)
+        for row, response in enumerate(responses):
+            inputs[row, : max(len(response) - 1, 0)] = torch.tensor(response[:-1], dtype=torch.long)
+            response_mask[row, : max(len(response) - 1, 0)] = 1
+        inputs, response_mask = inputs.to(device), response_mask.to(device)
+        mask = torch.cat([prompt_mask.index_select(0, which), response_mask], dim=1)
+        pos = prompt_pos[:, -1:].index_select(0, which) + 1 + torch.arange(longest - 1, device=device)
+        rest = model(input_ids=inputs, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).logits
+        logits = torch.cat([first_logits, rest], dim=1)
+    else:
+        logits = first_logits
+    targets = torch.full((len(responses), longest), 0, dtype=torch.long)
+    for row, response in enumerate(responses):
+        targets[row, : len(response)] = torch.tensor(response, dtype=torch.long)
+    targets = targets.to(device)[..., None]
+    if temperature == 1.0 and top_k == 0 and top_p >= 1.0:
+        logits = logits.float()
+        token_lp = (logits.gather(-1, targets) - logits.logsumexp(-1, keepdim=True)).squeeze(-1)
+    else:
+        token_lp = processed_logprobs(logits, temperature, top_k, top_p).gather(-1, targets).squeeze(-1)
+    return [token_lp[row, : len(response)] for row, response in enumerate(responses)]
+
+
+def _checkpointing(model) -> bool:
+    """Whether activation checkpointing is on in training (transformers then runs without a cache)."""
+    return model.training and any(getattr(m, "gradient_checkpointing", False) for m in model.modules())

@@ -332,7 +332,16 @@ class PolicyWithZ(torch.nn.Module):
         self.lm = lm
         self.log_z = torch.nn.Parameter(torch.zeros(n_prompts)) if n_prompts else None
 
-    def forward(self, **kwargs):
+    def forward(self, teacher_forced: dict | None = None, **kwargs):
+        """The LM's forward; with teacher_forced (prompts, responses, pad_id), their per-token log-probs.
+
+        The shared-prompt pass makes two LM calls (prompts, then responses on
+        their cache); inside one forward of this module, DDP sees one.
+        """
+        if teacher_forced is not None:
+            from iswcli.logprobs import shared_prompt_logprobs
+
+            return shared_prompt_logprobs(self.lm, **teacher_forced)
         return self.lm(**kwargs)
 
 
@@ -409,7 +418,8 @@ def _reference_logprobs(c, data, policy, pad_id, out: Path, accelerator) -> np.n
 
 
 def _sequence_logprobs(model, data, rows, pad_id, batch_size) -> np.ndarray:
-    from iswcli.logprobs import teacher_forced_logprobs
+    """Sequence log-probs by the training step's own teacher-forced pass (each distinct prompt run once)."""
+    from iswcli.logprobs import shared_prompt_logprobs
 
     was_training = model.training
     model.eval()
@@ -417,7 +427,7 @@ def _sequence_logprobs(model, data, rows, pad_id, batch_size) -> np.ndarray:
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
             chunk = rows[i : i + batch_size]
-            lps = teacher_forced_logprobs(
+            lps = shared_prompt_logprobs(
                 model, [data.prompt_tokens[r] for r in chunk], [data.response_tokens[r] for r in chunk], pad_id
             )
             values.extend(float(lp.sum()) for lp in lps)
@@ -501,12 +511,10 @@ class StepLoss:
         return loss, {**parts, **extra}, n_tok
 
     def _token_logprobs(self, module, rows):
-        from iswcli.logprobs import teacher_forced_logprobs
-
+        """Per-token log-probs of the rows, each distinct prompt run once (see PolicyWithZ.forward)."""
         d = self.data
-        return teacher_forced_logprobs(
-            module, [d.prompt_tokens[r] for r in rows], [d.response_tokens[r] for r in rows], self.pad_id
-        )
+        prompts, responses = [d.prompt_tokens[r] for r in rows], [d.response_tokens[r] for r in rows]
+        return module(teacher_forced={"prompts": prompts, "responses": responses, "pad_id": self.pad_id})
 
     def _tb(self, module, rows, seq, ref, device):
         c, data = self.c, self.data
