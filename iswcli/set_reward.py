@@ -22,9 +22,10 @@ import math
 
 from iswcli import exact_targets
 from iswcli.errors import IswtError
+from iswcli.rewards.base import BaseReward, RewardResult, describe_key
 
 
-class SetReward:
+class SetReward(BaseReward):
     name = "set"
     required_fields = ("answers",)
 
@@ -48,7 +49,7 @@ class SetReward:
             table = art.table
             ids = dict(zip(zip(table.column("prompt_id").to_pylist(), table.column("sample_idx").to_pylist()),
                            table.column("response_token_ids").to_pylist()))  # fmt: skip
-            stops = ((art.provenance.get("sampling") or {}).get("stop_token_ids"))
+            stops = (art.provenance.get("sampling") or {}).get("stop_token_ids")
             path = (art.provenance.get("model") or {}).get("path")
             if stops is None or path is None:
                 raise IswtError(f"{self.samples}: its provenance names no sampling model or stop tokens; "
@@ -57,8 +58,6 @@ class SetReward:
         return self._loaded
 
     def score_batch(self, items) -> list:
-        from iswcli.rewards import RewardResult, describe_key
-
         ids_by_key, stops, tokenizer, cache = self._load()
         out = []
         for item in items:

@@ -164,7 +164,7 @@ def check_prompts(config: EvaluateConfig) -> list[str]:
     """The prompt ids to evaluate, after checking the reward's spec and the task fields it needs."""
     prompts = tasks.load_prompts(config.task, config.prompts, config.split, config.limit)
     reward = rewards.make_reward(config.reward, score_config(config, "").reward_options)
-    for name in getattr(reward, "required_fields", ()):
+    for name in reward.required_fields:
         alias = score.FIELD_ALIASES.get(name)
         for p in prompts:
             if p.fields.get(name) is None and (alias is None or p.fields.get(alias) is None):

@@ -219,9 +219,9 @@ def select_shard(samples: list[Sample], shard: str | None) -> list[Sample]:
     return kept
 
 
-def check_samples(samples: list[Sample], reward, where: str) -> None:
+def check_samples(samples: list[Sample], reward: rewards.Reward, where: str) -> None:
     """Every row carries the task fields the reward needs; the reward's own checks pass."""
-    for field in getattr(reward, "required_fields", ()):
+    for field in reward.required_fields:
         alias = FIELD_ALIASES.get(field)
         for s in samples:
             fields = s.item.fields
@@ -230,9 +230,7 @@ def check_samples(samples: list[Sample], reward, where: str) -> None:
                     f"{where}: {rewards.describe_key(s.key)} has no task field '{field}' in column "
                     f"'task_fields'; the {reward.name} reward needs it"
                 )
-    check_items = getattr(reward, "check_items", None)
-    if check_items is not None:
-        check_items([s.item for s in samples])
+    reward.check_items([s.item for s in samples])
 
 
 def check_token_ids(samples: list[Sample], where: str) -> None:
@@ -246,12 +244,11 @@ def check_token_ids(samples: list[Sample], where: str) -> None:
                             "logprob_ref conditions on the prompt")
 
 
-def describe_reward(spec: str, reward) -> dict[str, Any]:
+def describe_reward(spec: str, reward: rewards.Reward) -> dict[str, Any]:
     """The reward's provenance; for sandboxed rewards, the isolation and its warning (printed)."""
     record: dict[str, Any] = {"spec": spec, "name": reward.name}
-    if hasattr(reward, "provenance"):
-        record.update(reward.provenance())
-    isolation = getattr(reward, "isolation", None)
+    record.update(reward.provenance())
+    isolation = reward.isolation
     if isolation is not None:
         record["sandbox"] = {"isolation": isolation.kind, "warning": isolation.warning, "detail": isolation.detail}
         if isolation.warning:
