@@ -230,9 +230,9 @@ def test_bad_worker_count_is_rejected():
 
 
 def test_interpreter_dirs_cover_the_running_python():
-    dirs = sandbox._interpreter_dirs()
+    dirs = sandbox.process._interpreter_dirs()
     exe = os.path.realpath(sys.executable)
-    system = sandbox._SYSTEM_DIRS
+    system = sandbox.process.SYSTEM_DIRS
     assert any(exe.startswith(d + "/") for d in dirs + system)
 
 
