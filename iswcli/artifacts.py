@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iswcli import __version__
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, first_line
 
 KIND_KEY = b"iswt.artifact"
 PROVENANCE_KEY = b"iswt.provenance"
@@ -273,7 +273,7 @@ def read_metadata(file: str) -> tuple[pa.Schema, str | None, dict[str, Any]]:
     try:
         schema = pq.read_schema(file)
     except (OSError, pa.ArrowException) as exc:
-        raise IswtError(f"{file}: not a readable Parquet file ({_short(exc)})") from exc
+        raise IswtError(f"{file}: not a readable Parquet file ({first_line(exc)})") from exc
     meta = schema.metadata or {}
     kind = meta.get(KIND_KEY, b"").decode() or None
     provenance = json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
@@ -309,7 +309,7 @@ def read_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = Non
 
     wanted = None if columns is None else list(dict.fromkeys([*spec.key, *columns]))
     tables = []
-    for file, (schema, _, _) in zip(files, metas):
+    for file in files:
         # ParquetFile, not read_table: the dataset layer costs a 0.2 s import and adds nothing for one file
         with pq.ParquetFile(file) as parquet:
             table = parquet.read(columns=wanted)
@@ -423,10 +423,6 @@ def _compatible(actual: pa.DataType, expected: pa.DataType) -> bool:
     return False
 
 
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -529,7 +525,7 @@ def check_parent_writable(path: str, flag: str) -> None:
         with tempfile.TemporaryFile(dir=existing, prefix=".iswt-probe-"):
             pass
     except OSError as exc:
-        raise IswtError(f"{flag} {path}: cannot create files in {existing} ({exc.strerror or _short(exc)})") from None
+        raise IswtError(f"{flag} {path}: cannot create files in {existing} ({exc.strerror or first_line(exc)})") from None
 
 
 @dataclass

@@ -9,6 +9,17 @@ class IswtError(Exception):
     """
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message, first line only; its type name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def rule_of(exc: IswtError) -> str:
+    """An IswtError's rule without its leading 'FLAG VALUE: ', to restate it under another flag."""
+    return str(exc).split(": ", 1)[-1]
+
+
 def raise_first_failure(checks: list[tuple[bool, str]]) -> None:
     """Raise IswtError with the message of the first (ok, message) check that failed."""
     for ok, message in checks:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, rule_of
 
 TINY = 1e-300  # floor for probabilities that float error drove to (or below) 0
 
@@ -449,7 +449,7 @@ def check_target_flags(target_beta: float | None, z: str | None, ref_model: str 
         try:
             models.resolve_model(ref_model)
         except IswtError as exc:
-            raise IswtError(f"--ref-model {ref_model}: {str(exc).split(': ', 1)[-1]}") from None
+            raise IswtError(f"--ref-model {ref_model}: {rule_of(exc)}") from None
 
 
 def add_compare_values(eval_paths: list[str], common: list[str], values: list[dict]) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, first_line
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -118,7 +118,7 @@ def local_path(ref: ModelRef) -> str:
 
             return snapshot_download(ref.spec)
         except Exception as exc:  # noqa: BLE001 - any hub failure means the same to the user
-            raise IswtError(f"--model {ref.spec}: cannot fetch from the hub ({_first_line(exc)})") from exc
+            raise IswtError(f"--model {ref.spec}: cannot fetch from the hub ({first_line(exc)})") from exc
     return ref.path
 
 
@@ -230,14 +230,14 @@ def load_model(path: str, adapter: str | None = None, device: str = "cpu", dtype
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as exc:
-        raise IswtError(f"model {path}: cannot load ({_first_line(exc)})") from exc
+        raise IswtError(f"model {path}: cannot load ({first_line(exc)})") from exc
     if adapter is not None:
         from peft import PeftModel
 
         try:
             model = PeftModel.from_pretrained(model, adapter)
         except (OSError, ValueError, RuntimeError) as exc:
-            raise IswtError(f"--adapter {adapter}: cannot load onto {path} ({_first_line(exc)})") from exc
+            raise IswtError(f"--adapter {adapter}: cannot load onto {path} ({first_line(exc)})") from exc
     return model.to(device).eval()
 
 
@@ -263,8 +263,3 @@ def render_prompt(tokenizer, messages: list[dict], use_chat_template: bool = Tru
         return text, tokenizer(text, add_special_tokens=False)["input_ids"]
     text = "\n\n".join(m["content"] for m in messages)
     return text, tokenizer(text)["input_ids"]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

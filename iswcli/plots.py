@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from iswcli.artifacts import check_parent_writable
-from iswcli.outputs import write_atomically
 from iswcli.errors import IswtError
+from iswcli.outputs import write_atomically
 
 # One colour per series, in order; colour-blind friendly (Okabe-Ito).
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, first_line
 from iswcli.generation import Generation, SamplingParams, batch_seed
 
 #: The oldest vLLM with the ``logprobs_mode`` engine option this backend needs.
@@ -206,9 +206,6 @@ def _quiet_vllm() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -238,7 +235,7 @@ def get_engine(path: str, options: EngineOptions, seed: int, lora: LoraSlot | No
     try:
         from vllm import LLM
     except Exception as exc:  # noqa: BLE001 - a broken install reads the same to the user
-        raise IswtError(f"--backend vllm: vllm is installed but cannot be imported ({_first_line(exc)})") from exc
+        raise IswtError(f"--backend vllm: vllm is installed but cannot be imported ({first_line(exc)})") from exc
     kwargs: dict[str, Any] = dict(
         model=path,
         tokenizer=path,
@@ -259,7 +256,7 @@ def get_engine(path: str, options: EngineOptions, seed: int, lora: LoraSlot | No
         llm = LLM(**kwargs)
     except Exception as exc:  # noqa: BLE001 - engine start-up fails in many ways, all the user's to fix
         raise IswtError(
-            f"--backend vllm: the engine did not start for {path} ({_first_line(exc)}); "
+            f"--backend vllm: the engine did not start for {path} ({first_line(exc)}); "
             "check --dtype, --max-model-len, --gpu-memory-utilization and --tensor-parallel-size "
             "(on CPU, VLLM_CPU_KVCACHE_SPACE sets the KV cache in GiB)"
         ) from exc
@@ -330,7 +327,7 @@ class VLLMBackend:
             return self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
         except Exception as exc:  # noqa: BLE001 - e.g. an adapter vLLM cannot load onto this model
             where = f"--adapter {self.adapter}" if self.adapter else "--backend vllm"
-            raise IswtError(f"{where}: vLLM failed while {what} ({_first_line(exc)})") from exc
+            raise IswtError(f"{where}: vLLM failed while {what} ({first_line(exc)})") from exc
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[Generation]:
         from vllm import SamplingParams as VSamplingParams

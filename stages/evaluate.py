@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow as pa
 
 from iswcli import artifacts, cache, chain, metrics, models, outputs, rewards, tasks
-from iswcli.errors import IswtError, raise_first_failure
+from iswcli.errors import IswtError, raise_first_failure, rule_of
 from stages import sample, score
 
 CORRECT_AT = 1.0
@@ -157,7 +157,7 @@ def check_judge(spec: str) -> None:
     try:
         models.resolve_model(path)
     except IswtError as exc:
-        raise IswtError(f"--judge {spec}: {str(exc).split(': ', 1)[-1]}") from None
+        raise IswtError(f"--judge {spec}: {rule_of(exc)}") from None
 
 
 def check_prompts(config: EvaluateConfig) -> list[str]:

@@ -37,7 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from iswcli import artifacts, cache, console, diversity, metrics, models, outputs, tasks
-from iswcli.errors import IswtError, raise_first_failure
+from iswcli.errors import IswtError, raise_first_failure, rule_of
 from iswcli.generation import SamplingParams
 
 METRICS = ("n_strategies", "distinct_1", "distinct_2", "self_bleu", "embed_dispersion")
@@ -81,7 +81,7 @@ def validate(config: JudgeDiversityConfig) -> tuple[str, models.ModelRef, str]:
     try:
         judge = models.resolve_model(config.judge)
     except IswtError as exc:
-        raise IswtError(f"--judge {config.judge}: {str(exc).split(': ', 1)[-1]}") from None
+        raise IswtError(f"--judge {config.judge}: {rule_of(exc)}") from None
     embed = config.embed_model or str(diversity.default_embed_model())
     if not (Path(embed) / "config.json").is_file():
         raise IswtError(f"--embed-model {embed}: not a model directory (no config.json)")

@@ -35,7 +35,7 @@ from typing import Any
 import pyarrow as pa
 
 from iswcli import artifacts, cache, console, models, outputs, rewards, tasks
-from iswcli.errors import IswtError, raise_first_failure
+from iswcli.errors import IswtError, raise_first_failure, rule_of
 
 ON_ERROR = ("fail", "skip")
 FIELD_ALIASES = {"test": "tests"}  # the code reward also accepts 'tests'
@@ -107,7 +107,7 @@ def resolve_ref(spec: str) -> models.ModelRef:
     try:
         return models.resolve_model(spec)
     except IswtError as exc:
-        raise IswtError(f"--ref-model {spec}: {str(exc).split(': ', 1)[-1]}") from None
+        raise IswtError(f"--ref-model {spec}: {rule_of(exc)}") from None
 
 
 def run(config: ScoreConfig) -> dict:

@@ -7,9 +7,6 @@ and chat template so prompts render exactly as with the default model.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from iswcli import sandbox
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, rule_of
 
 
 @dataclass(frozen=True)
@@ -145,11 +145,6 @@ def chunks(seq: list, size: int) -> list[list]:
     return [seq[i:i + size] for i in range(0, len(seq), max(1, size))]
 
 
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def reward_model_path(reward: str, spec: str | None):
     """(ModelRef, local path) for rm:SPEC / pairwise:SPEC; SPEC is a model
     directory, an alias such as smollm2-135m, or a hub id."""
@@ -164,8 +159,7 @@ def reward_model_path(reward: str, spec: str | None):
         ref = models.resolve_model(spec)
         return ref, models.local_path(ref)
     except IswtError as exc:
-        rule = str(exc).split(": ", 1)[-1]  # drop resolve_model's own '--model X' prefix
-        raise IswtError(f"{flag}: {rule}") from None
+        raise IswtError(f"{flag}: {rule_of(exc)}") from None
 
 
 def model_identity(ref, path: str) -> dict:

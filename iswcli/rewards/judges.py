@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, first_line
 from iswcli.rewards.base import (
     BaseReward,
     RewardItem,
     RewardOptions,
     RewardResult,
     chunks,
-    first_line,
     model_identity,
     prompt_messages,
     register_reward,

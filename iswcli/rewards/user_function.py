@@ -9,13 +9,12 @@ import numbers
 import os
 import sys
 
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, first_line
 from iswcli.rewards.base import (
     BaseReward,
     RewardItem,
     RewardOptions,
     RewardResult,
-    first_line,
     quote,
     register_reward,
 )

@@ -224,14 +224,12 @@ def _no_split(split) -> None:
 
 
 def file_sha256(path: str, label: str) -> str:
-    h = hashlib.sha256()
+    from iswcli import artifacts
+
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return artifacts.file_sha256(path)
     except OSError as e:
         raise IswtError(f"{label}: cannot read ({e.strerror or e})") from None
-    return h.hexdigest()
 
 
 def sets_prompts(split: str) -> list[Prompt]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from functools import lru_cache
+from functools import cache
 
 from iswcli.tasks.prompt import Prompt
 
@@ -343,7 +343,7 @@ def _text_split(text: str) -> str:
     return "test" if int(digest, 16) % 5 == 0 else "train"
 
 
-@lru_cache(maxsize=None)
+@cache
 def arith_level(level: int) -> dict:
     """{'train': [...], 'test': [...]} of (prompt_id, text, fields) for one level."""
     rng = random.Random(ARITH_SEED + level)
