@@ -67,6 +67,8 @@ EVAL_FLAGS = --model $(MODEL) --task $(TASK) --split train --limit $(LIMIT) --ma
 
 .PHONY: all table clean
 all: table
+# keep every file a pattern rule made (proposal samples, their scores, z): make would delete them as intermediates
+.SECONDARY:
 
 # ---------------------------------------------------------------- offline samples and log Z
 

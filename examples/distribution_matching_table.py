@@ -30,6 +30,13 @@ def ci_text(values, seed: int = 0) -> str:
     return "n/a" if ci.n == 0 else f"{ci.estimate:.3f} [{ci.lo:.3f}, {ci.hi:.3f}]"
 
 
+def nanmean_text(values, fmt: str = ".2f") -> str:
+    """Mean over the finite values; 'n/a' when there is none (k-hat is NaN when the tail has too few distinct weights)."""
+    arr = np.asarray(values, dtype=float)
+    arr = arr[np.isfinite(arr)]
+    return f"{arr.mean():{fmt}}" if arr.size else "n/a"
+
+
 def read(path: Path) -> dict[str, dict]:
     return {r["prompt_id"]: r for r in pq.read_table(path).to_pylist()}
 
@@ -85,7 +92,7 @@ def z_table(out: Path) -> list[str]:
         ess = [z[r["prompt_id"]]["ess_frac"] for r in rows if r["prompt_id"] in z]
         lines.append(
             f"| {proposal} | {len(rows)} | {ci_text(err)} | {ci_text(np.abs(err))} | {ci_text(covered)} | "
-            f"{np.nanmean(width):.3f} | {np.nanmean(khat):.2f} | {np.nanmean(ess):.2f} |"
+            f"{nanmean_text(width, '.3f')} | {nanmean_text(khat)} | {nanmean_text(ess)} |"
         )
     return lines if found else []
 
