@@ -291,7 +291,9 @@ def _warm_pandas_import() -> Future:
     return in_background(importlib.import_module, "pandas")
 
 
-def read_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = None, *, check_key: bool = True) -> Artifact:
+def read_artifact(
+    path: str, spec: ArtifactSpec, columns: list[str] | None = None, *, check_key: bool = True
+) -> Artifact:
     """Read and validate an artifact; errors name the file, column and rule.
 
     ``check_key=False`` leaves the unique-key check to a caller that sorts by
@@ -332,9 +334,7 @@ def check_columns(schema: pa.Schema, spec: ArtifactSpec, where: str) -> None:
             raise IswtError(f"{where}: column '{expected.name}' is missing (required in {spec.kind})")
         actual = schema.field(expected.name).type
         if not _compatible(actual, expected.type):
-            raise IswtError(
-                f"{where}: column '{expected.name}' has type {actual}, expected {expected.type}"
-            )
+            raise IswtError(f"{where}: column '{expected.name}' has type {actual}, expected {expected.type}")
 
 
 def conform(table: pa.Table, spec: ArtifactSpec, *, keep_dictionaries: bool = False) -> pa.Table:
@@ -461,9 +461,7 @@ def make_provenance(
         "stage": stage,
         "iswt_version": __version__,
         "config": jsonable(config),
-        "inputs": {
-            role: art.ref() if isinstance(art, Artifact) else art for role, art in (inputs or {}).items()
-        },
+        "inputs": {role: art.ref() if isinstance(art, Artifact) else art for role, art in (inputs or {}).items()},
         "model": model,
         "seed": seed,
         "libraries": library_versions(),
@@ -484,9 +482,10 @@ def write_artifact(table: pa.Table, path: str, spec: ArtifactSpec, provenance: d
     try:
         # dictionary-encode text only: numeric columns gain nothing and cost write time
         text = [
-            f.name for f in table.schema
+            f.name
+            for f in table.schema
             if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
-        ]  # fmt: skip
+        ]
         pq.write_table(table, tmp, row_group_size=1 << 20, use_dictionary=text)
         synced = in_background(_fsync, tmp)
         sha = _hash_file(str(tmp))  # while the disk flushes
@@ -525,7 +524,9 @@ def check_parent_writable(path: str, flag: str) -> None:
         with tempfile.TemporaryFile(dir=existing, prefix=".iswt-probe-"):
             pass
     except OSError as exc:
-        raise IswtError(f"{flag} {path}: cannot create files in {existing} ({exc.strerror or first_line(exc)})") from None
+        raise IswtError(
+            f"{flag} {path}: cannot create files in {existing} ({exc.strerror or first_line(exc)})"
+        ) from None
 
 
 @dataclass

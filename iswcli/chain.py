@@ -240,7 +240,9 @@ def load_z(path: str, scored: Scored) -> FrozenZ:
     position = pc.index_in(scored.prompt_ids, value_set=art.table["prompt_id"].combine_chunks())
     if position.null_count:
         first = scored.prompt_ids.filter(position.is_null())[0].as_py()
-        raise IswtError(f"{path}: no log_z for {position.null_count} prompt(s) of {scored.samples.path}, first {first!r}")
+        raise IswtError(
+            f"{path}: no log_z for {position.null_count} prompt(s) of {scored.samples.path}, first {first!r}"
+        )
     rows = position.to_numpy(zero_copy_only=False)
     log_z = art.table["log_z"].to_numpy()[rows].astype(np.float64)
     if not np.all(np.isfinite(log_z)):

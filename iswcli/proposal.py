@@ -74,9 +74,12 @@ def describe(provenance: dict[str, Any]) -> dict[str, Any]:
     elif backend is None:
         zero, why = False, "its provenance does not record the sampling backend"
     elif backend != REFERENCE_BACKEND:
-        zero, why = False, (
-            f"it was sampled with --backend {backend}, whose numerics are not the reference's "
-            f"(transformers, {REFERENCE_DTYPE})"
+        zero, why = (
+            False,
+            (
+                f"it was sampled with --backend {backend}, whose numerics are not the reference's "
+                f"(transformers, {REFERENCE_DTYPE})"
+            ),
         )
     elif dtype != REFERENCE_DTYPE:
         zero, why = False, f"it was sampled in {dtype}, the reference is held in {REFERENCE_DTYPE}"
@@ -117,7 +120,9 @@ def same_model(samples_provenance: dict[str, Any], scores_provenance: dict[str, 
     return True, "same weights and adapter"
 
 
-def sampler_gap(group: np.ndarray, n_groups: int, logprob_model, logprob_ref, threshold: float) -> dict[str, np.ndarray]:
+def sampler_gap(
+    group: np.ndarray, n_groups: int, logprob_model, logprob_ref, threshold: float
+) -> dict[str, np.ndarray]:
     """Per-prompt statistics of d = logprob_model - logprob_ref (sequence sums, nats).
 
     ``group`` numbers each sample's prompt 0..n_groups-1. Returns arrays of

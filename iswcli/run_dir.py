@@ -104,10 +104,15 @@ def save_checkpoint(out: Path, step, accelerator, module, optimizer, scheduler, 
         unwrapped = accelerator.unwrap_model(module)
         trainable = {n: p.detach().cpu() for n, p in unwrapped.named_parameters() if p.requires_grad}
         torch.save(
-            {"step": step, "trainable": trainable, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "log": log_rows},
+            {
+                "step": step,
+                "trainable": trainable,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "log": log_rows,
+            },
             tmp / "state.pt",
-        )  # fmt: skip
+        )
     accelerator.wait_for_everyone()
     torch.save(_rng_state(), (tmp if tmp.exists() else final) / f"rng-{accelerator.process_index}.pt")
     accelerator.wait_for_everyone()

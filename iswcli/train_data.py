@@ -46,9 +46,13 @@ def load(samples_path: str, scores_path: str) -> tuple[TrainData, chain.Scored]:
     """Samples joined with their scores (by `iswcli.chain`, in key order); every sample needs exactly one score."""
     score_columns = ["reward", "logprob_ref"] if chain.has_column(scores_path, "logprob_ref") else ["reward"]
     scored = chain.load_scored(
-        samples_path, scores_path, sample_columns=SAMPLE_COLUMNS, score_columns=score_columns,
-        purpose="training", min_samples=1,
-    )  # fmt: skip
+        samples_path,
+        scores_path,
+        sample_columns=SAMPLE_COLUMNS,
+        score_columns=score_columns,
+        purpose="training",
+        min_samples=1,
+    )
     table = scored.table
     reward = scored.finite("reward", scores_path, "rewards must be finite numbers")
     logprob_ref = None

@@ -84,11 +84,12 @@ def run(config: EstimateZConfig) -> dict:
         )
 
         scored = load_scored(
-            config.proposal, config.scores,
+            config.proposal,
+            config.scores,
             sample_columns=(["logprob_q"] + (["logprob_model"] if compare_gap else [])) if use_ref else [],
             score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
             purpose="estimating log Z",
-        )  # fmt: skip
+        )
         reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
         target_reward = reward
         if config.reward_transform == "group-zscore":
@@ -107,11 +108,16 @@ def run(config: EstimateZConfig) -> dict:
         gap_report = proposal_facts.gap_report(gap, gap_why, config.mismatch_threshold)
 
         z = estimators.estimate_groups(
-            scored.group, lw, rewards=reward,
-            n_boot=config.bootstrap, rng=np.random.default_rng(config.seed),
-            tempered_proposal=proposal["tempered"], truncated_proposal=proposal["truncated"],
-            sampler_mismatch=None if gap is None else gap["flagged"], low_ess_frac=config.low_ess,
-        )  # fmt: skip
+            scored.group,
+            lw,
+            rewards=reward,
+            n_boot=config.bootstrap,
+            rng=np.random.default_rng(config.seed),
+            tempered_proposal=proposal["tempered"],
+            truncated_proposal=proposal["truncated"],
+            sampler_mismatch=None if gap is None else gap["flagged"],
+            low_ess_frac=config.low_ess,
+        )
         table = _z_table(scored.prompt_ids, z, config.beta)
         for name, values in proposal_facts.gap_columns(gap, len(scored.prompt_ids)).items():
             table = table.append_column(name, pa.array(values, pa.float64()))
@@ -131,10 +137,13 @@ def run(config: EstimateZConfig) -> dict:
         if config.plot:
             # log(w_k / mean w) = lw_k - log Z_hat: 0 is a sample carrying exactly its share.
             relative = lw - z.log_z[scored.group]
-            write_histograms(config.plot, [
-                (relative, "log-weight relative to the prompt mean", "lw - log Z_hat"),
-                (z.ess_frac, "ESS / K per prompt", "ESS / K"),
-            ])  # fmt: skip
+            write_histograms(
+                config.plot,
+                [
+                    (relative, "log-weight relative to the prompt mean", "lw - log Z_hat"),
+                    (z.ess_frac, "ESS / K per prompt", "ESS / K"),
+                ],
+            )
         notes = _warnings(proposal, config)
         if gap_report.get("prompts flagged"):
             notes.append(
@@ -181,21 +190,23 @@ def _transform_note(name: str) -> dict:
 
 def _z_table(prompt_ids: pa.Array, z: estimators.ZTable, beta: float) -> pa.Table:
     # estimate_groups orders groups by their code, which is prompt_id order.
-    return pa.table({
-        "prompt_id": prompt_ids,
-        "log_z": z.log_z,
-        "beta": np.full(z.log_z.size, beta),
-        "n_samples": z.n_samples.astype(np.int32),
-        "ess": z.ess,
-        "ess_frac": z.ess_frac,
-        "max_weight_share": z.max_weight_share,
-        "khat": z.khat,
-        "khat_note": pa.array(z.khat_note.tolist(), pa.string()),
-        "log_z_se": z.log_z_se,
-        "log_z_lo": z.log_z_lo,
-        "log_z_hi": z.log_z_hi,
-        "flags": pa.array([list(f) for f in z.flags], pa.list_(pa.string())),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "prompt_id": prompt_ids,
+            "log_z": z.log_z,
+            "beta": np.full(z.log_z.size, beta),
+            "n_samples": z.n_samples.astype(np.int32),
+            "ess": z.ess,
+            "ess_frac": z.ess_frac,
+            "max_weight_share": z.max_weight_share,
+            "khat": z.khat,
+            "khat_note": pa.array(z.khat_note.tolist(), pa.string()),
+            "log_z_se": z.log_z_se,
+            "log_z_lo": z.log_z_lo,
+            "log_z_hi": z.log_z_hi,
+            "flags": pa.array([list(f) for f in z.flags], pa.list_(pa.string())),
+        }
+    )
 
 
 def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:

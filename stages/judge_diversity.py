@@ -101,9 +101,17 @@ def run(config: JudgeDiversityConfig) -> dict:
         # loaded before OUT.partial/ exists, so a judge that cannot load leaves nothing behind
         judge = Judge(judge_path, template, config) if any(len(p.responses) >= 2 for p in prompts) else None
 
-        writer = artifacts.PartWriter(config.out, artifacts.DIVERSITY, {
-            **asdict(config), "samples_sha256": source.sha256, "judge_identity": identity,
-            "template_text": template, "embed_model": str(embed_path)})  # fmt: skip
+        writer = artifacts.PartWriter(
+            config.out,
+            artifacts.DIVERSITY,
+            {
+                **asdict(config),
+                "samples_sha256": source.sha256,
+                "judge_identity": identity,
+                "template_text": template,
+                "embed_model": str(embed_path),
+            },
+        )
         parts = [prompts[i : i + config.batch_size] for i in range(0, len(prompts), config.batch_size)]
         already = writer.open()
         if already:
@@ -119,10 +127,13 @@ def run(config: JudgeDiversityConfig) -> dict:
                 bar.advance(len(part), rate=judged_now / (time.perf_counter() - started))
 
         provenance = artifacts.make_provenance(
-            "judge-diversity", asdict(config), inputs={"samples": source}, model=identity,
+            "judge-diversity",
+            asdict(config),
+            inputs={"samples": source},
+            model=identity,
             template={"path": str(config.template or diversity.DEFAULT_JUDGE_TEMPLATE), "text": template},
             embed_model={"path": str(embed_path), "weights_sha256": models.weights_sha256(str(embed_path))},
-        )  # fmt: skip
+        )
         sha = writer.finish(provenance)
         return summarize(config, sha)
 
@@ -209,13 +220,19 @@ def part_table(part: list[Prompt], judge: Judge | None, embed_path: str) -> pa.T
     for p in part:
         count, how = judged(p, raw.get(p.prompt_id))
         tokens = [diversity.word_tokens(r) for r in p.responses]
-        rows.append({
-            "prompt_id": p.prompt_id, "n_strategies": count, "judge_raw": raw.get(p.prompt_id), "judge_how": how,
-            "distinct_1": diversity.distinct_n(tokens, 1) if tokens else math.nan,
-            "distinct_2": diversity.distinct_n(tokens, 2) if tokens else math.nan,
-            "self_bleu": diversity.self_bleu(tokens), "embed_dispersion": dispersion.get(p.prompt_id, math.nan),
-            "n_responses": len(p.responses),
-        })  # fmt: skip
+        rows.append(
+            {
+                "prompt_id": p.prompt_id,
+                "n_strategies": count,
+                "judge_raw": raw.get(p.prompt_id),
+                "judge_how": how,
+                "distinct_1": diversity.distinct_n(tokens, 1) if tokens else math.nan,
+                "distinct_2": diversity.distinct_n(tokens, 2) if tokens else math.nan,
+                "self_bleu": diversity.self_bleu(tokens),
+                "embed_dispersion": dispersion.get(p.prompt_id, math.nan),
+                "n_responses": len(p.responses),
+            }
+        )
     return pa.Table.from_pylist(rows, schema=artifacts.DIVERSITY.schema)
 
 
@@ -248,8 +265,11 @@ def summarize(config: JudgeDiversityConfig, sha: str) -> dict:
     """Means over the prompts where each metric is defined, and how often the judge could be read."""
     table = artifacts.read_artifact(config.out, artifacts.DIVERSITY).table
     counts = table.column("n_strategies").to_pylist()
-    asked = [(c, how) for c, how, raw in zip(counts, table.column("judge_how").to_pylist(),
-                                             table.column("judge_raw").to_pylist()) if raw is not None]  # fmt: skip
+    asked = [
+        (c, how)
+        for c, how, raw in zip(counts, table.column("judge_how").to_pylist(), table.column("judge_raw").to_pylist())
+        if raw is not None
+    ]
     unread = Counter(how for c, how in asked if math.isnan(c))
     summary = {
         "prompts": table.num_rows,
@@ -284,4 +304,3 @@ def compare(paths: list[str], seed: int = 0) -> dict:
     result = metrics.side_by_side(paths, values, seed)
     result.update({"prompts_common": len(common), "prompts_per_run": [len(r) for r in runs]})
     return result
-

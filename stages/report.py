@@ -85,12 +85,20 @@ def run(config: ReportConfig) -> dict:
             )
         figures = FigureWriter(config.figures_dir)
         builders = (
-            overview_section, rewards_section, importance_section, pairs_section, training_section,
-            evaluation_section, diversity_section, exact_target_section,
-        )  # fmt: skip
+            overview_section,
+            rewards_section,
+            importance_section,
+            pairs_section,
+            training_section,
+            evaluation_section,
+            diversity_section,
+            exact_target_section,
+        )
         sections = [section for build in builders for section in build(found, config, figures)]
         if not sections:
-            raise IswtError(f"nothing to report: no input could be read ({found.notes[0] if found.notes else 'no notes'})")
+            raise IswtError(
+                f"nothing to report: no input could be read ({found.notes[0] if found.notes else 'no notes'})"
+            )
         outputs.write_atomically(config.out, render_page(config, found, sections))
         figures.remove_stale()
         for note in found.notes[:5]:
@@ -105,4 +113,3 @@ def run(config: ReportConfig) -> dict:
             "train runs": len(found.runs),
             "skipped": len(found.notes),
         }
-

@@ -64,9 +64,13 @@ class ScoreConfig:
     @property
     def reward_options(self) -> rewards.RewardOptions:
         return rewards.RewardOptions(
-            workers=self.workers, timeout_s=self.timeout, batch_size=self.batch_size,
-            device=self.device, baseline=self.baseline, samples=self.samples,
-        )  # fmt: skip
+            workers=self.workers,
+            timeout_s=self.timeout,
+            batch_size=self.batch_size,
+            device=self.device,
+            baseline=self.baseline,
+            samples=self.samples,
+        )
 
 
 @dataclass(frozen=True)
@@ -89,9 +93,11 @@ def validate(config: ScoreConfig) -> None:
         (config.batch_size >= 1, f"--batch-size {config.batch_size}: must be at least 1"),
         (config.on_error in ON_ERROR, f"--on-error {config.on_error}: must be fail or skip"),
         (config.ref_adapter is None or config.ref_model is not None, "--ref-adapter needs --ref-model"),
-        (config.baseline is None or config.reward.startswith("pairwise:"),
-         f"--baseline {config.baseline}: only --reward pairwise:PATH uses a baseline"),
-    ]  # fmt: skip
+        (
+            config.baseline is None or config.reward.startswith("pairwise:"),
+            f"--baseline {config.baseline}: only --reward pairwise:PATH uses a baseline",
+        ),
+    ]
     raise_first_failure(checks)
     if config.shard is not None:
         tasks.parse_shard(config.shard)
@@ -127,9 +133,16 @@ def run(config: ScoreConfig) -> dict:
         random.seed(config.seed)
 
         resume_key = {k: v for k, v in asdict(config).items() if k != "workers"}  # workers change no result
-        writer = artifacts.PartWriter(config.out, artifacts.SCORES, {
-            **resume_key, "samples_sha256": samples_art.sha256, "reward_record": reward_record,
-            "ref_identity": reference.identity if reference else None})  # fmt: skip
+        writer = artifacts.PartWriter(
+            config.out,
+            artifacts.SCORES,
+            {
+                **resume_key,
+                "samples_sha256": samples_art.sha256,
+                "reward_record": reward_record,
+                "ref_identity": reference.identity if reference else None,
+            },
+        )
         parts = [samples[i : i + config.batch_size] for i in range(0, len(samples), config.batch_size)]
         started, scored = time.perf_counter(), 0
         with _partial_kept_only_with_parts(writer):
@@ -189,9 +202,12 @@ def to_samples(table: pa.Table, where: str) -> list[Sample]:
             if row[name] is None:
                 raise IswtError(f"{where}: column '{name}' is null for {rewards.describe_key(key)}")
         item = rewards.RewardItem(
-            prompt=row["prompt"], response=row["response"], fields=task_fields(row["task_fields"], key, where),
-            key=key, messages=tasks.chat_messages(row["prompt"]),
-        )  # fmt: skip
+            prompt=row["prompt"],
+            response=row["response"],
+            fields=task_fields(row["task_fields"], key, where),
+            key=key,
+            messages=tasks.chat_messages(row["prompt"]),
+        )
         out.append(Sample(item, row.get("prompt_token_ids"), row.get("response_token_ids")))
     return out
 
@@ -240,8 +256,10 @@ def check_token_ids(samples: list[Sample], where: str) -> None:
             column = "prompt_token_ids" if s.prompt_ids is None else "response_token_ids"
             raise IswtError(f"{where}: column '{column}' is null for {rewards.describe_key(s.key)}")
         if not s.prompt_ids:
-            raise IswtError(f"{where}: column 'prompt_token_ids' is empty for {rewards.describe_key(s.key)}; "
-                            "logprob_ref conditions on the prompt")
+            raise IswtError(
+                f"{where}: column 'prompt_token_ids' is empty for {rewards.describe_key(s.key)}; "
+                "logprob_ref conditions on the prompt"
+            )
 
 
 def describe_reward(spec: str, reward: rewards.Reward) -> dict[str, Any]:
@@ -319,8 +337,9 @@ def score_part(part: list[Sample], reward, reference: Reference | None, config: 
                 f"{config.samples}: {rewards.describe_key(sample.key)} got reward {result.reward} "
                 f"({result.info}); rewards must be finite (--on-error skip leaves such samples out)"
             )
-        skipped.append({"prompt_id": sample.key[0], "sample_idx": sample.key[1],
-                        "reward": str(result.reward), "info": result.info})  # fmt: skip
+        skipped.append(
+            {"prompt_id": sample.key[0], "sample_idx": sample.key[1], "reward": str(result.reward), "info": result.info}
+        )
     logprob_ref = reference.logprobs([s for s, _ in kept]) if reference else None
     return scores_table(kept, logprob_ref), skipped
 
@@ -401,17 +420,24 @@ def summarize(config: ScoreConfig, sha: str, n_skipped: int, scored: int, second
     table = artifacts.read_artifact(config.out, artifacts.SCORES).table
     values = table.column("reward").to_pylist()
     prompt_ids = table.column("prompt_id").to_pylist()
-    summary: dict[str, Any] = {"output": config.out, "sha256": sha[:16], "reward": config.reward,
-                               "samples": len(values), "prompts": len(set(prompt_ids)),
-                               "skipped (non-finite reward)": n_skipped}  # fmt: skip
+    summary: dict[str, Any] = {
+        "output": config.out,
+        "sha256": sha[:16],
+        "reward": config.reward,
+        "samples": len(values),
+        "prompts": len(set(prompt_ids)),
+        "skipped (non-finite reward)": n_skipped,
+    }
     if values:
-        summary.update({
-            "reward mean": statistics.fmean(values),
-            "reward std": statistics.pstdev(values),
-            "pass rate": pass_rate(values),
-            "histogram": text_histogram(values),
-            "prompts with all rewards equal": all_equal_prompts(prompt_ids, values),
-        })  # fmt: skip
+        summary.update(
+            {
+                "reward mean": statistics.fmean(values),
+                "reward std": statistics.pstdev(values),
+                "pass rate": pass_rate(values),
+                "histogram": text_histogram(values),
+                "prompts with all rewards equal": all_equal_prompts(prompt_ids, values),
+            }
+        )
     if "logprob_ref" in table.column_names and values:
         summary["logprob_ref mean"] = statistics.fmean(table.column("logprob_ref").to_pylist())
     if "sandbox" in reward_record:

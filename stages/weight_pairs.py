@@ -76,17 +76,24 @@ def run(config: WeightPairsConfig) -> dict:
         cached = cache.up_to_date(config.out, "weight-pairs", asdict(config), inputs)
         if cached:
             return cached
-        scored = load_scored(config.samples, config.scores, sample_columns=[], score_columns=["reward"], purpose="pairing")
+        scored = load_scored(
+            config.samples, config.scores, sample_columns=[], score_columns=["reward"], purpose="pairing"
+        )
         reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
         # Without --num-accept rejection sampling runs until the candidates run out.
         num_accept = config.num_accept or int(scored.counts.max())
         pairs = pairing.weight_pairs(
-            scored.group, scored.table["sample_idx"].to_numpy(), reward,
-            method=config.method, pairing=config.resolved_pairing,
-            gamma=config.gamma, beta=config.beta, num_accept=num_accept,
+            scored.group,
+            scored.table["sample_idx"].to_numpy(),
+            reward,
+            method=config.method,
+            pairing=config.resolved_pairing,
+            gamma=config.gamma,
+            beta=config.beta,
+            num_accept=num_accept,
             max_pairs_per_prompt=config.max_pairs_per_prompt,
             rng=np.random.default_rng(config.seed),
-        )  # fmt: skip
+        )
         if pairs.weight.size == 0:
             raise IswtError(
                 f"{config.scores}: no prompt has two samples with different rewards, so there is no pair "
@@ -107,11 +114,17 @@ def run(config: WeightPairsConfig) -> dict:
         sha = artifacts.write_artifact(_pairs_table(pairs, scored.prompt_ids), config.out, artifacts.PAIRS, provenance)
         per_prompt, ess = _pairs_and_ess(pairs)
         if config.plot:
-            write_histograms(config.plot, [
-                (np.log10(pairs.weight * np.repeat(per_prompt, per_prompt)),
-                 "pair weight relative to uniform", "log10(weight x pairs in prompt)"),
-                (ess / per_prompt, "weight ESS / pairs per prompt", "ESS / pairs"),
-            ])  # fmt: skip
+            write_histograms(
+                config.plot,
+                [
+                    (
+                        np.log10(pairs.weight * np.repeat(per_prompt, per_prompt)),
+                        "pair weight relative to uniform",
+                        "log10(weight x pairs in prompt)",
+                    ),
+                    (ess / per_prompt, "weight ESS / pairs per prompt", "ESS / pairs"),
+                ],
+            )
         for note in _warnings(config, pairs, scored.prompt_ids):
             console.warn(note)
         return _summary(config, sha, pairs, per_prompt, ess)
@@ -134,17 +147,19 @@ def _pairs_table(pairs: pairing.PairsTable, prompt_ids: pa.Array) -> pa.Table:
     # pairs.prompt_id holds prompt codes: with the prompt ids as dictionary,
     # millions of pair rows are written without building or hashing their strings.
     n_pairs = pairs.weight.size
-    return pa.table({
-        "prompt_id": pa.DictionaryArray.from_arrays(pairs.prompt_id.astype(np.int32), prompt_ids),
-        "chosen_idx": pairs.chosen_idx.astype(np.int32),
-        "rejected_idx": pairs.rejected_idx.astype(np.int32),
-        "r_chosen": pairs.r_chosen,
-        "r_rejected": pairs.r_rejected,
-        "log_weight_base": pairs.log_weight_base,
-        "margin_score": pairs.margin_score,
-        "weight": pairs.weight,
-        "method": pa.DictionaryArray.from_arrays(np.zeros(n_pairs, dtype=np.int32), [pairs.method]),
-    })  # fmt: skip
+    return pa.table(
+        {
+            "prompt_id": pa.DictionaryArray.from_arrays(pairs.prompt_id.astype(np.int32), prompt_ids),
+            "chosen_idx": pairs.chosen_idx.astype(np.int32),
+            "rejected_idx": pairs.rejected_idx.astype(np.int32),
+            "r_chosen": pairs.r_chosen,
+            "r_rejected": pairs.r_rejected,
+            "log_weight_base": pairs.log_weight_base,
+            "margin_score": pairs.margin_score,
+            "weight": pairs.weight,
+            "method": pa.DictionaryArray.from_arrays(np.zeros(n_pairs, dtype=np.int32), [pairs.method]),
+        }
+    )
 
 
 def _warnings(config: WeightPairsConfig, pairs: pairing.PairsTable, prompt_ids: pa.Array) -> list[str]:

@@ -53,7 +53,11 @@ def test_bad_flags_fail_in_one_line(cli, tmp_path, case):
     "name,content,message",
     [
         ("no_id.jsonl", '{"prompt": "hi"}\n', "column 'prompt_id' is missing"),
-        ("dupes.jsonl", '{"prompt_id": "a", "prompt": "x"}\n{"prompt_id": "a", "prompt": "y"}\n', "duplicate prompt_id 'a'"),
+        (
+            "dupes.jsonl",
+            '{"prompt_id": "a", "prompt": "x"}\n{"prompt_id": "a", "prompt": "y"}\n',
+            "duplicate prompt_id 'a'",
+        ),
         ("broken.jsonl", '{"prompt_id": "a", "prompt": \n', "not valid JSON"),
         ("missing.jsonl", None, "cannot read"),
     ],
@@ -118,11 +122,15 @@ def test_every_config_field_has_a_flag_with_the_same_default():
     from stages import estimate_z, evaluate, judge_diversity, report, sample, score, train, weight_pairs
 
     configs = {
-        "sample": sample.SampleConfig, "score": score.ScoreConfig, "estimate-z": estimate_z.EstimateZConfig,
-        "weight-pairs": weight_pairs.WeightPairsConfig, "train": train.TrainConfig,
-        "evaluate": evaluate.EvaluateConfig, "judge-diversity": judge_diversity.JudgeDiversityConfig,
+        "sample": sample.SampleConfig,
+        "score": score.ScoreConfig,
+        "estimate-z": estimate_z.EstimateZConfig,
+        "weight-pairs": weight_pairs.WeightPairsConfig,
+        "train": train.TrainConfig,
+        "evaluate": evaluate.EvaluateConfig,
+        "judge-diversity": judge_diversity.JudgeDiversityConfig,
         "report": report.ReportConfig,
-    }  # fmt: skip
+    }
     commands = typer.main.get_command(app).commands
     for name, config in configs.items():
         flags = {p.name: p for p in commands[name].params}
@@ -134,4 +142,6 @@ def test_every_config_field_has_a_flag_with_the_same_default():
             parsed = flag.default
             if isinstance(field.default, tuple) and isinstance(parsed, str):  # comma-separated on the command line
                 parsed = tuple(type(field.default[0])(v) for v in parsed.split(","))
-            assert parsed == field.default, f"iswt {name}: --{field.name} defaults to {flag.default!r}, config to {field.default!r}"
+            assert parsed == field.default, (
+                f"iswt {name}: --{field.name} defaults to {flag.default!r}, config to {field.default!r}"
+            )

@@ -52,20 +52,66 @@ def chain_dir(toy_model_dir, tmp_path_factory) -> Path:  # noqa: F811
 
     (d / "prompts.jsonl").write_text("".join(json.dumps({"prompt_id": p, "prompt": p}) + "\n" for p in ("q", "a")))
     for name, seed in (("", 0), ("other_", 1)):
-        ok("sample", "--model", toy_model_dir, "--prompts", d / "prompts.jsonl", "--n", "8", "--max-new-tokens", "1",
-           "--no-chat-template", "--seed", seed, "--out", d / f"{name}samples.parquet")  # fmt: skip
+        ok(
+            "sample",
+            "--model",
+            toy_model_dir,
+            "--prompts",
+            d / "prompts.jsonl",
+            "--n",
+            "8",
+            "--max-new-tokens",
+            "1",
+            "--no-chat-template",
+            "--seed",
+            seed,
+            "--out",
+            d / f"{name}samples.parquet",
+        )
         ok("score", "--samples", d / f"{name}samples.parquet", "--reward", REWARD, "--out", d / f"{name}scores.parquet")
-        ok("estimate-z", "--proposal", d / f"{name}samples.parquet", "--scores", d / f"{name}scores.parquet",
-           "--beta", "5", "--out", d / f"{name}z.parquet")  # fmt: skip
-        ok("weight-pairs", "--samples", d / f"{name}samples.parquet", "--scores", d / f"{name}scores.parquet",
-           "--method", "direct", "--out", d / f"{name}pairs.parquet")  # fmt: skip
+        ok(
+            "estimate-z",
+            "--proposal",
+            d / f"{name}samples.parquet",
+            "--scores",
+            d / f"{name}scores.parquet",
+            "--beta",
+            "5",
+            "--out",
+            d / f"{name}z.parquet",
+        )
+        ok(
+            "weight-pairs",
+            "--samples",
+            d / f"{name}samples.parquet",
+            "--scores",
+            d / f"{name}scores.parquet",
+            "--method",
+            "direct",
+            "--out",
+            d / f"{name}pairs.parquet",
+        )
     ok(*train(d, toy_model_dir, d / "run", "--loss", "tb", "--z", d / "z.parquet"))
     return d
 
 
 def train(d: Path, model: str, out: Path, *extra) -> list:
-    return ["train", "--model", model, "--samples", d / "samples.parquet", "--scores", d / "scores.parquet",
-            "--max-steps", "2", "--batch-size", "8", "--out", out, *extra]  # fmt: skip
+    return [
+        "train",
+        "--model",
+        model,
+        "--samples",
+        d / "samples.parquet",
+        "--scores",
+        d / "scores.parquet",
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "8",
+        "--out",
+        out,
+        *extra,
+    ]
 
 
 @pytest.fixture
@@ -81,21 +127,76 @@ def work(chain_dir, tmp_path) -> Path:
 def test_out_equal_to_an_input_is_refused(work, cli, toy_model_dir):  # noqa: F811
     w = work
     cases = [
-        (["score", "--samples", w / "samples.parquet", "--reward", REWARD, "--out", w / "samples.parquet"], "--samples"),
-        (["estimate-z", "--proposal", w / "samples.parquet", "--scores", w / "scores.parquet", "--beta", "1",
-          "--out", w / "scores.parquet"], "--scores"),
-        (["estimate-z", "--proposal", w / "samples.parquet", "--scores", w / "scores.parquet", "--beta", "1",
-          "--out", w / "samples.parquet"], "--proposal"),
-        (["weight-pairs", "--samples", w / "samples.parquet", "--scores", w / "scores.parquet", "--method", "direct",
-          "--out", w / "samples.parquet"], "--samples"),
-        (["evaluate", "--model", toy_model_dir, "--prompts", w / "prompts.jsonl", "--reward", REWARD,
-          "--baseline", w / "base.parquet", "--judge", f"rm:{toy_model_dir}", "--out", w / "base.parquet"],
-         "--baseline"),
-    ]  # fmt: skip
+        (
+            ["score", "--samples", w / "samples.parquet", "--reward", REWARD, "--out", w / "samples.parquet"],
+            "--samples",
+        ),
+        (
+            [
+                "estimate-z",
+                "--proposal",
+                w / "samples.parquet",
+                "--scores",
+                w / "scores.parquet",
+                "--beta",
+                "1",
+                "--out",
+                w / "scores.parquet",
+            ],
+            "--scores",
+        ),
+        (
+            [
+                "estimate-z",
+                "--proposal",
+                w / "samples.parquet",
+                "--scores",
+                w / "scores.parquet",
+                "--beta",
+                "1",
+                "--out",
+                w / "samples.parquet",
+            ],
+            "--proposal",
+        ),
+        (
+            [
+                "weight-pairs",
+                "--samples",
+                w / "samples.parquet",
+                "--scores",
+                w / "scores.parquet",
+                "--method",
+                "direct",
+                "--out",
+                w / "samples.parquet",
+            ],
+            "--samples",
+        ),
+        (
+            [
+                "evaluate",
+                "--model",
+                toy_model_dir,
+                "--prompts",
+                w / "prompts.jsonl",
+                "--reward",
+                REWARD,
+                "--baseline",
+                w / "base.parquet",
+                "--judge",
+                f"rm:{toy_model_dir}",
+                "--out",
+                w / "base.parquet",
+            ],
+            "--baseline",
+        ),
+    ]
     shutil.copy(w / "scores.parquet", w / "base.parquet")
     os.symlink(w / "samples.parquet", w / "link.parquet")  # a symlink to an input is that input
-    cases.append((["score", "--samples", w / "samples.parquet", "--reward", REWARD, "--out", w / "link.parquet"],
-                  "--samples"))  # fmt: skip
+    cases.append(
+        (["score", "--samples", w / "samples.parquet", "--reward", REWARD, "--out", w / "link.parquet"], "--samples")
+    )
     prompts = w / "prompts.parquet"
     pq.write_table(pq.read_table(w / "samples.parquet").select(["prompt_id", "prompt"]).slice(0, 1), prompts)
     cases.append((["sample", "--model", toy_model_dir, "--prompts", prompts, "--out", prompts], "--prompts"))
@@ -120,13 +221,42 @@ def test_out_inside_an_input_shard_directory_is_refused(work, cli):
 def test_scores_of_other_samples_are_refused_by_every_reader(work, cli, toy_model_dir):  # noqa: F811
     w = work
     readers = [
-        ["estimate-z", "--proposal", w / "samples.parquet", "--scores", w / "other_scores.parquet", "--beta", "1",
-         "--out", w / "z2.parquet"],
-        ["weight-pairs", "--samples", w / "samples.parquet", "--scores", w / "other_scores.parquet",
-         "--method", "direct", "--out", w / "p2.parquet"],
-        ["train", "--model", toy_model_dir, "--samples", w / "samples.parquet", "--scores", w / "other_scores.parquet",
-         "--loss", "sft", "--out", w / "run2"],
-    ]  # fmt: skip
+        [
+            "estimate-z",
+            "--proposal",
+            w / "samples.parquet",
+            "--scores",
+            w / "other_scores.parquet",
+            "--beta",
+            "1",
+            "--out",
+            w / "z2.parquet",
+        ],
+        [
+            "weight-pairs",
+            "--samples",
+            w / "samples.parquet",
+            "--scores",
+            w / "other_scores.parquet",
+            "--method",
+            "direct",
+            "--out",
+            w / "p2.parquet",
+        ],
+        [
+            "train",
+            "--model",
+            toy_model_dir,
+            "--samples",
+            w / "samples.parquet",
+            "--scores",
+            w / "other_scores.parquet",
+            "--loss",
+            "sft",
+            "--out",
+            w / "run2",
+        ],
+    ]
     for args in readers:
         before = snapshot(w)
         refused(cli(*args), "other_scores.parquet: was made from samples", "not from", "samples.parquet")
@@ -153,8 +283,19 @@ def test_train_takes_beta_and_reward_transform_from_the_z(work, cli, toy_model_d
     assert manifest["config"]["beta"] == 5.0
     assert manifest["reward_transform"]["name"] == "none"
 
-    zscored = ["estimate-z", "--proposal", work / "samples.parquet", "--scores", work / "scores.parquet",
-               "--beta", "5", "--reward-transform", "group-zscore", "--out", work / "zz.parquet"]  # fmt: skip
+    zscored = [
+        "estimate-z",
+        "--proposal",
+        work / "samples.parquet",
+        "--scores",
+        work / "scores.parquet",
+        "--beta",
+        "5",
+        "--reward-transform",
+        "group-zscore",
+        "--out",
+        work / "zz.parquet",
+    ]
     assert cli(*zscored).exit_code == 0
     result = cli(*train(work, toy_model_dir, work / "run-zz", "--loss", "tb", "--z", work / "zz.parquet"))
     assert result.exit_code == 0, result.output
@@ -172,8 +313,22 @@ def _cut_after_checkpoint(run: Path) -> None:
 
 
 def test_an_interrupted_run_resumes_with_its_own_command_and_refuses_another(work, toy_model_dir):  # noqa: F811
-    args = [str(a) for a in train(work, toy_model_dir, work / "cut", "--loss", "tb", "--z", work / "z.parquet",
-                                  "--save-every", "1", "--max-steps", "3")]  # fmt: skip
+    args = [
+        str(a)
+        for a in train(
+            work,
+            toy_model_dir,
+            work / "cut",
+            "--loss",
+            "tb",
+            "--z",
+            work / "z.parquet",
+            "--save-every",
+            "1",
+            "--max-steps",
+            "3",
+        )
+    ]
     assert _train_subprocess(["--quiet", *args]).returncode == 0
     _cut_after_checkpoint(work / "cut")
     shutil.rmtree(work / "cut" / "checkpoints" / "step-0000002")
@@ -200,11 +355,32 @@ def test_an_interrupted_run_resumes_with_its_own_command_and_refuses_another(wor
 def test_a_run_without_manifest_is_not_an_adapter(work, cli, toy_model_dir):  # noqa: F811
     (work / "run" / "manifest.json").unlink()  # killed during its final save
     before = snapshot(work)
-    result = cli("sample", "--model", toy_model_dir, "--adapter", work / "run", "--prompts", work / "prompts.jsonl",
-                 "--no-chat-template", "--out", work / "s2.parquet")  # fmt: skip
+    result = cli(
+        "sample",
+        "--model",
+        toy_model_dir,
+        "--adapter",
+        work / "run",
+        "--prompts",
+        work / "prompts.jsonl",
+        "--no-chat-template",
+        "--out",
+        work / "s2.parquet",
+    )
     refused(result, "--adapter", "did not finish (no manifest.json)")
-    result = cli("evaluate", "--model", toy_model_dir, "--adapter", work / "run", "--prompts", work / "prompts.jsonl",
-                 "--reward", REWARD, "--out", work / "e.parquet")  # fmt: skip
+    result = cli(
+        "evaluate",
+        "--model",
+        toy_model_dir,
+        "--adapter",
+        work / "run",
+        "--prompts",
+        work / "prompts.jsonl",
+        "--reward",
+        REWARD,
+        "--out",
+        work / "e.parquet",
+    )
     refused(result, "--adapter", "did not finish")
     assert snapshot(work) == before
 
@@ -224,12 +400,33 @@ def test_an_adapter_trained_on_another_base_model_is_refused(work, cli, toy_mode
             shutil.copy(Path(toy_model_dir) / name, other / name)
     before = snapshot(work)
     for args in (
-        ["sample", "--model", other, "--adapter", work / "run", "--prompts", work / "prompts.jsonl",
-         "--no-chat-template", "--out", work / "s2.parquet"],
-        ["evaluate", "--model", other, "--adapter", work / "run", "--prompts", work / "prompts.jsonl",
-         "--reward", REWARD, "--out", work / "e.parquet"],
+        [
+            "sample",
+            "--model",
+            other,
+            "--adapter",
+            work / "run",
+            "--prompts",
+            work / "prompts.jsonl",
+            "--no-chat-template",
+            "--out",
+            work / "s2.parquet",
+        ],
+        [
+            "evaluate",
+            "--model",
+            other,
+            "--adapter",
+            work / "run",
+            "--prompts",
+            work / "prompts.jsonl",
+            "--reward",
+            REWARD,
+            "--out",
+            work / "e.parquet",
+        ],
         [*train(work, str(other), work / "run2", "--loss", "sft", "--adapter", work / "run")],
-    ):  # fmt: skip
+    ):
         refused(cli(*args), "--adapter", "was trained on a base model with weights sha256", "not on --model")
         assert snapshot(work) == before, args[0]
 
@@ -240,15 +437,43 @@ def test_an_adapter_trained_on_another_base_model_is_refused(work, cli, toy_mode
 def test_bad_flags_exit_2_before_anything_is_written(work, cli, toy_model_dir):  # noqa: F811
     w = work
     cases = [
-        (["sample", "--model", toy_model_dir, "--prompts", w / "prompts.jsonl", "--device", "tpu",
-          "--out", w / "s2.parquet"], "--device tpu"),
+        (
+            [
+                "sample",
+                "--model",
+                toy_model_dir,
+                "--prompts",
+                w / "prompts.jsonl",
+                "--device",
+                "tpu",
+                "--out",
+                w / "s2.parquet",
+            ],
+            "--device tpu",
+        ),
         (train(w, toy_model_dir, w / "run2", "--loss", "sft", "--device", "tpu"), "--device tpu"),
         (train(w, toy_model_dir, w / "run2", "--loss", "sft", "--lora-r", "0"), "--lora-r 0"),
-        (train(w, toy_model_dir, w / "run2", "--loss", "sft", "--target-modules", "foo,bar"),
-         "--target-modules foo,bar: foo, bar is not a linear layer"),
-        (["estimate-z", "--proposal", w / "samples.parquet", "--scores", w / "scores.parquet", "--beta", "1",
-          "--plot", "/proc/x.png", "--out", w / "z2.parquet"], "--plot /proc/x.png"),
-    ]  # fmt: skip
+        (
+            train(w, toy_model_dir, w / "run2", "--loss", "sft", "--target-modules", "foo,bar"),
+            "--target-modules foo,bar: foo, bar is not a linear layer",
+        ),
+        (
+            [
+                "estimate-z",
+                "--proposal",
+                w / "samples.parquet",
+                "--scores",
+                w / "scores.parquet",
+                "--beta",
+                "1",
+                "--plot",
+                "/proc/x.png",
+                "--out",
+                w / "z2.parquet",
+            ],
+            "--plot /proc/x.png",
+        ),
+    ]
     for args, needle in cases:
         before = snapshot(w)
         refused(cli(*args), needle)
@@ -259,8 +484,18 @@ def test_a_prompt_longer_than_the_context_is_refused(work, cli, toy_model_dir): 
     long = work / "long.jsonl"
     long.write_text(json.dumps({"prompt_id": "huge", "prompt": "q " * 100_000}) + "\n")
     before = snapshot(work)
-    result = cli("sample", "--model", toy_model_dir, "--prompts", long, "--no-chat-template", "--max-new-tokens", "4",
-                 "--out", work / "s2.parquet")  # fmt: skip
+    result = cli(
+        "sample",
+        "--model",
+        toy_model_dir,
+        "--prompts",
+        long,
+        "--no-chat-template",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        work / "s2.parquet",
+    )
     refused(result, "prompt 'huge'", "100000 prompt tokens", "context of 64 positions")
     assert snapshot(work) == before
 
@@ -276,8 +511,17 @@ def test_info_refuses_shards_of_different_configs(work, cli):
 
 
 def test_a_held_output_is_refused_and_stale_temp_files_go(work, cli):
-    args = ["estimate-z", "--proposal", work / "samples.parquet", "--scores", work / "scores.parquet",
-            "--beta", "2", "--out", work / "z2.parquet"]  # fmt: skip
+    args = [
+        "estimate-z",
+        "--proposal",
+        work / "samples.parquet",
+        "--scores",
+        work / "scores.parquet",
+        "--beta",
+        "2",
+        "--out",
+        work / "z2.parquet",
+    ]
     with outputs.claim(str(work / "z2.parquet"), {}):  # another run holds it
         before = snapshot(work)
         refused(cli(*args), "--out", "another iswt run is writing it now")

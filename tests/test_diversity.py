@@ -89,7 +89,9 @@ def test_self_bleu_edge_cases():
     got = d.self_bleu([[], ["a", "b"]])
     assert got == pytest.approx((0.0 + (0.1 / 2 * 0.1 / 1) ** 0.5) / 2)
     diverse = d.self_bleu(_toks("factor the cubic first", "use the quadratic formula", "guess and check small values"))
-    similar = d.self_bleu(_toks("factor the cubic first", "factor the cubic polynomial first", "first factor the cubic"))
+    similar = d.self_bleu(
+        _toks("factor the cubic first", "factor the cubic polynomial first", "first factor the cubic")
+    )
     assert diverse < similar < 1.0
 
 
@@ -183,13 +185,18 @@ JUDGE_OUTPUTS = [
     # strict JSON, as the template asks
     ('{"groups": [[1, 2], [3, 4]], "num_strategies": 2}', 4, 2, "json num_strategies"),
     # fenced, with a preamble
-    ('Here is my analysis.\n```json\n{\n  "groups": [[1, 3], [2], [4]],\n  "num_strategies": 3\n}\n```', 4, 3, "fenced-json"),
+    (
+        'Here is my analysis.\n```json\n{\n  "groups": [[1, 3], [2], [4]],\n  "num_strategies": 3\n}\n```',
+        4,
+        3,
+        "fenced-json",
+    ),
     # trailing commas
     ('{"groups": [[1, 2, 3, 4],], "num_strategies": 1,}', 4, 1, "json num_strategies"),
     # single quotes and a comment
     ("{'groups': [[1], [2, 3], [4]], 'num_strategies': 3}  # solutions 2 and 3 both complete the square", 4, 3, "json"),
     # JS comments, bare keys
-    ('{\n  groups: [[1, 2], [3], [4]], // 1 and 2 factor\n  /* count */ num_strategies: 3\n}', 4, 3, "json"),
+    ("{\n  groups: [[1, 2], [3], [4]], // 1 and 2 factor\n  /* count */ num_strategies: 3\n}", 4, 3, "json"),
     # count as a word, Python literal elsewhere
     ('{"num_strategies": "two", "confident": True}', 4, 2, "json num_strategies"),
     # groups without a count, strings naming solutions
@@ -197,15 +204,28 @@ JUDGE_OUTPUTS = [
     # groups as a dict of named strategies
     ('{"groups": {"substitution": [1, 2], "elimination": [3], "graphing": [4]}}', 4, 3, "json groups"),
     # a list of strategy objects
-    ('[{"strategy": "induction", "solutions": [1, 2, 3]}, {"strategy": "telescoping", "solutions": [4]}]',
-     4, 2, "groups"),
+    (
+        '[{"strategy": "induction", "solutions": [1, 2, 3]}, {"strategy": "telescoping", "solutions": [4]}]',
+        4,
+        2,
+        "groups",
+    ),
     # a draft then the final answer: the last object wins; reasoning blocks are ignored
-    ('<think>Maybe {"num_strategies": 4}? No.</think>\nDraft: {"num_strategies": 1}\nFinal: {"groups": [[1, 2], [3, 4]], "num_strategies": 2}',
-     4, 2, "json num_strategies"),
+    (
+        '<think>Maybe {"num_strategies": 4}? No.</think>\nDraft: {"num_strategies": 1}\nFinal: {"groups": [[1, 2], [3, 4]], "num_strategies": 2}',
+        4,
+        2,
+        "json num_strategies",
+    ),
     # count disagrees with the groups: the count wins, the disagreement is noted
     ('{"groups": [[1, 2], [3], [4]], "num_strategies": 2}', 4, 2, "disagrees with 3 groups"),
     # prose only
-    ("There are 3 distinct strategies: factoring (1, 2), the quadratic formula (3) and graphing (4).", 4, 3, "count phrase"),
+    (
+        "There are 3 distinct strategies: factoring (1, 2), the quadratic formula (3) and graphing (4).",
+        4,
+        3,
+        "count phrase",
+    ),
     ("After comparing them, I grouped the solutions into two groups.", 4, 2, "count phrase"),
     # SmolLM2-135M's own wording as a judge
     ("The number of different problem-solving strategies used by the two solutions is 2.", 2, 2, "count phrase"),

@@ -22,27 +22,31 @@ def write_samples(path, prompt_ids, sample_idx, logprob_q=None, *, untruncated=T
     lq = np.zeros(n) if logprob_q is None else np.asarray(logprob_q, dtype=float)
     ints = pa.array([[1, 2]] * n, pa.list_(pa.int32()))
     floats = pa.array([[float(x)] for x in lq], pa.list_(pa.float32()))
-    table = pa.table({
-        "prompt_id": pa.array(prompt_ids, pa.string()),
-        "sample_idx": pa.array(sample_idx, pa.int32()),
-        "task": ["arith"] * n,
-        "prompt": ["1+1?"] * n,
-        "task_fields": ["{}"] * n,
-        "prompt_text": ["1+1?"] * n,
-        "response": ["2"] * n,
-        "prompt_token_ids": ints,
-        "response_token_ids": ints,
-        "token_logprobs_q": floats,
-        "logprob_q": lq,
-        "token_logprobs_model": floats,
-        "logprob_model": lq,
-        "n_tokens": pa.array([1] * n, pa.int32()),
-        "finish_reason": ["stop"] * n,
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "prompt_id": pa.array(prompt_ids, pa.string()),
+            "sample_idx": pa.array(sample_idx, pa.int32()),
+            "task": ["arith"] * n,
+            "prompt": ["1+1?"] * n,
+            "task_fields": ["{}"] * n,
+            "prompt_text": ["1+1?"] * n,
+            "response": ["2"] * n,
+            "prompt_token_ids": ints,
+            "response_token_ids": ints,
+            "token_logprobs_q": floats,
+            "logprob_q": lq,
+            "token_logprobs_model": floats,
+            "logprob_model": lq,
+            "n_tokens": pa.array([1] * n, pa.int32()),
+            "finish_reason": ["stop"] * n,
+        }
+    )
     provenance = artifacts.make_provenance(
-        "sample", {"temperature": temperature, "top_p": top_p, "top_k": 0, "backend": "hf", "dtype": "float32"}, seed=0,
+        "sample",
+        {"temperature": temperature, "top_p": top_p, "top_k": 0, "backend": "hf", "dtype": "float32"},
+        seed=0,
         sampling={"untruncated": untruncated, "stop_token_ids": [2], "chat_template": True},
-    )  # fmt: skip
+    )
     artifacts.write_artifact(table, str(path), artifacts.SAMPLES, provenance)
     return str(path)
 
@@ -264,9 +268,16 @@ def _bad_beta_negative(tmp_path):
 
 
 BAD_CASES = [
-    _bad_orphan_score, _bad_unscored_sample, _bad_shifted_sample_idx, _bad_duplicate_key, _bad_nan_reward,
-    _bad_one_sample_prompt, _bad_missing_logprob_ref, _bad_beta_zero, _bad_beta_negative,
-]  # fmt: skip
+    _bad_orphan_score,
+    _bad_unscored_sample,
+    _bad_shifted_sample_idx,
+    _bad_duplicate_key,
+    _bad_nan_reward,
+    _bad_one_sample_prompt,
+    _bad_missing_logprob_ref,
+    _bad_beta_zero,
+    _bad_beta_negative,
+]
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["fresh", "existing-out"])
@@ -280,9 +291,18 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(cli, tmp_path, case, ex
     if existing:
         out.write_bytes(before)
     result = cli(
-        "estimate-z", "--proposal", samples, "--scores", scores, "--beta", given.get("beta", BETA),
-        "--out", out, "--plot", tmp_path / "z.png",
-    )  # fmt: skip
+        "estimate-z",
+        "--proposal",
+        samples,
+        "--scores",
+        scores,
+        "--beta",
+        given.get("beta", BETA),
+        "--out",
+        out,
+        "--plot",
+        tmp_path / "z.png",
+    )
     assert_one_line_error(result, *fragments)
     assert out.read_bytes() == before if existing else not out.exists()
     assert not (tmp_path / "z.png").exists()

@@ -23,10 +23,19 @@ CORRECT = {"p1": [True, True, True, False], "p2": [False, False, False], "p3": [
 
 def write_eval(path, responses=RESPONSES, correct=CORRECT) -> str:
     rows = [
-        {"prompt_id": pid, "sample_idx": j, "prompt": f"Problem {pid}: what is the number?", "response": text,
-         "reward": float(ok), "reward_info": "", "correct": ok, "answer": None}
-        for pid, texts in responses.items() for j, (text, ok) in enumerate(zip(texts, correct[pid]))
-    ]  # fmt: skip
+        {
+            "prompt_id": pid,
+            "sample_idx": j,
+            "prompt": f"Problem {pid}: what is the number?",
+            "response": text,
+            "reward": float(ok),
+            "reward_info": "",
+            "correct": ok,
+            "answer": None,
+        }
+        for pid, texts in responses.items()
+        for j, (text, ok) in enumerate(zip(texts, correct[pid]))
+    ]
     table = pa.Table.from_pylist(rows, schema=artifacts.EVAL.schema)
     artifacts.write_artifact(table, str(path), artifacts.EVAL, artifacts.make_provenance("evaluate", {}))
     return str(path)
@@ -49,8 +58,18 @@ def judged(tmp_path_factory, eval_file, tiny_model_dir):
     from iswcli.cli import app
 
     out = tmp_path_factory.mktemp("judged") / "diversity.parquet"
-    args = ["--quiet", "judge-diversity", "--samples", eval_file, "--judge", tiny_model_dir,
-            "--max-new-tokens", "8", "--out", str(out)]  # fmt: skip
+    args = [
+        "--quiet",
+        "judge-diversity",
+        "--samples",
+        eval_file,
+        "--judge",
+        tiny_model_dir,
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     return out
@@ -94,7 +113,7 @@ def test_unreadable_judge_answers_give_nan_and_keep_the_raw_answer(judged):
     [
         ('{"groups": [[1, 2], [3]], "num_strategies": 2}', 2.0, "json num_strategies"),
         ("Solutions 1 and 2 add; 3 counts. There are 2 distinct strategies.", 2.0, "count phrase"),
-        ('```json\n{groups: [[1], [2], [3]],}\n```', 3.0, "fenced-json groups"),
+        ("```json\n{groups: [[1], [2], [3]],}\n```", 3.0, "fenced-json groups"),
         ("!!garbled<<", math.nan, "unparseable"),
         ("", math.nan, "empty answer"),
     ],
@@ -150,10 +169,19 @@ def test_bad_input_fails_in_one_line_and_writes_nothing(cli, eval_file, tiny_mod
 
 def test_correct_only_needs_an_eval_artifact(cli, tmp_path, tiny_model_dir):
     samples = tmp_path / "s.parquet"
-    artifacts.write_artifact(artifacts.SAMPLES.schema.empty_table(), str(samples), artifacts.SAMPLES,
-                             artifacts.make_provenance("sample", {}))  # fmt: skip
-    result = cli("judge-diversity", "--samples", samples, "--judge", tiny_model_dir, "--correct-only",
-                 "--out", tmp_path / "d.parquet")  # fmt: skip
+    artifacts.write_artifact(
+        artifacts.SAMPLES.schema.empty_table(), str(samples), artifacts.SAMPLES, artifacts.make_provenance("sample", {})
+    )
+    result = cli(
+        "judge-diversity",
+        "--samples",
+        samples,
+        "--judge",
+        tiny_model_dir,
+        "--correct-only",
+        "--out",
+        tmp_path / "d.parquet",
+    )
     assert result.exit_code == 2 and "no 'correct' column" in result.stderr
     assert not (tmp_path / "d.parquet").exists()
 

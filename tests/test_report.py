@@ -60,18 +60,30 @@ def write_scored(directory):
 def write_z(directory, samples, scores, rewards):
     group = np.repeat(np.arange(len(PROMPTS)), K)
     z = estimators.estimate_groups(group, BETA * rewards, rewards=rewards)
-    table = pa.table({
-        "prompt_id": PROMPTS, "log_z": z.log_z, "beta": np.full(len(PROMPTS), BETA),
-        "n_samples": z.n_samples.astype(np.int32), "ess": z.ess, "ess_frac": z.ess_frac,
-        "max_weight_share": z.max_weight_share, "khat": z.khat, "khat_note": z.khat_note.tolist(),
-        "log_z_se": z.log_z_se, "log_z_lo": z.log_z_lo, "log_z_hi": z.log_z_hi,
-        "flags": pa.array([list(f) for f in z.flags], pa.list_(pa.string())),
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "prompt_id": PROMPTS,
+            "log_z": z.log_z,
+            "beta": np.full(len(PROMPTS), BETA),
+            "n_samples": z.n_samples.astype(np.int32),
+            "ess": z.ess,
+            "ess_frac": z.ess_frac,
+            "max_weight_share": z.max_weight_share,
+            "khat": z.khat,
+            "khat_note": z.khat_note.tolist(),
+            "log_z_se": z.log_z_se,
+            "log_z_lo": z.log_z_lo,
+            "log_z_hi": z.log_z_hi,
+            "flags": pa.array([list(f) for f in z.flags], pa.list_(pa.string())),
+        }
+    )
     provenance = artifacts.make_provenance(
-        "estimate-z", {"proposal": samples, "scores": scores, "beta": BETA, "reward_transform": "none", "low_ess": 0.1},
+        "estimate-z",
+        {"proposal": samples, "scores": scores, "beta": BETA, "reward_transform": "none", "low_ess": 0.1},
         inputs={"proposal": _ref(samples, "samples"), "scores": _ref(scores, "scores")},
-        beta=BETA, log_ratio="zero",
-    )  # fmt: skip
+        beta=BETA,
+        log_ratio="zero",
+    )
     artifacts.write_artifact(table, str(directory / "z.parquet"), artifacts.Z, provenance)
     assert any(z.flags), "the fixture should flag some prompts"
     return directory / "z.parquet"
@@ -80,16 +92,25 @@ def write_z(directory, samples, scores, rewards):
 def write_pairs(directory, samples, scores, rewards):
     pids, idx = _keys()
     pairs = pairing.weight_pairs(np.array(pids), np.array(idx), rewards, method="iso", gamma=1.0)
-    table = pa.table({
-        "prompt_id": pairs.prompt_id.astype(str), "chosen_idx": pairs.chosen_idx.astype(np.int32),
-        "rejected_idx": pairs.rejected_idx.astype(np.int32), "r_chosen": pairs.r_chosen,
-        "r_rejected": pairs.r_rejected, "log_weight_base": pairs.log_weight_base,
-        "margin_score": pairs.margin_score, "weight": pairs.weight, "method": ["iso"] * pairs.weight.size,
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "prompt_id": pairs.prompt_id.astype(str),
+            "chosen_idx": pairs.chosen_idx.astype(np.int32),
+            "rejected_idx": pairs.rejected_idx.astype(np.int32),
+            "r_chosen": pairs.r_chosen,
+            "r_rejected": pairs.r_rejected,
+            "log_weight_base": pairs.log_weight_base,
+            "margin_score": pairs.margin_score,
+            "weight": pairs.weight,
+            "method": ["iso"] * pairs.weight.size,
+        }
+    )
     provenance = artifacts.make_provenance(
-        "weight-pairs", {"samples": samples, "scores": scores, "method": "iso", "gamma": 1.0, "seed": 0},
-        inputs={"samples": _ref(samples, "samples"), "scores": _ref(scores, "scores")}, pairing="all",
-    )  # fmt: skip
+        "weight-pairs",
+        {"samples": samples, "scores": scores, "method": "iso", "gamma": 1.0, "seed": 0},
+        inputs={"samples": _ref(samples, "samples"), "scores": _ref(scores, "scores")},
+        pairing="all",
+    )
     artifacts.write_artifact(table, str(directory / "pairs.parquet"), artifacts.PAIRS, provenance)
     return directory / "pairs.parquet"
 
@@ -98,12 +119,18 @@ def write_run(directory, z_path):
     """A finished tb run: its log (with loss parts) and manifest; no weights needed for the report."""
     directory.mkdir(parents=True)
     steps = np.arange(30)
-    log = pa.table({
-        "step": steps, "loss": 4.0 * np.exp(-steps / 8) + 0.1, "lr": np.full(30, 1e-4),
-        "grad_norm": np.linspace(2.0, 0.5, 30), "tokens_per_s": np.full(30, 900.0),
-        "log_ratio_mean": np.linspace(0.0, -0.8, 30), "delta_mean": np.linspace(1.5, 0.1, 30),
-        "delta_abs_max": np.linspace(3.0, 0.4, 30),
-    })  # fmt: skip
+    log = pa.table(
+        {
+            "step": steps,
+            "loss": 4.0 * np.exp(-steps / 8) + 0.1,
+            "lr": np.full(30, 1e-4),
+            "grad_norm": np.linspace(2.0, 0.5, 30),
+            "tokens_per_s": np.full(30, 900.0),
+            "log_ratio_mean": np.linspace(0.0, -0.8, 30),
+            "delta_mean": np.linspace(1.5, 0.1, 30),
+            "delta_abs_max": np.linspace(3.0, 0.4, 30),
+        }
+    )
     provenance = artifacts.make_provenance(
         "train", {"loss": "tb", "beta": BETA, "lr": 1e-4, "z": str(z_path)}, inputs={"z": _ref(z_path, "z")}, seed=0
     )
@@ -119,9 +146,12 @@ def write_eval(path, p_correct, seed, with_summary=False):
     pids, idx = _keys()
     correct = rng.random(len(pids)) < p_correct
     columns = {
-        "prompt_id": pids, "sample_idx": pa.array(idx, pa.int32()), "response": ["42"] * len(pids),
-        "reward": correct.astype(float), "correct": correct,
-    }  # fmt: skip
+        "prompt_id": pids,
+        "sample_idx": pa.array(idx, pa.int32()),
+        "response": ["42"] * len(pids),
+        "reward": correct.astype(float),
+        "correct": correct,
+    }
     provenance = artifacts.make_provenance("evaluate", {"adapter": path.stem, "k": K, "seed": seed}, seed=seed)
     sha = artifacts.write_artifact(_complete(columns, artifacts.EVAL), str(path), artifacts.EVAL, provenance)
     if with_summary:
@@ -136,11 +166,18 @@ def write_diversity(path, level, seed):
     n = len(PROMPTS)
     strategies = rng.integers(1, 4, n).astype(float) + level
     strategies[0] = np.nan  # an unparsable judge answer
-    table = _complete({
-        "prompt_id": PROMPTS, "n_strategies": strategies, "judge_raw": ["groups: ..."] * n,
-        "distinct_1": rng.random(n), "distinct_2": 0.3 + 0.1 * level + 0.05 * rng.random(n),
-        "self_bleu": 0.6 - 0.1 * level + 0.05 * rng.random(n), "embed_dispersion": 0.2 + 0.05 * level + 0.02 * rng.random(n),
-    }, artifacts.DIVERSITY)  # fmt: skip
+    table = _complete(
+        {
+            "prompt_id": PROMPTS,
+            "n_strategies": strategies,
+            "judge_raw": ["groups: ..."] * n,
+            "distinct_1": rng.random(n),
+            "distinct_2": 0.3 + 0.1 * level + 0.05 * rng.random(n),
+            "self_bleu": 0.6 - 0.1 * level + 0.05 * rng.random(n),
+            "embed_dispersion": 0.2 + 0.05 * level + 0.02 * rng.random(n),
+        },
+        artifacts.DIVERSITY,
+    )
     artifacts.write_artifact(table, str(path), artifacts.DIVERSITY, artifacts.make_provenance("judge-diversity", {}))
     return path
 
@@ -211,7 +248,14 @@ def test_report_of_a_pipeline_directory(cli, pipeline, tmp_path):
     assert len(pngs) == len(images) == 6, [p.name for p in pngs]
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    for title in ("Rewards", "Importance weights and log Z", "Pair weights", "Training curves", "Evaluation", "Diversity"):
+    for title in (
+        "Rewards",
+        "Importance weights and log Z",
+        "Pair weights",
+        "Training curves",
+        "Evaluation",
+        "Diversity",
+    ):
         assert f"<h2>{title}</h2>" in page
     # the page leads with the answer: evaluations compared with intervals, diversity, the health of log Z
     assert page.index("<h2>At a glance</h2>") < page.index("<h2>Rewards</h2>")
@@ -233,7 +277,9 @@ def test_report_of_a_pipeline_directory(cli, pipeline, tmp_path):
     assert re.search(r"<tr><td>iso γ=1</td>(.*?)</tr>", page).group(1) == stored
     assert "log-weights not recomputed" not in page and "only the stored weights" not in page
     assert "<th>pass@8</th>" in page and "<td>0.9</td>" in page  # pooled metrics from eval_base.summary.json
-    assert "notes.txt" in page and "eval_base.summary.json" not in page  # skipped, and said so; a summary is no artifact
+    assert (
+        "notes.txt" in page and "eval_base.summary.json" not in page
+    )  # skipped, and said so; a summary is no artifact
 
 
 def test_explicit_inputs_shards_and_missing_upstream(cli, pipeline, tmp_path):
@@ -299,10 +345,20 @@ window.addEventListener('load', () => {
 
 def _chromium(tmp_path, *args):
     command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-        "--force-device-scale-factor=1", f"--user-data-dir={tmp_path / 'chromium-profile'}", *args,
-    ]  # fmt: skip
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--force-device-scale-factor=1",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        *args,
+    ]
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout

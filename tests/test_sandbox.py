@@ -16,8 +16,7 @@ from iswcli.sandbox import run_many, run_python, sandbox_isolation
 
 BWRAP = sandbox_isolation().kind == "bubblewrap"
 NO_BWRAP = f"bubblewrap is not usable here: {sandbox_isolation().detail}"
-KINDS = [pytest.param("bubblewrap", marks=pytest.mark.skipif(not BWRAP, reason=NO_BWRAP)),
-         "rlimits"]
+KINDS = [pytest.param("bubblewrap", marks=pytest.mark.skipif(not BWRAP, reason=NO_BWRAP)), "rlimits"]
 
 
 @pytest.fixture(params=KINDS)
@@ -40,14 +39,17 @@ def test_unknown_isolation_is_rejected():
         run_python("pass", isolation="docker")
 
 
-@pytest.mark.parametrize("source, status, detail", [
-    ("x = 1", "passed", "passed"),
-    ("assert 1 + 1 == 3, 'bad sum'", "failed", "AssertionError: bad sum at line 1"),
-    ("def f(:\n    pass", "error", "SyntaxError"),
-    ("undefined_helper()", "error", "NameError"),
-    ("raise ValueError('nope')", "failed", "ValueError: nope"),
-    ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", "error", "killed by SIGSEGV"),
-])
+@pytest.mark.parametrize(
+    "source, status, detail",
+    [
+        ("x = 1", "passed", "passed"),
+        ("assert 1 + 1 == 3, 'bad sum'", "failed", "AssertionError: bad sum at line 1"),
+        ("def f(:\n    pass", "error", "SyntaxError"),
+        ("undefined_helper()", "error", "NameError"),
+        ("raise ValueError('nope')", "failed", "ValueError: nope"),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", "error", "killed by SIGSEGV"),
+    ],
+)
 def test_exit_status_mapping(kind, source, status, detail):
     result = run_python(source, timeout_s=5, isolation=kind)
     assert (result.status, result.isolation) == (status, kind)
@@ -55,11 +57,9 @@ def test_exit_status_mapping(kind, source, status, detail):
 
 
 def test_success_marker_stops_early_exit_from_passing(kind):
-    early = run_python("import sys\nsys.exit(0)\nprint('DONE')", isolation=kind,
-                       success_marker="DONE")
+    early = run_python("import sys\nsys.exit(0)\nprint('DONE')", isolation=kind, success_marker="DONE")
     assert early.status == "failed" and "before the tests finished" in early.detail
-    full = run_python("print('noise')\nprint('DONE')", isolation=kind,
-                      success_marker="DONE")
+    full = run_python("print('noise')\nprint('DONE')", isolation=kind, success_marker="DONE")
     assert full.status == "passed"
 
 
@@ -92,8 +92,9 @@ def test_environment_is_scrubbed_and_stdin_closed(kind, monkeypatch):
 
 
 def test_runs_in_a_fresh_temp_dir_that_is_removed(kind):
-    result = run_python("import os\nopen('scratch.txt', 'w').write('x')\n"
-                        "raise SystemExit('CWD=' + os.getcwd())", isolation=kind)
+    result = run_python(
+        "import os\nopen('scratch.txt', 'w').write('x')\nraise SystemExit('CWD=' + os.getcwd())", isolation=kind
+    )
     cwd = result.stderr_tail.strip().split("CWD=")[1]
     assert os.path.basename(cwd).startswith("iswt-sandbox-")
     assert cwd != os.getcwd() and not os.path.exists(cwd)
@@ -136,23 +137,23 @@ def _accept_one(server):
 
 
 def _connect_program(port: int) -> str:
-    return ("import socket\n"
-            "try:\n"
-            f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
-            "except OSError:\n"
-            "    print('NO-NETWORK')\n"
-            "else:\n"
-            "    print('CONNECTED')\n")
+    return (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('127.0.0.1', {port}), timeout=3).close()\n"
+        "except OSError:\n"
+        "    print('NO-NETWORK')\n"
+        "else:\n"
+        "    print('CONNECTED')\n"
+    )
 
 
 @pytest.mark.skipif(not BWRAP, reason=f"only bubblewrap removes the network: {NO_BWRAP}")
 def test_network_is_unreachable_under_bubblewrap(listening_port):
-    result = run_python(_connect_program(listening_port), isolation="bubblewrap",
-                        success_marker="NO-NETWORK")
+    result = run_python(_connect_program(listening_port), isolation="bubblewrap", success_marker="NO-NETWORK")
     assert result.status == "passed", result.detail
     # The same program does reach the parent without bubblewrap: the check is real.
-    bare = run_python(_connect_program(listening_port), isolation="rlimits",
-                      success_marker="CONNECTED")
+    bare = run_python(_connect_program(listening_port), isolation="rlimits", success_marker="CONNECTED")
     assert bare.status == "passed", bare.detail
 
 
@@ -183,8 +184,7 @@ def test_leftover_processes_are_killed(kind):
     assert _processes_with(token) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0,
-                    reason="the kernel does not enforce RLIMIT_NPROC for root (uid 0)")
+@pytest.mark.skipif(os.geteuid() == 0, reason="the kernel does not enforce RLIMIT_NPROC for root (uid 0)")
 def test_process_count_is_limited(kind):
     source = (
         "import os, time\n"
@@ -205,10 +205,12 @@ def test_process_count_is_limited(kind):
 
 
 def test_workers_run_in_parallel_and_keep_order(kind):
-    sources = ["import time\ntime.sleep(1.0)\nassert False, 'first'",
-               "import time\ntime.sleep(1.0)",
-               "import time\ntime.sleep(0.2)\nraise KeyError('third')",
-               "import time\ntime.sleep(0.1)"]
+    sources = [
+        "import time\ntime.sleep(1.0)\nassert False, 'first'",
+        "import time\ntime.sleep(1.0)",
+        "import time\ntime.sleep(0.2)\nraise KeyError('third')",
+        "import time\ntime.sleep(0.1)",
+    ]
     start = time.monotonic()
     results = run_many(sources, workers=4, isolation=kind)
     assert time.monotonic() - start < 3.5  # serial would take over 2.3 s of sleep alone
@@ -219,8 +221,7 @@ def test_workers_run_in_parallel_and_keep_order(kind):
 def test_temp_files_do_not_pile_up():
     before = set(os.listdir(tempfile.gettempdir()))
     run_many(["x = 1"] * 4, workers=2)
-    leftovers = {n for n in set(os.listdir(tempfile.gettempdir())) - before
-                 if n.startswith("iswt-sandbox-")}
+    leftovers = {n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith("iswt-sandbox-")}
     assert leftovers == set()
 
 
@@ -245,41 +246,63 @@ def split(candidate: str, test: str, *, entry: str = "f", trusted: str = "", **o
     return run_split(SplitJob(candidate, entry, test, trusted), **options)
 
 
-RICH = ("[None, True, False, 0, -2**100, 1.5, -0.0, float('inf'), 'é☃\\n', [], (), {}, "
-        "(1, (2, [3])), {'a': 1, (1, 2): [3], 4: None, None: (5,)}]")
+RICH = (
+    "[None, True, False, 0, -2**100, 1.5, -0.0, float('inf'), 'é☃\\n', [], (), {}, "
+    "(1, (2, [3])), {'a': 1, (1, 2): [3], 4: None, None: (5,)}]"
+)
 
 
 def test_split_plain_data_round_trips_with_exact_types(kind):
-    test = (f"def check(c):\n"
-            f"    v = c()\n"
-            f"    assert v == {RICH}, v\n"
-            f"    assert [type(x).__name__ for x in v] == ['NoneType', 'bool', 'bool', 'int', 'int',\n"
-            f"        'float', 'float', 'float', 'str', 'list', 'tuple', 'dict', 'tuple', 'dict']\n"
-            f"    assert str(v[6]) == '-0.0'\n"
-            f"    assert c.__name__ == 'f'\n")
+    test = (
+        f"def check(c):\n"
+        f"    v = c()\n"
+        f"    assert v == {RICH}, v\n"
+        f"    assert [type(x).__name__ for x in v] == ['NoneType', 'bool', 'bool', 'int', 'int',\n"
+        f"        'float', 'float', 'float', 'str', 'list', 'tuple', 'dict', 'tuple', 'dict']\n"
+        f"    assert str(v[6]) == '-0.0'\n"
+        f"    assert c.__name__ == 'f'\n"
+    )
     result = split(f"def f():\n    return {RICH}\n", test, isolation=kind)
     assert result.status == "passed", result.detail
 
 
 def test_split_arguments_cross_as_plain_data(kind):
     candidate = "def f(*args, **kwargs):\n    return [list(args), kwargs, [type(a).__name__ for a in args]]\n"
-    test = ("def check(c):\n"
-            "    got = c((1, 2), {'k': (3,)}, 2.5, z=[1])\n"
-            "    assert got == [[(1, 2), {'k': (3,)}, 2.5], {'z': [1]}, ['tuple', 'dict', 'float']], got\n")
+    test = (
+        "def check(c):\n"
+        "    got = c((1, 2), {'k': (3,)}, 2.5, z=[1])\n"
+        "    assert got == [[(1, 2), {'k': (3,)}, 2.5], {'z': [1]}, ['tuple', 'dict', 'float']], got\n"
+    )
     assert split(candidate, test, isolation=kind).status == "passed"
 
 
-@pytest.mark.parametrize("value", [
-    "S('x')", "set()", "frozenset()", "b'x'", "range(3)", "object()", "1j",
-    "__import__('decimal').Decimal(1)", "lambda: 0", "R()", "[S('x')]", "{'k': {1}}",
-    "__import__('collections').OrderedDict()", "cycle()",
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "S('x')",
+        "set()",
+        "frozenset()",
+        "b'x'",
+        "range(3)",
+        "object()",
+        "1j",
+        "__import__('decimal').Decimal(1)",
+        "lambda: 0",
+        "R()",
+        "[S('x')]",
+        "{'k': {1}}",
+        "__import__('collections').OrderedDict()",
+        "cycle()",
+    ],
+)
 def test_split_anything_but_plain_data_fails(value):
-    candidate = ("class S(str):\n    def __eq__(self, other):\n        return True\n"
-                 "    __hash__ = str.__hash__\n"
-                 "class R:\n    def __eq__(self, other):\n        return True\n"
-                 "def cycle():\n    a = []\n    a.append(a)\n    return a\n"
-                 f"def f():\n    return {value}\n")
+    candidate = (
+        "class S(str):\n    def __eq__(self, other):\n        return True\n"
+        "    __hash__ = str.__hash__\n"
+        "class R:\n    def __eq__(self, other):\n        return True\n"
+        "def cycle():\n    a = []\n    a.append(a)\n    return a\n"
+        f"def f():\n    return {value}\n"
+    )
     test = "def check(c):\n    try:\n        c()\n    except BaseException:\n        pass\n"
     result = split(candidate, test)
     assert result.status == "failed", (value, result)
@@ -296,32 +319,39 @@ def test_split_test_that_swallows_a_bad_reply_still_fails():
 
 
 def test_split_exceptions_are_relayed_as_builtin_types(kind):
-    test = ("def check(c):\n"
-            "    try:\n        c(0)\n    except ValueError as e:\n        assert str(e) == 'bad 0'\n"
-            "    else:\n        raise AssertionError('no exception')\n")
+    test = (
+        "def check(c):\n"
+        "    try:\n        c(0)\n    except ValueError as e:\n        assert str(e) == 'bad 0'\n"
+        "    else:\n        raise AssertionError('no exception')\n"
+    )
     ok = split("def f(x):\n    raise ValueError(f'bad {x}')\n", test, isolation=kind)
     assert ok.status == "passed", ok.detail
-    custom = split("class ValueError(Exception):\n    pass\n"
-                   "def f(x):\n    raise ValueError(f'bad {x}')\n", test, isolation=kind)
+    custom = split(
+        "class ValueError(Exception):\n    pass\ndef f(x):\n    raise ValueError(f'bad {x}')\n", test, isolation=kind
+    )
     assert custom.status == "passed"  # relayed by name: a ValueError is a ValueError
-    other = split("class Oops(Exception):\n    pass\ndef f(x):\n    raise Oops('no')\n", test,
-                  isolation=kind)
+    other = split("class Oops(Exception):\n    pass\ndef f(x):\n    raise Oops('no')\n", test, isolation=kind)
     assert other.status == "failed" and "CandidateError: Oops: no" in other.detail
     stop = split("def f(x):\n    raise StopIteration\n", test, isolation=kind)
     assert stop.status == "failed" and "CandidateError" in stop.detail
 
 
-@pytest.mark.parametrize("candidate, detail", [
-    ("def f():\n    import sys\n    sys.exit(0)\n", "exited with status 0 during a call"),
-    ("def f():\n    import os\n    os._exit(3)\n", "exited with status 3 during a call"),
-    ("import sys\nsys.exit(0)\ndef f():\n    return 1\n", "exited with status 0 while loading"),
-    ("def f(:\n    pass\n", "SyntaxError"),
-    ("undefined_helper()\n", "NameError: name 'undefined_helper' is not defined at line 1"),
-    ("def g():\n    return 1\n", "NameError: name 'f' is not defined"),
-    ("f = 3\n", "TypeError: 'f' is not a function"),
-    ("def f():\n    import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)\n",
-     "killed by SIGSEGV during a call"),
-])
+@pytest.mark.parametrize(
+    "candidate, detail",
+    [
+        ("def f():\n    import sys\n    sys.exit(0)\n", "exited with status 0 during a call"),
+        ("def f():\n    import os\n    os._exit(3)\n", "exited with status 3 during a call"),
+        ("import sys\nsys.exit(0)\ndef f():\n    return 1\n", "exited with status 0 while loading"),
+        ("def f(:\n    pass\n", "SyntaxError"),
+        ("undefined_helper()\n", "NameError: name 'undefined_helper' is not defined at line 1"),
+        ("def g():\n    return 1\n", "NameError: name 'f' is not defined"),
+        ("f = 3\n", "TypeError: 'f' is not a function"),
+        (
+            "def f():\n    import os, signal\n    os.kill(os.getpid(), signal.SIGSEGV)\n",
+            "killed by SIGSEGV during a call",
+        ),
+    ],
+)
 def test_split_candidate_that_cannot_answer(kind, candidate, detail):
     result = split(candidate, "def check(c):\n    c()\n", isolation=kind)
     assert result.status in ("failed", "error") and detail in result.detail, result
@@ -329,62 +359,74 @@ def test_split_candidate_that_cannot_answer(kind, candidate, detail):
 
 def test_split_timeout_kills_both_processes(kind):
     start = time.monotonic()
-    result = split("def f():\n    while True:\n        pass\n", "def check(c):\n    c()\n",
-                   timeout_s=1.5, isolation=kind)
+    result = split(
+        "def f():\n    while True:\n        pass\n", "def check(c):\n    c()\n", timeout_s=1.5, isolation=kind
+    )
     assert result.status == "timeout" and result.detail == "timeout after 1.5s"
     assert time.monotonic() - start < 5
 
 
 def test_split_memory_limit_holds(kind):
-    result = split("def f():\n    return len(bytearray(64 * 1024 ** 3))\n", "def check(c):\n    c()\n",
-                   memory_mb=512, isolation=kind)
+    result = split(
+        "def f():\n    return len(bytearray(64 * 1024 ** 3))\n",
+        "def check(c):\n    c()\n",
+        memory_mb=512,
+        isolation=kind,
+    )
     assert result.status == "failed" and "MemoryError" in result.detail, result
 
 
 def test_split_trusted_code_and_test_stay_on_the_trusted_side(kind):
     trusted = "def helper(x):\n    return x + 1\n\ndef f(x):\n    '''stub'''\n"
     candidate = "def helper(x):\n    return 0\n\ndef f(x):\n    return helper(x) * 2\n"
-    test = ("def check(c):\n"
-            "    print('noise from the test')\n"
-            "    assert helper(1) == 2\n"
-            "    assert f is c\n"
-            "    assert c(1) == 0\n")
+    test = (
+        "def check(c):\n"
+        "    print('noise from the test')\n"
+        "    assert helper(1) == 2\n"
+        "    assert f is c\n"
+        "    assert c(1) == 0\n"
+    )
     result = split(candidate, test, trusted=trusted, isolation=kind)
     assert result.status == "passed", result.detail
 
 
 @pytest.mark.skipif(not BWRAP, reason=f"only bubblewrap hides the harness: {NO_BWRAP}")
 def test_split_candidate_sees_only_its_own_source():
-    candidate = ("import os, sys\n"
-                 "def f():\n"
-                 "    tmp = sorted(n for n in os.listdir('/tmp') if n.startswith('iswt-'))\n"
-                 "    pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
-                 "    return [sorted(os.listdir('.')), tmp, len(pids), sys.flags.isolated,\n"
-                 "            any('site-packages' in p and os.listdir(p) for p in sys.path\n"
-                 "                if os.path.isdir(p))]\n")
-    test = ("def check(c):\n"
-            "    files, tmp, n_pids, isolated, packages = c()\n"
-            "    assert files == ['candidate.py'], files\n"
-            "    assert len(tmp) == 1 and tmp[0].startswith('iswt-sandbox-'), tmp\n"
-            "    assert n_pids <= 3, n_pids\n"
-            "    assert isolated == 1 and packages is False\n")
+    candidate = (
+        "import os, sys\n"
+        "def f():\n"
+        "    tmp = sorted(n for n in os.listdir('/tmp') if n.startswith('iswt-'))\n"
+        "    pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
+        "    return [sorted(os.listdir('.')), tmp, len(pids), sys.flags.isolated,\n"
+        "            any('site-packages' in p and os.listdir(p) for p in sys.path\n"
+        "                if os.path.isdir(p))]\n"
+    )
+    test = (
+        "def check(c):\n"
+        "    files, tmp, n_pids, isolated, packages = c()\n"
+        "    assert files == ['candidate.py'], files\n"
+        "    assert len(tmp) == 1 and tmp[0].startswith('iswt-sandbox-'), tmp\n"
+        "    assert n_pids <= 3, n_pids\n"
+        "    assert isolated == 1 and packages is False\n"
+    )
     result = split(candidate, test, isolation="bubblewrap")
     assert result.status == "passed", result.detail
 
 
 def test_split_temp_dirs_are_removed():
     before = set(os.listdir(tempfile.gettempdir()))
-    jobs = [SplitJob("def f():\n    open('x', 'w').write('x')\n    return 1\n", "f",
-                     "def check(c):\n    assert c() == 1\n")] * 3
+    jobs = [
+        SplitJob("def f():\n    open('x', 'w').write('x')\n    return 1\n", "f", "def check(c):\n    assert c() == 1\n")
+    ] * 3
     assert [r.status for r in run_split_many(jobs, workers=2)] == ["passed"] * 3
-    leftovers = {n for n in set(os.listdir(tempfile.gettempdir())) - before
-                 if n.startswith(("iswt-sandbox-", "iswt-harness-"))}
+    leftovers = {
+        n for n in set(os.listdir(tempfile.gettempdir())) - before if n.startswith(("iswt-sandbox-", "iswt-harness-"))
+    }
     assert leftovers == set()
 
 
 def test_split_many_keeps_order_and_checks_workers():
-    jobs = [SplitJob(f"def f():\n    return {i}\n", "f", f"def check(c):\n    assert c() % 2 == 0\n")
-            for i in range(4)]
+    jobs = [SplitJob(f"def f():\n    return {i}\n", "f", "def check(c):\n    assert c() % 2 == 0\n") for i in range(4)]
     assert [r.status for r in run_split_many(jobs, workers=2)] == ["passed", "failed"] * 2
     with pytest.raises(IswtError, match="--workers 0"):
         run_split_many(jobs, workers=0)

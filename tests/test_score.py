@@ -25,10 +25,17 @@ SCORE = ["--quiet", "score"]
 def write_samples(path, rows: list[dict]) -> str:
     """A samples artifact with controlled responses; token columns left empty."""
     defaults = {
-        "task": "custom", "prompt_text": "", "prompt_token_ids": [], "response_token_ids": [],
-        "token_logprobs_q": [], "logprob_q": 0.0, "token_logprobs_model": [], "logprob_model": 0.0,
-        "n_tokens": 0, "finish_reason": "stop",
-    }  # fmt: skip
+        "task": "custom",
+        "prompt_text": "",
+        "prompt_token_ids": [],
+        "response_token_ids": [],
+        "token_logprobs_q": [],
+        "logprob_q": 0.0,
+        "token_logprobs_model": [],
+        "logprob_model": 0.0,
+        "n_tokens": 0,
+        "finish_reason": "stop",
+    }
     full = []
     for row in rows:
         fields = row.get("fields", {})
@@ -67,8 +74,20 @@ def tiny_samples(tmp_path_factory, tiny_model_dir) -> str:
     from iswcli.cli import app
 
     out = tmp_path_factory.mktemp("samples") / "samples.parquet"
-    args = ["--quiet", "sample", "--model", tiny_model_dir, "--limit", "2", "--n", "3",
-            "--max-new-tokens", "8", "--out", str(out)]  # fmt: skip
+    args = [
+        "--quiet",
+        "sample",
+        "--model",
+        tiny_model_dir,
+        "--limit",
+        "2",
+        "--n",
+        "3",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.stderr
     return str(out)
@@ -123,8 +142,16 @@ def test_code_reward_matches_canonical_and_broken(cli, tmp_path):
         p = problems[pid]
         fields = {"test": p["test"], "entry_point": p["entry_point"]}
         for idx, completion in enumerate([p["canonical_solution"], broken]):
-            rows.append({"prompt_id": pid, "sample_idx": idx, "prompt": p["prompt"], "task": "humaneval",
-                         "response": completion, "fields": fields})  # fmt: skip
+            rows.append(
+                {
+                    "prompt_id": pid,
+                    "sample_idx": idx,
+                    "prompt": p["prompt"],
+                    "task": "humaneval",
+                    "response": completion,
+                    "fields": fields,
+                }
+            )
     samples = write_samples(tmp_path / "s.parquet", rows)
     out = tmp_path / "scores.parquet"
     result = cli(*SCORE, "--samples", samples, "--reward", "code", "--workers", "2", "--out", out)
@@ -159,9 +186,16 @@ def tiny_rm_dir(tmp_path_factory, smollm_dir) -> str:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(smollm_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("tiny-rm")
     LlamaForSequenceClassification(config).save_pretrained(path)
@@ -203,8 +237,15 @@ def test_rm_pooling_survives_sequences_ending_in_the_pad_token(tiny_rm_dir):
 def test_rm_with_two_labels_is_refused(cli, tmp_path, tiny_samples, smollm_dir):
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, num_labels=2)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=2,
+    )
     LlamaForSequenceClassification(config).save_pretrained(tmp_path / "rm2")
     rm2 = f"rm:{tmp_path / 'rm2'}"
     result = cli(*SCORE, "--samples", tiny_samples, "--reward", rm2, "--out", tmp_path / "o.parquet")
@@ -237,9 +278,13 @@ def test_pairwise_tiny_judge_is_order_averaged(cli, tmp_path, tiny_samples, tiny
 
     # --baseline FILE with one response per prompt: the sample_idx 1 responses
     ones = [r for r in read_rows(tiny_samples) if r["sample_idx"] == 1]
-    baseline = write_samples(tmp_path / "baseline.parquet", [
-        {"prompt_id": r["prompt_id"], "sample_idx": 0, "prompt": r["prompt"], "response": r["response"]} for r in ones
-    ])  # fmt: skip
+    baseline = write_samples(
+        tmp_path / "baseline.parquet",
+        [
+            {"prompt_id": r["prompt_id"], "sample_idx": 0, "prompt": r["prompt"], "response": r["response"]}
+            for r in ones
+        ],
+    )
     from_file = pairwise(cli, tmp_path / "file.parquet", tiny_samples, tiny_model_dir, baseline)
     assert from_file.keys() == vs1.keys()
     assert all(abs(from_file[k] - vs1[k]) < 1e-5 for k in vs1)
@@ -248,8 +293,17 @@ def test_pairwise_tiny_judge_is_order_averaged(cli, tmp_path, tiny_samples, tiny
 
 
 def test_pairwise_baseline_file_needs_one_response_per_prompt(cli, tmp_path, tiny_samples, tiny_model_dir):
-    result = cli(*SCORE, "--samples", tiny_samples, "--reward", f"pairwise:{tiny_model_dir}",
-                 "--baseline", tiny_samples, "--out", tmp_path / "o.parquet")  # fmt: skip
+    result = cli(
+        *SCORE,
+        "--samples",
+        tiny_samples,
+        "--reward",
+        f"pairwise:{tiny_model_dir}",
+        "--baseline",
+        tiny_samples,
+        "--out",
+        tmp_path / "o.parquet",
+    )
     assert result.exit_code == 2
     assert "more than one response" in result.stderr
 
@@ -260,10 +314,14 @@ def test_pairwise_embedded_judge_swap_symmetry(cli, tmp_path, smollm_dir):
     between response and baseline file: the rewards must cancel."""
     question, good, bad = "What is 6 * 7?", "6 * 7 = 42, so the answer is 42.", "The answer is 13."
     responses = {"bad-vs-good": (bad, good), "good-vs-bad": (good, bad)}
-    samples = write_samples(tmp_path / "s.parquet", [
-        {"prompt_id": pid, "sample_idx": 0, "prompt": question, "response": r} for pid, (r, _) in responses.items()])
-    baseline = write_samples(tmp_path / "b.parquet", [
-        {"prompt_id": pid, "sample_idx": 0, "prompt": question, "response": b} for pid, (_, b) in responses.items()])
+    samples = write_samples(
+        tmp_path / "s.parquet",
+        [{"prompt_id": pid, "sample_idx": 0, "prompt": question, "response": r} for pid, (r, _) in responses.items()],
+    )
+    baseline = write_samples(
+        tmp_path / "b.parquet",
+        [{"prompt_id": pid, "sample_idx": 0, "prompt": question, "response": b} for pid, (_, b) in responses.items()],
+    )
     rewards = pairwise(cli, tmp_path / "o.parquet", samples, "smollm2-135m", baseline)
     assert abs(rewards[("bad-vs-good", 0)] + rewards[("good-vs-bad", 0)]) < 1e-3, rewards
     assert rewards[("good-vs-bad", 0)] != 0.0
@@ -274,14 +332,18 @@ def test_pairwise_embedded_judge_swap_symmetry(cli, tmp_path, smollm_dir):
 
 
 def test_python_reward_from_cwd_and_from_file(cli, tmp_path, monkeypatch, isolated_sys_path):
-    write_module(tmp_path, "iswt_test_rw_exact", """
+    write_module(
+        tmp_path,
+        "iswt_test_rw_exact",
+        """
         def exact(row, response):
             assert {"prompt_id", "sample_idx", "prompt", "answer"} <= set(row)
             return float(response.endswith(row["answer"])), f"checked {row['prompt_id']}/{row['sample_idx']}"
 
         def length(row, response):
             return len(response)
-    """)  # fmt: skip
+    """,
+    )
     samples = write_samples(tmp_path / "s.parquet", MATH_ROWS)
     monkeypatch.chdir(tmp_path)  # a dotted MODULE is found in the current directory
     result = cli(*SCORE, "--samples", samples, "--reward", "python:iswt_test_rw_exact:exact", "--out", "a.parquet")
@@ -290,7 +352,8 @@ def test_python_reward_from_cwd_and_from_file(cli, tmp_path, monkeypatch, isolat
     assert [r["reward"] for r in rows] == [0.0, 0.0, 0.0, 1.0]
     assert rows[0]["reward_info"] == "checked m1/0"
     assert provenance(tmp_path / "a.parquet")["reward"]["sha256"] == artifacts.file_sha256(
-        str(tmp_path / "iswt_test_rw_exact.py"))
+        str(tmp_path / "iswt_test_rw_exact.py")
+    )
 
     by_file = f"python:{tmp_path / 'iswt_test_rw_exact.py'}:length"
     result = cli(*SCORE, "--samples", samples, "--reward", by_file, "--out", "b.parquet")
@@ -312,11 +375,14 @@ BAD_FUNCTIONS = """
 """
 
 
-@pytest.mark.parametrize("function,why", [
-    ("nan_on_one", "got reward nan"),
-    ("raise_on_one", "raised ValueError: boom"),
-    ("text_on_one", "expected a float or (float, info)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "function,why",
+    [
+        ("nan_on_one", "got reward nan"),
+        ("raise_on_one", "raised ValueError: boom"),
+        ("text_on_one", "expected a float or (float, info)"),
+    ],
+)
 def test_non_finite_reward_stops_naming_the_sample(cli, tmp_path, function, why):
     write_module(tmp_path, "iswt_test_rw_bad", BAD_FUNCTIONS)
     samples = write_samples(tmp_path / "s.parquet", MATH_ROWS)
@@ -348,13 +414,19 @@ def test_on_error_skip_records_and_skips(cli, tmp_path):
 
 
 def six_prompts(tmp_path) -> str:
-    rows = [{"prompt_id": f"p{i}", "sample_idx": j, "prompt": f"q{i}", "response": f"r{i}{j}"}
-            for i in range(6) for j in range(2)]  # fmt: skip
+    rows = [
+        {"prompt_id": f"p{i}", "sample_idx": j, "prompt": f"q{i}", "response": f"r{i}{j}"}
+        for i in range(6)
+        for j in range(2)
+    ]
     return write_samples(tmp_path / "s.parquet", rows)
 
 
 def test_resume_scores_only_the_missing_parts(cli, tmp_path):
-    write_module(tmp_path, "iswt_test_rw_count", """
+    write_module(
+        tmp_path,
+        "iswt_test_rw_count",
+        """
         import os
         HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -364,11 +436,20 @@ def test_resume_scores_only_the_missing_parts(cli, tmp_path):
             if row["prompt_id"] == "p4" and os.path.exists(os.path.join(HERE, "crash")):
                 raise KeyboardInterrupt
             return float(row["sample_idx"]) + int(row["prompt_id"][1:])
-    """)  # fmt: skip
+    """,
+    )
     samples = six_prompts(tmp_path)
     out, log, crash = tmp_path / "scores.parquet", tmp_path / "calls.log", tmp_path / "crash"
-    args = ["--samples", samples, "--reward", f"python:{tmp_path / 'iswt_test_rw_count.py'}:counted",
-            "--batch-size", "4", "--out", out]  # fmt: skip
+    args = [
+        "--samples",
+        samples,
+        "--reward",
+        f"python:{tmp_path / 'iswt_test_rw_count.py'}:counted",
+        "--batch-size",
+        "4",
+        "--out",
+        out,
+    ]
     crash.write_text("")
     assert cli(*SCORE, *args).exit_code == 130  # interrupted in the third part (p4)
     assert not out.exists()
@@ -387,13 +468,23 @@ def test_shards_partition_by_prompt_and_read_as_one(cli, tmp_path):
     samples = six_prompts(tmp_path)
     spec = f"python:{tmp_path / 'iswt_test_rw_len.py'}:length"
     for i in range(2):
-        result = cli(*SCORE, "--samples", samples, "--reward", spec, "--shard", f"{i}/2",
-                     "--out", tmp_path / "shards" / f"{i}.parquet")  # fmt: skip
+        result = cli(
+            *SCORE,
+            "--samples",
+            samples,
+            "--reward",
+            spec,
+            "--shard",
+            f"{i}/2",
+            "--out",
+            tmp_path / "shards" / f"{i}.parquet",
+        )
         assert result.exit_code == 0, result.stderr
         assert all(tasks.shard_index(k[0], 2) == i for k in rewards_by_key(tmp_path / "shards" / f"{i}.parquet"))
     whole = artifacts.read_artifact(str(tmp_path / "shards"), artifacts.SCORES).table
-    assert sorted(zip(whole["prompt_id"].to_pylist(), whole["sample_idx"].to_pylist())) == \
-        [(f"p{i}", j) for i in range(6) for j in range(2)]
+    assert sorted(zip(whole["prompt_id"].to_pylist(), whole["sample_idx"].to_pylist())) == [
+        (f"p{i}", j) for i in range(6) for j in range(2)
+    ]
 
 
 # --------------------------------------------------------------------------- bad input
@@ -407,45 +498,91 @@ def bad_inputs(tmp_path, tiny_model_dir) -> dict[str, tuple[list, str]]:
     pq.write_table(table.drop_columns(["prompt_token_ids"]), tmp_path / "no_ids.parquet")
     broken = write_samples(tmp_path / "broken.parquet", [{**MATH_ROWS[0]}])
     t = pq.read_table(broken)
-    pq.write_table(t.set_column(t.column_names.index("task_fields"), "task_fields", pa.array(["{oops"])),
-                   tmp_path / "broken.parquet")  # fmt: skip
+    pq.write_table(
+        t.set_column(t.column_names.index("task_fields"), "task_fields", pa.array(["{oops"])),
+        tmp_path / "broken.parquet",
+    )
     return {
-        "samples without response": (["--samples", tmp_path / "no_response.parquet", "--reward", "math"],
-                                     "column 'response' is missing"),
-        "math without answer": (["--samples", no_answer, "--reward", "math"],
-                                "sample (prompt_id='m1', sample_idx=0) has no task field 'answer'"),
+        "samples without response": (
+            ["--samples", tmp_path / "no_response.parquet", "--reward", "math"],
+            "column 'response' is missing",
+        ),
+        "math without answer": (
+            ["--samples", no_answer, "--reward", "math"],
+            "sample (prompt_id='m1', sample_idx=0) has no task field 'answer'",
+        ),
         "code without tests": (["--samples", good, "--reward", "code"], "has no task field 'test'"),
-        "missing reward model": (["--samples", good, "--reward", f"rm:{tmp_path / 'no-rm'}"],
-                                 "no such model directory"),
-        "ref model without token ids": (["--samples", tmp_path / "no_ids.parquet", "--reward", "math",
-                                         "--ref-model", tiny_model_dir], "column 'prompt_token_ids' is missing"),
+        "missing reward model": (
+            ["--samples", good, "--reward", f"rm:{tmp_path / 'no-rm'}"],
+            "no such model directory",
+        ),
+        "ref model without token ids": (
+            ["--samples", tmp_path / "no_ids.parquet", "--reward", "math", "--ref-model", tiny_model_dir],
+            "column 'prompt_token_ids' is missing",
+        ),
         "missing samples": (["--samples", tmp_path / "nope.parquet", "--reward", "math"], "no such file"),
         "unknown reward": (["--samples", good, "--reward", "bleu"], "unknown reward 'bleu'"),
-        "task_fields not JSON": (["--samples", tmp_path / "broken.parquet", "--reward", "math"],
-                                 "column 'task_fields' of sample (prompt_id='m1', sample_idx=0) is not a JSON"),
-        "pairwise without baseline": (["--samples", good, "--reward", f"pairwise:{tiny_model_dir}"],
-                                      "needs --baseline"),
-        "pairwise baseline idx missing": (["--samples", good, "--reward", f"pairwise:{tiny_model_dir}",
-                                           "--baseline", "7"], "no baseline response for prompt_id 'm1'"),
-        "pairwise baseline file missing": (["--samples", good, "--reward", f"pairwise:{tiny_model_dir}",
-                                            "--baseline", tmp_path / "none.parquet"], "nor a samples/eval file"),
-        "ref model on empty prompt ids": (["--samples", good, "--reward", "math", "--ref-model", tiny_model_dir],
-                                          "column 'prompt_token_ids' is empty for sample (prompt_id='m1'"),
-        "baseline without pairwise": (["--samples", good, "--reward", "math", "--baseline", "0"],
-                                      "only --reward pairwise"),
-        "python module missing": (["--samples", good, "--reward", "python:iswt_no_such_module:f"],
-                                  "cannot import 'iswt_no_such_module'"),
+        "task_fields not JSON": (
+            ["--samples", tmp_path / "broken.parquet", "--reward", "math"],
+            "column 'task_fields' of sample (prompt_id='m1', sample_idx=0) is not a JSON",
+        ),
+        "pairwise without baseline": (
+            ["--samples", good, "--reward", f"pairwise:{tiny_model_dir}"],
+            "needs --baseline",
+        ),
+        "pairwise baseline idx missing": (
+            ["--samples", good, "--reward", f"pairwise:{tiny_model_dir}", "--baseline", "7"],
+            "no baseline response for prompt_id 'm1'",
+        ),
+        "pairwise baseline file missing": (
+            ["--samples", good, "--reward", f"pairwise:{tiny_model_dir}", "--baseline", tmp_path / "none.parquet"],
+            "nor a samples/eval file",
+        ),
+        "ref model on empty prompt ids": (
+            ["--samples", good, "--reward", "math", "--ref-model", tiny_model_dir],
+            "column 'prompt_token_ids' is empty for sample (prompt_id='m1'",
+        ),
+        "baseline without pairwise": (
+            ["--samples", good, "--reward", "math", "--baseline", "0"],
+            "only --reward pairwise",
+        ),
+        "python module missing": (
+            ["--samples", good, "--reward", "python:iswt_no_such_module:f"],
+            "cannot import 'iswt_no_such_module'",
+        ),
         "bad on-error": (["--samples", good, "--reward", "math", "--on-error", "ignore"], "must be fail or skip"),
-        "empty shard": (["--samples", write_samples(tmp_path / "one.parquet", MATH_ROWS[:1]), "--reward", "math",
-                         "--shard", f"{1 - tasks.shard_index('m1', 2)}/2"], "no prompts fall in this shard"),
-    }  # fmt: skip
+        "empty shard": (
+            [
+                "--samples",
+                write_samples(tmp_path / "one.parquet", MATH_ROWS[:1]),
+                "--reward",
+                "math",
+                "--shard",
+                f"{1 - tasks.shard_index('m1', 2)}/2",
+            ],
+            "no prompts fall in this shard",
+        ),
+    }
 
 
-BAD_CASES = ["samples without response", "math without answer", "code without tests", "missing reward model",
-             "ref model without token ids", "missing samples", "unknown reward", "task_fields not JSON",
-             "pairwise without baseline", "pairwise baseline idx missing", "pairwise baseline file missing",
-             "ref model on empty prompt ids", "baseline without pairwise",
-             "python module missing", "bad on-error", "empty shard"]  # fmt: skip
+BAD_CASES = [
+    "samples without response",
+    "math without answer",
+    "code without tests",
+    "missing reward model",
+    "ref model without token ids",
+    "missing samples",
+    "unknown reward",
+    "task_fields not JSON",
+    "pairwise without baseline",
+    "pairwise baseline idx missing",
+    "pairwise baseline file missing",
+    "ref model on empty prompt ids",
+    "baseline without pairwise",
+    "python module missing",
+    "bad on-error",
+    "empty shard",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -459,4 +596,3 @@ def test_bad_input_fails_in_one_line_and_leaves_out_untouched(cli, tmp_path, tin
     assert message in result.stderr
     assert out.read_text() == "precious"
     assert not (tmp_path / "scores.parquet.partial").exists()
-

@@ -91,12 +91,12 @@ def test_arith_is_deterministic_and_pinned():
         "Gus has 13 cards and Sam has 9 cards. How many more cards does Gus have "
         "than Sam? Give the final answer as a number after 'The answer is'.",
         "arith",
-        {"answer": "4", "difficulty": 1, "expression": "13 - 9",
-         "template": "l1_compare", "split": "train"},
+        {"answer": "4", "difficulty": 1, "expression": "13 - 9", "template": "l1_compare", "split": "train"},
     )
     assert _digest(first) == "58611bc5f6f45af74f61d60072f419bbb569f06591b16bc0fa01e54e5cfa8fa1"
     assert _digest(load_prompts(task="arith", split="test")) == (
-        "a4c40f6b0cbec07f1fd943b92d440e129abfa8e0a497d74cb6d28b71548af692")
+        "a4c40f6b0cbec07f1fd943b92d440e129abfa8e0a497d74cb6d28b71548af692"
+    )
 
 
 @pytest.mark.parametrize("task", ["arith", "arith:1", "arith:2", "arith:3"])
@@ -119,10 +119,8 @@ def test_arith_sizes_ids_and_disjoint_splits(task):
 
 
 def test_arith_splits_disjoint_across_all_variants():
-    train = {p.prompt for t in ("arith", "arith:1", "arith:2", "arith:3")
-             for p in load_prompts(task=t)}
-    test = {p.prompt for t in ("arith", "arith:1", "arith:2", "arith:3")
-            for p in load_prompts(task=t, split="test")}
+    train = {p.prompt for t in ("arith", "arith:1", "arith:2", "arith:3") for p in load_prompts(task=t)}
+    test = {p.prompt for t in ("arith", "arith:1", "arith:2", "arith:3") for p in load_prompts(task=t, split="test")}
     assert not train & test
     # the mixed task draws from the per-level lists, so an id means one problem
     by_id = {}
@@ -169,10 +167,10 @@ def test_arith_difficulty_levels():
 def test_arith_limit_and_split_errors():
     assert load_prompts(task="arith:2", limit=5) == load_prompts(task="arith:2")[:5]
     assert len(load_prompts(task="arith", split="test", limit=10_000)) == 500
-    assert _error(load_prompts, task="arith", split="val") == (
-        "--split val: task arith has splits train and test")
+    assert _error(load_prompts, task="arith", split="val") == ("--split val: task arith has splits train and test")
     assert _error(load_prompts, task="arith:4") == (
-        "--task arith:4: unknown task (choose arith, arith:1, arith:2, arith:3, humaneval, sets)")
+        "--task arith:4: unknown task (choose arith, arith:1, arith:2, arith:3, humaneval, sets)"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -200,8 +198,7 @@ def test_humaneval():
 
 
 def test_humaneval_has_no_splits():
-    assert _error(load_prompts, task="humaneval", split="test") == (
-        "--split test: task humaneval has no splits")
+    assert _error(load_prompts, task="humaneval", split="test") == ("--split test: task humaneval has no splits")
 
 
 # --------------------------------------------------------------------------
@@ -225,8 +222,7 @@ def _write(path, rows, fmt):
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             for r in rows:
-                writer.writerow({k: json.dumps(v) if isinstance(v, list) else v
-                                 for k, v in r.items()})
+                writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in r.items()})
     elif fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -259,8 +255,10 @@ def test_file_round_trip(tmp_path, fmt):
 
 
 def test_parquet_round_trip_text_and_messages(tmp_path):
-    text_rows = [{"prompt_id": "a", "prompt": "Hello?", "answer": 5, "level": 2},
-                 {"prompt_id": "b", "prompt": "Bye?", "answer": 6, "level": 3}]
+    text_rows = [
+        {"prompt_id": "a", "prompt": "Hello?", "answer": 5, "level": 2},
+        {"prompt_id": "b", "prompt": "Bye?", "answer": 6, "level": 3},
+    ]
     path = _write(tmp_path / "text.parquet", text_rows, "parquet")
     prompts = load_prompts(prompts=path)
     assert [(p.prompt_id, p.prompt, p.fields) for p in prompts] == [
@@ -286,22 +284,30 @@ def test_csv_prompt_that_only_looks_like_json_stays_text(tmp_path):
 def test_source_description(tmp_path):
     path = _write(tmp_path / "prompts.jsonl", ROWS, "jsonl")
     d = source_description(None, path, "train", 2)
-    assert d == {"kind": "file", "path": path, "split": "train", "limit": 2,
-                 "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest()}
+    assert d == {
+        "kind": "file",
+        "path": path,
+        "split": "train",
+        "limit": 2,
+        "sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(),
+    }
     d = source_description("arith:2", None, None, None)
     assert d["kind"] == "task" and d["task"] == "arith:2" and d["split"] == "train"
     assert d["generator"] == tasks.ARITH_GENERATOR
     d = source_description("humaneval", None, None, 5)
     assert d["task"] == "humaneval" and d["limit"] == 5 and len(d["sha256"]) == 64
     assert source_description(None, "hf:some/name:test", None, None) == {
-        "kind": "hf", "name": "some/name", "split": "test", "limit": None}
-    for d in (source_description("arith", None, "test", 3),
-              source_description(None, "hf:x", None, None)):
+        "kind": "hf",
+        "name": "some/name",
+        "split": "test",
+        "limit": None,
+    }
+    for d in (source_description("arith", None, "test", 3), source_description(None, "hf:x", None, None)):
         assert json.loads(json.dumps(d)) == d
-    assert _error(source_description, "humaneval", None, "test", None) == (
-        "--split test: task humaneval has no splits")
+    assert _error(source_description, "humaneval", None, "test", None) == ("--split test: task humaneval has no splits")
     assert _error(source_description, None, str(tmp_path / "nope.csv"), None, None) == (
-        f"{tmp_path / 'nope.csv'}: cannot read (No such file or directory)")
+        f"{tmp_path / 'nope.csv'}: cannot read (No such file or directory)"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -309,15 +315,15 @@ def test_source_description(tmp_path):
 
 
 def test_source_choice_errors():
-    assert _error(load_prompts) == (
-        "no prompt source: give --task (arith or humaneval) or --prompts FILE")
+    assert _error(load_prompts) == ("no prompt source: give --task (arith or humaneval) or --prompts FILE")
     assert _error(load_prompts, task="arith", prompts="p.jsonl") == (
-        "--task and --prompts: give only one prompt source")
+        "--task and --prompts: give only one prompt source"
+    )
     assert _error(load_prompts, task="gsm8k") == (
-        "--task gsm8k: unknown task (choose arith, arith:1, arith:2, arith:3, humaneval, sets)")
+        "--task gsm8k: unknown task (choose arith, arith:1, arith:2, arith:3, humaneval, sets)"
+    )
     for bad in (0, -3, True, 1.5):
-        assert _error(load_prompts, task="arith", limit=bad) == (
-            f"--limit {bad}: must be a whole number of at least 1")
+        assert _error(load_prompts, task="arith", limit=bad) == (f"--limit {bad}: must be a whole number of at least 1")
 
 
 def test_file_errors(tmp_path, monkeypatch):
@@ -327,70 +333,75 @@ def test_file_errors(tmp_path, monkeypatch):
         (tmp_path / name).write_text(content, encoding="utf-8")
         return _error(load_prompts, prompts=name)
 
-    assert _error(load_prompts, prompts="prompts.jsonl") == (
-        "prompts.jsonl: cannot read (No such file or directory)")
+    assert _error(load_prompts, prompts="prompts.jsonl") == ("prompts.jsonl: cannot read (No such file or directory)")
     (tmp_path / "dir.jsonl").mkdir()
     assert _error(load_prompts, prompts="dir.jsonl") == "dir.jsonl: cannot read (Is a directory)"
     assert _error(load_prompts, prompts="prompts.txt") == (
-        "prompts.txt: unsupported prompts file type .txt (use .jsonl, .json, .csv or .parquet)")
+        "prompts.txt: unsupported prompts file type .txt (use .jsonl, .json, .csv or .parquet)"
+    )
     assert _error(load_prompts, prompts="prompts") == (
-        "prompts: unsupported prompts file type (no extension) "
-        "(use .jsonl, .json, .csv or .parquet)")
+        "prompts: unsupported prompts file type (no extension) (use .jsonl, .json, .csv or .parquet)"
+    )
 
     assert case("prompts.csv", "id,prompt\n1,hi\n") == "prompts.csv: column 'prompt_id' is missing"
-    assert case("prompts.csv", "prompt_id,text\n1,hi\n") == (
-        "prompts.csv: column 'prompt' is missing")
+    assert case("prompts.csv", "prompt_id,text\n1,hi\n") == ("prompts.csv: column 'prompt' is missing")
     assert case("prompts.csv", "prompt_id,prompt,prompt\n1,a,b\n") == (
-        "prompts.csv: column 'prompt' appears twice in the header")
+        "prompts.csv: column 'prompt' appears twice in the header"
+    )
     assert case("prompts.csv", "prompt_id,prompt\n1,hi\n2,ho,extra\n") == (
-        "prompts.csv row 2: 3 cells but the header has 2 columns")
-    assert case("prompts.csv", "prompt_id,prompt\n1,hi\n2,  \n") == (
-        "prompts.csv row 2: column 'prompt' is empty")
-    assert case("prompts.csv", "prompt_id,prompt\n1,hi\n,ho\n") == (
-        "prompts.csv row 2: column 'prompt_id' is empty")
+        "prompts.csv row 2: 3 cells but the header has 2 columns"
+    )
+    assert case("prompts.csv", "prompt_id,prompt\n1,hi\n2,  \n") == ("prompts.csv row 2: column 'prompt' is empty")
+    assert case("prompts.csv", "prompt_id,prompt\n1,hi\n,ho\n") == ("prompts.csv row 2: column 'prompt_id' is empty")
     assert case("prompts.csv", "") == "prompts.csv: contains no prompts"
 
     lines = [{"prompt_id": f"p{i}", "prompt": "x"} for i in range(1, 9)]
     lines[6]["prompt_id"] = "p3"
     assert case("prompts.jsonl", "".join(json.dumps(r) + "\n" for r in lines)) == (
-        "prompts.jsonl: duplicate prompt_id 'p3' (rows 3 and 7)")
-    assert case("prompts.jsonl", '{"prompt_id": 1, "prompt": "a"}\n{"prompt_id": "1", '
-                '"prompt": "b"}\n') == "prompts.jsonl: duplicate prompt_id '1' (rows 1 and 2)"
+        "prompts.jsonl: duplicate prompt_id 'p3' (rows 3 and 7)"
+    )
+    assert (
+        case("prompts.jsonl", '{"prompt_id": 1, "prompt": "a"}\n{"prompt_id": "1", "prompt": "b"}\n')
+        == "prompts.jsonl: duplicate prompt_id '1' (rows 1 and 2)"
+    )
     good = json.dumps({"prompt_id": "a", "prompt": "x"})
-    assert case("prompts.jsonl", f"{good}\n\n\n{{not json\n") == (
-        "prompts.jsonl line 4: not valid JSON")
-    assert case("prompts.jsonl", f"{good}\n[1, 2]\n") == (
-        "prompts.jsonl line 2: expected a JSON object")
+    assert case("prompts.jsonl", f"{good}\n\n\n{{not json\n") == ("prompts.jsonl line 4: not valid JSON")
+    assert case("prompts.jsonl", f"{good}\n[1, 2]\n") == ("prompts.jsonl line 2: expected a JSON object")
     assert case("prompts.jsonl", f'{good}\n{{"prompt": "y"}}\n') == (
-        "prompts.jsonl row 2: column 'prompt_id' is missing")
+        "prompts.jsonl row 2: column 'prompt_id' is missing"
+    )
     assert case("prompts.jsonl", '{"prompt_id": "a", "prompt": ""}\n') == (
-        "prompts.jsonl row 1: column 'prompt' is empty")
+        "prompts.jsonl row 1: column 'prompt' is empty"
+    )
     assert case("prompts.jsonl", '{"prompt_id": "a", "prompt": null}\n') == (
-        "prompts.jsonl row 1: column 'prompt' is empty")
+        "prompts.jsonl row 1: column 'prompt' is empty"
+    )
     assert case("prompts.jsonl", '{"prompt_id": "a", "prompt": []}\n') == (
-        "prompts.jsonl row 1: column 'prompt' is empty")
+        "prompts.jsonl row 1: column 'prompt' is empty"
+    )
     assert case("prompts.jsonl", '{"prompt_id": [1], "prompt": "x"}\n') == (
-        "prompts.jsonl row 1: column 'prompt_id' must be a string or an integer")
+        "prompts.jsonl row 1: column 'prompt_id' must be a string or an integer"
+    )
     assert case("prompts.jsonl", '{"prompt_id": "a", "prompt": {"role": "user"}}\n') == (
-        "prompts.jsonl row 1: column 'prompt' must be text or a list of "
-        "{'role', 'content'} messages")
-    assert case("prompts.jsonl", json.dumps(
-        {"prompt_id": "a", "prompt": [{"role": "user", "content": "hi"}, {"role": "user"}]})) == (
-        "prompts.jsonl row 1: column 'prompt' message 2 needs string 'role' and 'content'")
-    assert case("prompts.jsonl", json.dumps(
-        {"prompt_id": "a", "prompt": [{"role": "usr", "content": "hi"}]})) == (
-        "prompts.jsonl row 1: column 'prompt' message 1 has role 'usr' "
-        "(expected system, user, assistant, tool)")
-    assert case("prompts.jsonl", json.dumps(
-        {"prompt_id": "a", "prompt": [{"role": "user", "content": " "}]})) == (
-        "prompts.jsonl row 1: column 'prompt' is empty")
+        "prompts.jsonl row 1: column 'prompt' must be text or a list of {'role', 'content'} messages"
+    )
+    assert case(
+        "prompts.jsonl", json.dumps({"prompt_id": "a", "prompt": [{"role": "user", "content": "hi"}, {"role": "user"}]})
+    ) == ("prompts.jsonl row 1: column 'prompt' message 2 needs string 'role' and 'content'")
+    assert case("prompts.jsonl", json.dumps({"prompt_id": "a", "prompt": [{"role": "usr", "content": "hi"}]})) == (
+        "prompts.jsonl row 1: column 'prompt' message 1 has role 'usr' (expected system, user, assistant, tool)"
+    )
+    assert case("prompts.jsonl", json.dumps({"prompt_id": "a", "prompt": [{"role": "user", "content": " "}]})) == (
+        "prompts.jsonl row 1: column 'prompt' is empty"
+    )
     assert case("prompts.csv", 'prompt_id,prompt\n1,"[{""role"": ""user""}]"\n') == (
-        "prompts.csv row 1: column 'prompt' message 1 needs string 'role' and 'content'")
+        "prompts.csv row 1: column 'prompt' message 1 needs string 'role' and 'content'"
+    )
 
-    assert case("prompts.json", '{"prompt_id": "a"}') == (
-        "prompts.json: expected a JSON list of objects")
+    assert case("prompts.json", '{"prompt_id": "a"}') == ("prompts.json: expected a JSON list of objects")
     assert case("prompts.json", '[{"prompt_id": "a", "prompt": "x"}, 3]') == (
-        "prompts.json row 2: expected a JSON object")
+        "prompts.json row 2: expected a JSON object"
+    )
     assert case("prompts.json", '[{"prompt_id": "a",\n') == "prompts.json: not valid JSON (line 2)"
     assert case("prompts.json", "[]") == "prompts.json: contains no prompts"
 
@@ -398,25 +409,26 @@ def test_file_errors(tmp_path, monkeypatch):
     assert _error(load_prompts, prompts="bad.jsonl") == "bad.jsonl: cannot read (not UTF-8 text)"
     (tmp_path / "bad.parquet").write_bytes(b"not parquet at all")
     assert _error(load_prompts, prompts="bad.parquet").startswith(
-        "bad.parquet: cannot read (not a valid Parquet file: ")
+        "bad.parquet: cannot read (not a valid Parquet file: "
+    )
 
 
 def test_file_split_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _write(tmp_path / "plain.jsonl", [{"prompt_id": "a", "prompt": "x"}], "jsonl")
     assert _error(load_prompts, prompts="plain.jsonl", split="test") == (
-        "--split test: plain.jsonl has no 'split' column")
+        "--split test: plain.jsonl has no 'split' column"
+    )
     _write(tmp_path / "split.jsonl", ROWS, "jsonl")
     assert _error(load_prompts, prompts="split.jsonl", split="val") == (
-        "--split val: no rows of split.jsonl have split 'val' (values: test, train)")
+        "--split val: no rows of split.jsonl have split 'val' (values: test, train)"
+    )
 
 
 def test_duplicates_are_checked_across_splits(tmp_path):
-    rows = [{"prompt_id": "a", "prompt": "x", "split": "train"},
-            {"prompt_id": "a", "prompt": "y", "split": "test"}]
+    rows = [{"prompt_id": "a", "prompt": "x", "split": "train"}, {"prompt_id": "a", "prompt": "y", "split": "test"}]
     path = _write(tmp_path / "d.jsonl", rows, "jsonl")
-    assert _error(load_prompts, prompts=path, split="train") == (
-        f"{path}: duplicate prompt_id 'a' (rows 1 and 2)")
+    assert _error(load_prompts, prompts=path, split="train") == (f"{path}: duplicate prompt_id 'a' (rows 1 and 2)")
 
 
 # --------------------------------------------------------------------------
@@ -430,18 +442,19 @@ def hf_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True, raising=False)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True, raising=False)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache",
-                        raising=False)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache", raising=False)
     return datasets
 
 
 def test_hf_saved_dataset(tmp_path, hf_offline):
     datasets = hf_offline
-    ds = datasets.Dataset.from_dict({
-        "question": ["1 + 1?", "2 + 3?", "4 * 4?"],
-        "answer": [2, 5, 16],
-        "source": ["a", "b", "c"],
-    })
+    ds = datasets.Dataset.from_dict(
+        {
+            "question": ["1 + 1?", "2 + 3?", "4 * 4?"],
+            "answer": [2, 5, 16],
+            "source": ["a", "b", "c"],
+        }
+    )
     path = str(tmp_path / "saved")
     ds.save_to_disk(path)
     prompts = load_prompts(prompts=f"hf:{path}")
@@ -451,17 +464,20 @@ def test_hf_saved_dataset(tmp_path, hf_offline):
     assert {p.task for p in prompts} == {f"hf:{path}"}
     assert load_prompts(prompts=f"hf:{path}", limit=2) == prompts[:2]
     assert _error(load_prompts, prompts=f"hf:{path}", split="test") == (
-        f"--split test: hf:{path} is a saved dataset without splits")
+        f"--split test: hf:{path} is a saved dataset without splits"
+    )
 
 
 def test_hf_saved_dataset_dict_with_messages_and_ids(tmp_path, hf_offline):
     datasets = hf_offline
-    dd = datasets.DatasetDict({
-        "train": datasets.Dataset.from_dict({
-            "prompt_id": ["t1", "t2"], "prompt": [CHAT, CHAT[1:]], "answer": ["4", "4"]}),
-        "test": datasets.Dataset.from_dict({
-            "prompt_id": ["s1"], "prompt": ["Hello"], "answer": ["x"]}),
-    })
+    dd = datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(
+                {"prompt_id": ["t1", "t2"], "prompt": [CHAT, CHAT[1:]], "answer": ["4", "4"]}
+            ),
+            "test": datasets.Dataset.from_dict({"prompt_id": ["s1"], "prompt": ["Hello"], "answer": ["x"]}),
+        }
+    )
     path = str(tmp_path / "dd")
     dd.save_to_disk(path)
     train = load_prompts(prompts=f"hf:{path}")
@@ -473,9 +489,9 @@ def test_hf_saved_dataset_dict_with_messages_and_ids(tmp_path, hf_offline):
     assert load_prompts(prompts=f"hf:{path}", split="test") == test
     assert load_prompts(prompts=f"hf:{path}:test", split="test") == test
     assert _error(load_prompts, prompts=f"hf:{path}:test", split="train") == (
-        f"--split train: conflicts with split 'test' in hf:{path}:test")
-    assert _error(load_prompts, prompts=f"hf:{path}:val") == (
-        f"hf:{path}: no split 'val' (splits: test, train)")
+        f"--split train: conflicts with split 'test' in hf:{path}:test"
+    )
+    assert _error(load_prompts, prompts=f"hf:{path}:val") == (f"hf:{path}: no split 'val' (splits: test, train)")
 
 
 def test_hf_local_data_directory(tmp_path, hf_offline):
@@ -484,8 +500,9 @@ def test_hf_local_data_directory(tmp_path, hf_offline):
 
     data = tmp_path / "data"
     data.mkdir()
-    pq.write_table(pa.Table.from_pylist([
-        {"prompt": "a?", "answer": 1}, {"prompt": "b?", "answer": 2}]), data / "train.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"prompt": "a?", "answer": 1}, {"prompt": "b?", "answer": 2}]), data / "train.parquet"
+    )
     prompts = load_prompts(prompts=f"hf:{data}")
     assert [(p.prompt_id, p.prompt, p.fields) for p in prompts] == [
         (f"{data}:train:0", "a?", {"answer": "1"}),
@@ -496,11 +513,11 @@ def test_hf_local_data_directory(tmp_path, hf_offline):
 def test_hf_errors(tmp_path, hf_offline, monkeypatch):
     datasets = hf_offline
     monkeypatch.chdir(tmp_path)
-    assert _error(load_prompts, prompts="hf:./missing") == (
-        "hf:./missing: no such dataset directory")
+    assert _error(load_prompts, prompts="hf:./missing") == ("hf:./missing: no such dataset directory")
     datasets.Dataset.from_dict({"text": ["x"]}).save_to_disk(str(tmp_path / "noprompt"))
     assert _error(load_prompts, prompts=f"hf:{tmp_path / 'noprompt'}") == (
-        f"hf:{tmp_path / 'noprompt'}: column 'prompt' is missing")
+        f"hf:{tmp_path / 'noprompt'}: column 'prompt' is missing"
+    )
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "train.parquet").write_bytes(b"not parquet")
@@ -536,7 +553,8 @@ def test_shard_index_is_sha256_mod_n():
     assert tasks.shard_index("HumanEval/0", 4) == expected
     # pinned: the same shard on every machine
     assert [tasks.shard_index(f"p{i}", 3) for i in range(8)] == [
-        int(hashlib.sha256(f"p{i}".encode()).hexdigest(), 16) % 3 for i in range(8)]
+        int(hashlib.sha256(f"p{i}".encode()).hexdigest(), 16) % 3 for i in range(8)
+    ]
 
 
 def test_parse_shard():
@@ -547,7 +565,5 @@ def test_parse_shard():
     assert _error(parse_shard, "2/2") == "--shard 2/2: the shard index i must satisfy 0 <= i < n"
     assert _error(parse_shard, "0/0") == "--shard 0/0: the shard count n must be at least 1"
     for bad in ("-1/2", "1", "a/b", "1/2/3", "", "1.0/2"):
-        assert _error(parse_shard, bad) == (
-            f"--shard {bad}: expected i/n with whole numbers 0 <= i < n, e.g. 0/4")
-    assert _error(shard_filter, [], (5, 3)) == (
-        "--shard 5/3: the shard index i must satisfy 0 <= i < n")
+        assert _error(parse_shard, bad) == (f"--shard {bad}: expected i/n with whole numbers 0 <= i < n, e.g. 0/4")
+    assert _error(shard_filter, [], (5, 3)) == ("--shard 5/3: the shard index i must satisfy 0 <= i < n")

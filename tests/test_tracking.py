@@ -36,8 +36,10 @@ def test_trackio_logs_locally(toy_model_dir, toy_pipeline, tmp_path):  # noqa: F
     run = tmp_path / "run"
     result = _train_subprocess(train_args(toy_pipeline, toy_model_dir, run, *ARGS, "--report-to", "trackio"), env=env)
     assert result.returncode == 0, result.stderr
-    read = ("import json, sys; from trackio.sqlite_storage import SQLiteStorage as S; "
-            "print(json.dumps([r['loss'] for r in S.get_logs('iswt', 'run')]))")  # fmt: skip
+    read = (
+        "import json, sys; from trackio.sqlite_storage import SQLiteStorage as S; "
+        "print(json.dumps([r['loss'] for r in S.get_logs('iswt', 'run')]))"
+    )
     shown = subprocess.run([sys.executable, "-c", read], env={**os.environ, **env}, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     logged = pq.read_table(run / "train_log.parquet").column("loss").to_pylist()

@@ -13,9 +13,15 @@ from tests.test_estimate_z import assert_one_line_error, summary_of, write_sampl
 # Prompt 'x': 3 samples with distinct rewards (sample_idx not 0..K-1 on purpose);
 # 'y': a tie on top; 'z': all tied, so it has no pair and is dropped.
 ROWS = [
-    ("y", 0, 1.0), ("x", 5, 0.0), ("z", 0, 2.0), ("x", 2, 1.0), ("y", 1, 1.0),
-    ("x", 9, 3.0), ("y", 2, 0.0), ("z", 1, 2.0),
-]  # fmt: skip
+    ("y", 0, 1.0),
+    ("x", 5, 0.0),
+    ("z", 0, 2.0),
+    ("x", 2, 1.0),
+    ("y", 1, 1.0),
+    ("x", 9, 3.0),
+    ("y", 2, 0.0),
+    ("z", 1, 2.0),
+]
 PIDS = [r[0] for r in ROWS]
 IDX = [r[1] for r in ROWS]
 REWARDS = [r[2] for r in ROWS]
@@ -160,23 +166,27 @@ BAD_CASES = {
     "unknown-method": (None, ("--method", "best"), ["--method best"]),
     "num-accept-zero": (None, ("--method", "rso", "--beta", "1", "--num-accept", "0"), ["--num-accept 0"]),
     "orphan-score": (
-        (PIDS, IDX, [*PIDS, "w"], [*IDX, 4], [*REWARDS, 0.0]), ISO,
+        (PIDS, IDX, [*PIDS, "w"], [*IDX, 4], [*REWARDS, 0.0]),
+        ISO,
         ["1 score(s) have no matching sample", "prompt_id='w', sample_idx=4"],
     ),
     "duplicate-key": (
-        (PIDS, IDX, [*PIDS, "x"], [*IDX, 9], [*REWARDS, 0.0]), ISO,
+        (PIDS, IDX, [*PIDS, "x"], [*IDX, 9], [*REWARDS, 0.0]),
+        ISO,
         ["duplicate key", "prompt_id='x', sample_idx=9"],
     ),
     "nan-reward": (
-        (PIDS, IDX, PIDS, IDX, [math.nan, *REWARDS[1:]]), ISO,
+        (PIDS, IDX, PIDS, IDX, [math.nan, *REWARDS[1:]]),
+        ISO,
         ["column 'reward'", "NaN", "prompt_id='y', sample_idx=0"],
     ),
     "one-sample-prompt": (
-        ([*PIDS, "v"], [*IDX, 0], [*PIDS, "v"], [*IDX, 0], [*REWARDS, 1.0]), ISO,
+        ([*PIDS, "v"], [*IDX, 0], [*PIDS, "v"], [*IDX, 0], [*REWARDS, 1.0]),
+        ISO,
         ["prompt 'v' has 1 sample", "at least 2"],
     ),
     "no-untied-pair": ((["a", "a"], [0, 1], ["a", "a"], [0, 1], [1.0, 1.0]), ISO, ["no pair"]),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["fresh", "existing-out"])

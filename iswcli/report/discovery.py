@@ -15,6 +15,7 @@ from iswcli.errors import IswtError
 if TYPE_CHECKING:
     pass
 
+
 @dataclass
 class Source:
     """One artifact: a file, a directory of shards or a glob, as `artifacts.read_artifact` takes it."""

@@ -37,7 +37,6 @@ class Section:
     sources: list  # Source or Run: what the section used
 
 
-
 def flag_tables(label: str, table: pa.Table) -> str:
     """Counts per flag, then the flagged prompts, lowest ESS/K first."""
     flags = table["flags"].to_pylist()
@@ -48,13 +47,21 @@ def flag_tables(label: str, table: pa.Table) -> str:
         return parts[0] + note_html(f"{label}: no prompt is flagged.")
     ess = float_column(table, "ess_frac")
     flagged.sort(key=lambda i: (ess[i], i))
-    columns = {name: float_column(table, name) for name in ("ess_frac", "khat", "max_weight_share", "log_z", "log_z_se")}
+    columns = {
+        name: float_column(table, name) for name in ("ess_frac", "khat", "max_weight_share", "log_z", "log_z_se")
+    }
     ids = table["prompt_id"].to_pylist()
     rows = [
-        [ids[i], ", ".join(flags[i]), *(format_number(columns[c][i]) for c in columns)] for i in flagged[:MAX_FLAGGED_ROWS]
+        [ids[i], ", ".join(flags[i]), *(format_number(columns[c][i]) for c in columns)]
+        for i in flagged[:MAX_FLAGGED_ROWS]
     ]
-    parts.append(html_table(["prompt_id", "flags", "ESS/K", "k-hat", "max weight share", "log Z", "log Z s.e."], rows,
-                        f"flagged prompts in {label}"))  # fmt: skip
+    parts.append(
+        html_table(
+            ["prompt_id", "flags", "ESS/K", "k-hat", "max weight share", "log Z", "log Z s.e."],
+            rows,
+            f"flagged prompts in {label}",
+        )
+    )
     if len(flagged) > MAX_FLAGGED_ROWS:
         parts.append(note_html(f"... and {len(flagged) - MAX_FLAGGED_ROWS} more flagged prompts."))
     return "".join(parts)
@@ -65,7 +72,9 @@ def pair_table(series) -> str:
         [label, str(relative.size), str(ess.size), format_number(_median(ess)), format_number(_median(heaviest))]
         for label, relative, ess, heaviest in series
     ]
-    return html_table(["weights", "pairs", "prompts", "median ESS / pairs", "median weight of a prompt's heaviest pair"], rows)
+    return html_table(
+        ["weights", "pairs", "prompts", "median ESS / pairs", "median weight of a prompt's heaviest pair"], rows
+    )
 
 
 def _median(values: np.ndarray) -> float:
@@ -91,10 +100,16 @@ def eval_table(rows) -> str:
     """Per eval: prompts, samples, the two bootstrapped means, then the pooled metrics of its summary.json."""
     extra_keys = list(dict.fromkeys(k for *_, pooled in rows for k in pooled))[:MAX_POOLED_COLUMNS]
     body = [
-        [source.label, str(correct.n), str(n_samples), interval_text(correct), interval_text(reward),
-         *(format_number(pooled.get(k, math.nan)) for k in extra_keys)]
+        [
+            source.label,
+            str(correct.n),
+            str(n_samples),
+            interval_text(correct),
+            interval_text(reward),
+            *(format_number(pooled.get(k, math.nan)) for k in extra_keys),
+        ]
         for source, n_samples, (correct, reward), pooled in rows
-    ]  # fmt: skip
+    ]
     headers = ["eval", "prompts", "samples", "mean correctness [95% CI]", "mean reward [95% CI]", *extra_keys]
     return html_table(headers, body)
 
@@ -173,13 +188,15 @@ def _provenance(sources) -> str:
         inputs = prov.get("inputs") or {}
         input_paths = {ref.get("path") for ref in inputs.values() if isinstance(ref, dict)}
         highlights = [
-            f"{k}={v}" for k, v in config.items()
+            f"{k}={v}"
+            for k, v in config.items()
             if k not in NOT_HIGHLIGHTS and v is not None and not isinstance(v, (list, dict)) and v not in input_paths
-        ][:12]  # fmt: skip
+        ][:12]
         used = [
             f"{role} {ref.get('path')} ({str(ref.get('sha256', ''))[:12]})"
-            for role, ref in inputs.items() if isinstance(ref, dict)
-        ]  # fmt: skip
+            for role, ref in inputs.items()
+            if isinstance(ref, dict)
+        ]
         head = (
             f"<b>{_e(item.label)}</b> <code>{_e(str(item.path))}</code> · {_e(prov.get('stage', 'unknown stage'))}"
             f" · {_e(prov.get('created_at', 'time unknown'))} · sha256 {_e((item.sha256 or '?')[:12])}"

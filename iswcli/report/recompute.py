@@ -22,6 +22,7 @@ from iswcli.report.discovery import Found, Source
 if TYPE_CHECKING:
     pass
 
+
 def read_source(found: Found, source: Source, spec: artifacts.ArtifactSpec, columns):
     """The artifact, or None with a note: one bad artifact should not sink the whole report."""
     try:
@@ -102,15 +103,19 @@ def relative_log_weights(source: Source, z_table: pa.Table) -> tuple[np.ndarray 
     use_ref = prov.get("log_ratio") == LOG_RATIO_REF
     try:
         scored = load_scored(
-            proposal, scores,
+            proposal,
+            scores,
             sample_columns=["logprob_q"] if use_ref else [],
             score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
             purpose="recomputing log-weights",
-        )  # fmt: skip
+        )
     except IswtError as exc:
         return None, f"{source.label}: log-weights not recomputed ({exc})."
     if (scored.samples.sha256, scored.scores.sha256) != (proposal_sha, scores_sha):
-        return None, f"{source.label}: {proposal} or {scores} changed since log Z was estimated; log-weights not recomputed."
+        return (
+            None,
+            f"{source.label}: {proposal} or {scores} changed since log Z was estimated; log-weights not recomputed.",
+        )
     reward = float_column(scored.table, "reward")
     if config.get("reward_transform") == "group-zscore":
         reward = estimators.group_zscore(reward, scored.group)
@@ -152,9 +157,14 @@ def iso_series(source: Source, gammas) -> tuple[list, str]:
     for gamma in gammas:
         try:
             table = pairing.weight_pairs(
-                codes, sample_idx, reward, method="iso", gamma=gamma,
-                rng=np.random.default_rng(config.get("seed", 0)), **options,
-            )  # fmt: skip
+                codes,
+                sample_idx,
+                reward,
+                method="iso",
+                gamma=gamma,
+                rng=np.random.default_rng(config.get("seed", 0)),
+                **options,
+            )
         except IswtError as exc:
             return series, f"{source.label}: iso weights not recomputed ({exc})."
         series.append((f"iso γ={gamma:g}", *relative_weights(table.prompt_id, table.weight)))

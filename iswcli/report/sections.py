@@ -104,7 +104,9 @@ def _diversity_overview(found: Found, config: ReportConfig) -> list[str]:
             table, _ = read_columns(source.path, "diversity", [n for n, _ in DIVERSITY_METRICS])
         except IswtError:
             continue
-        cis = [metrics.bootstrap_ci(float_column(table, n), config.bootstrap, config.seed) for n, _ in DIVERSITY_METRICS]
+        cis = [
+            metrics.bootstrap_ci(float_column(table, n), config.bootstrap, config.seed) for n, _ in DIVERSITY_METRICS
+        ]
         rows.append([source.label, *(interval_text(ci) for ci in cis)])
     if not rows:
         return []
@@ -125,8 +127,15 @@ def _log_z_overview(found: Found) -> list[str]:
         flagged = sum(1 for row in flags if row)
         shown = ", ".join(f"{name} {n}" for name, n in sorted(counts.items(), key=lambda c: -c[1])) or "none"
         median_ess = float(np.nanmedian(float_column(table, "ess_frac"))) if table.num_rows else float("nan")
-        rows.append([source.label, str(table.num_rows), f"{flagged} ({flagged / max(table.num_rows, 1):.0%})",
-                     f"{median_ess:.2f}", shown])  # fmt: skip
+        rows.append(
+            [
+                source.label,
+                str(table.num_rows),
+                f"{flagged} ({flagged / max(table.num_rows, 1):.0%})",
+                f"{median_ess:.2f}",
+                shown,
+            ]
+        )
     if not rows:
         return []
     headers = ["log Z", "prompts", "prompts flagged", "median ESS/K", "flags"]
@@ -164,9 +173,7 @@ def importance_section(found: Found, config: ReportConfig, figures: FigureWriter
         low_ess = float((source.provenance.get("config") or {}).get("low_ess") or estimators.LOW_ESS_FRAC)
         notes = [n for n in table["khat_note"].to_pylist() if n]
         khat_note = max(set(notes), key=notes.count) if notes else ""
-        fig = plots.z_figure(
-            relative, float_column(table, "ess_frac"), float_column(table, "khat"), low_ess, khat_note
-        )
+        fig = plots.z_figure(relative, float_column(table, "ess_frac"), float_column(table, "khat"), low_ess, khat_note)
         blocks.append(figures.add(fig, f"importance-{source.label}", f"importance weights of {source.label}"))
         if note:
             blocks.append(note_html(note))
@@ -286,10 +293,12 @@ def diversity_section(found: Found, config: ReportConfig, figures: FigureWriter)
         except IswtError as exc:
             found.notes.append(f"{exc}; skipped")
             continue
-        intervals.append([
-            metrics.bootstrap_ci(float_column(table, name), config.bootstrap, config.seed)
-            for name, _ in DIVERSITY_METRICS
-        ])  # fmt: skip
+        intervals.append(
+            [
+                metrics.bootstrap_ci(float_column(table, name), config.bootstrap, config.seed)
+                for name, _ in DIVERSITY_METRICS
+            ]
+        )
         used.append(source)
     if not used:
         return []
@@ -298,9 +307,7 @@ def diversity_section(found: Found, config: ReportConfig, figures: FigureWriter)
         (title, labels, *interval_arrays([row[i] for row in intervals]))
         for i, (_, title) in enumerate(DIVERSITY_METRICS)
     ]
-    table_rows = [
-        [s.label, str(row[0].n), *(interval_text(ci) for ci in row)] for s, row in zip(used, intervals)
-    ]
+    table_rows = [[s.label, str(row[0].n), *(interval_text(ci) for ci in row)] for s, row in zip(used, intervals)]
     blocks = [
         figures.add(plots.interval_bars_figure(panels), "diversity", "diversity comparison"),
         html_table(["artifact", "prompts", *(title for _, title in DIVERSITY_METRICS)], table_rows),
@@ -335,8 +342,12 @@ def exact_target_section(found: Found, config: ReportConfig, figures: FigureWrit
         except (OSError, KeyError, pa.ArrowException) as exc:
             found.notes.append(f"{path}: not a readable target artifact ({exc}); skipped")
             continue
-        cis = {name: metrics.bootstrap_ci(np.array([v[name] for v in per.values()], dtype=float), config.bootstrap,
-                                          config.seed) for name in exact_targets.SUMMARY_METRICS}  # fmt: skip
+        cis = {
+            name: metrics.bootstrap_ci(
+                np.array([v[name] for v in per.values()], dtype=float), config.bootstrap, config.seed
+            )
+            for name in exact_targets.SUMMARY_METRICS
+        }
         rows.append(cis)
         used.append(source)
     if not used:
@@ -344,7 +355,9 @@ def exact_target_section(found: Found, config: ReportConfig, figures: FigureWrit
     labels = [s.label for s in used]
     panels = [(title, labels, *interval_arrays([r[name] for r in rows])) for name, title in EXACT_PANELS]
     shown = [name for name in exact_targets.SUMMARY_METRICS if any(r[name].n for r in rows)]
-    table_rows = [[s.label, str(r["kl_set"].n), *(interval_text(r[name]) for name in shown)] for s, r in zip(used, rows)]
+    table_rows = [
+        [s.label, str(r["kl_set"].n), *(interval_text(r[name]) for name in shown)] for s, r in zip(used, rows)
+    ]
     blocks = [
         figures.add(plots.interval_bars_figure(panels), "exact-target", "exact target comparison"),
         html_table(["eval", "prompts", *shown], table_rows),

@@ -120,11 +120,11 @@ def require_fields(reward: str, items: list[RewardItem], *keys: str) -> None:
     for i, item in enumerate(items):
         for key in keys:
             if item.fields.get(key) is None:
-                raise IswtError(f"{reward} reward: task field {key!r} is missing "
-                                f"(item {i} of the batch); the prompts need a "
-                                f"{key!r} column")
-
-
+                raise IswtError(
+                    f"{reward} reward: task field {key!r} is missing "
+                    f"(item {i} of the batch); the prompts need a "
+                    f"{key!r} column"
+                )
 
 
 def describe_key(key: tuple) -> str:
@@ -142,7 +142,7 @@ def prompt_messages(item: RewardItem) -> list[dict]:
 
 
 def chunks(seq: list, size: int) -> list[list]:
-    return [seq[i:i + size] for i in range(0, len(seq), max(1, size))]
+    return [seq[i : i + size] for i in range(0, len(seq), max(1, size))]
 
 
 def reward_model_path(reward: str, spec: str | None):
@@ -171,4 +171,4 @@ def model_identity(ref, path: str) -> dict:
 def quote(s: str, limit: int = 60) -> str:
     """s in double quotes, shortened for an info line."""
     s = " ".join(s.split())
-    return '"' + (s if len(s) <= limit else s[:limit - 3] + "...") + '"'
+    return '"' + (s if len(s) <= limit else s[: limit - 3] + "...") + '"'

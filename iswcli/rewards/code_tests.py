@@ -16,8 +16,7 @@ from iswcli.rewards.base import (
     require_fields,
 )
 
-_FENCE = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\n(.*?)(?:```|\Z)",
-                    re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```[ \t]*(python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
 
 def fenced_code(response: str, entry_point: str) -> str | None:
@@ -59,15 +58,13 @@ def build_job(item: RewardItem) -> tuple[sandbox.SplitJob, str]:
     else:
         body, how = item.prompt + item.response, "completion"
     trusted = item.prompt if _compiles(item.prompt) else ""
-    return sandbox.SplitJob(candidate=body, entry_point=entry, test=test,
-                            trusted=trusted), how
+    return sandbox.SplitJob(candidate=body, entry_point=entry, test=test, trusted=trusted), how
 
 
 def _with_test_alias(item: RewardItem) -> RewardItem:
     """The item with 'tests' copied to 'test' when only the alias is given."""
     if item.fields.get("test") is None and item.fields.get("tests") is not None:
-        return RewardItem(item.prompt, item.response,
-                          {**item.fields, "test": item.fields["tests"]})
+        return RewardItem(item.prompt, item.response, {**item.fields, "test": item.fields["tests"]})
     return item
 
 
@@ -104,8 +101,11 @@ class CodeReward(BaseReward):
         require_fields("code", items, "test", "entry_point")
         built = [build_job(item) for item in items]
         results = sandbox.run_split_many(
-            [job for job, _ in built], workers=self.options.workers,
-            timeout_s=self.options.timeout_s, memory_mb=self.options.memory_mb)
+            [job for job, _ in built],
+            workers=self.options.workers,
+            timeout_s=self.options.timeout_s,
+            memory_mb=self.options.memory_mb,
+        )
         return [_code_result(r, how) for r, (_, how) in zip(results, built)]
 
 
@@ -114,8 +114,7 @@ def _code_result(result: sandbox.SandboxResult, how: str) -> RewardResult:
     if result.status == "passed":
         info = "passed"
     elif result.status == "timeout":
-        info = result.detail if result.detail.startswith("timeout") \
-            else f"timeout: {result.detail}"
+        info = result.detail if result.detail.startswith("timeout") else f"timeout: {result.detail}"
     else:
         info = f"{result.status}: {result.detail}"
     if how != "completion":

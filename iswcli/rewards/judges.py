@@ -38,14 +38,13 @@ def classify(model, sequences: list[list[int]], pad_id: int) -> list[float]:
     import torch
 
     ends = {seq[-1] for seq in sequences if seq}
-    pad = pad_id if pad_id is not None and pad_id not in ends else \
-        min(set(range(len(ends) + 1)) - ends)
+    pad = pad_id if pad_id is not None and pad_id not in ends else min(set(range(len(ends) + 1)) - ends)
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for row, seq in enumerate(sequences):
-        ids[row, :len(seq)] = torch.tensor(seq, dtype=torch.long)
-        mask[row, :len(seq)] = 1
+        ids[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        mask[row, : len(seq)] = 1
     device = next(model.parameters()).device
     model.config.get_text_config().pad_token_id = pad
     with torch.inference_mode():
@@ -71,11 +70,9 @@ class RewardModelReward(BaseReward):
         try:
             labels = AutoConfig.from_pretrained(self.path).num_labels
         except (OSError, ValueError) as exc:
-            raise IswtError(f"--reward rm:{spec}: cannot read its config "
-                            f"({first_line(exc)})") from None
+            raise IswtError(f"--reward rm:{spec}: cannot read its config ({first_line(exc)})") from None
         if labels != 1:
-            raise IswtError(f"--reward rm:{spec}: has {labels} labels; a scalar reward "
-                            "model has num_labels=1")
+            raise IswtError(f"--reward rm:{spec}: has {labels} labels; a scalar reward model has num_labels=1")
 
     def provenance(self) -> dict:
         return {"reward_model": model_identity(self.ref, self.path)}
@@ -101,8 +98,10 @@ class RewardModelReward(BaseReward):
         for chunk in chunks(sequences, self.options.batch_size):
             scores += classify(model, chunk, tokenizer.pad_token_id)
         how = "chat template" if tokenizer.chat_template else "plain text"
-        return [RewardResult(score, f"reward model score ({how}, {len(seq)} tokens)")
-                for score, seq in zip(scores, sequences)]
+        return [
+            RewardResult(score, f"reward model score ({how}, {len(seq)} tokens)")
+            for score, seq in zip(scores, sequences)
+        ]
 
 
 @register_reward("rm")
@@ -123,9 +122,11 @@ JUDGE_QUESTION = (
 def parse_baseline(value: str | None) -> int | str:
     """--baseline: a sample_idx (whole number) or an existing file/dir/glob."""
     if value is None:
-        raise IswtError("--reward pairwise needs --baseline: a sample_idx (that sample "
-                        "of the same prompt) or a samples/eval file with one response "
-                        "per prompt_id")
+        raise IswtError(
+            "--reward pairwise needs --baseline: a sample_idx (that sample "
+            "of the same prompt) or a samples/eval file with one response "
+            "per prompt_id"
+        )
     if re.fullmatch(r"\s*\d+\s*", value):
         return int(value)
     from iswcli import artifacts
@@ -133,8 +134,9 @@ def parse_baseline(value: str | None) -> int | str:
     try:
         artifacts.resolve_files(value)
     except IswtError as exc:
-        raise IswtError(f"--baseline {value}: neither a sample_idx (a whole number) nor a "
-                        f"samples/eval file ({exc})") from None
+        raise IswtError(
+            f"--baseline {value}: neither a sample_idx (a whole number) nor a samples/eval file ({exc})"
+        ) from None
     return value
 
 
@@ -158,8 +160,9 @@ def load_baselines(baseline: int | str, samples: str | None) -> tuple[dict[str, 
     """prompt_id -> baseline response, and what provenance records about it."""
     if isinstance(baseline, int):
         if samples is None:
-            raise IswtError(f"--baseline {baseline}: a sample_idx baseline needs the "
-                            "samples artifact (RewardOptions.samples)")
+            raise IswtError(
+                f"--baseline {baseline}: a sample_idx baseline needs the samples artifact (RewardOptions.samples)"
+            )
         rows = _read_responses(samples, f"--baseline {baseline}").table.to_pylist()
         chosen = {r["prompt_id"]: r["response"] for r in rows if r["sample_idx"] == baseline}
         return chosen, {"sample_idx": baseline}
@@ -167,9 +170,11 @@ def load_baselines(baseline: int | str, samples: str | None) -> tuple[dict[str, 
     chosen: dict[str, str] = {}
     for row in art.table.to_pylist():
         if row["prompt_id"] in chosen:
-            raise IswtError(f"--baseline {baseline}: prompt_id {row['prompt_id']!r} has "
-                            "more than one response; the file needs one per prompt_id "
-                            "(or give --baseline SAMPLE_IDX)")
+            raise IswtError(
+                f"--baseline {baseline}: prompt_id {row['prompt_id']!r} has "
+                "more than one response; the file needs one per prompt_id "
+                "(or give --baseline SAMPLE_IDX)"
+            )
         chosen[row["prompt_id"]] = row["response"]
     return chosen, {"file": art.ref()}
 
@@ -201,8 +206,7 @@ class PairwiseReward(BaseReward):
         self._loaded = None
 
     def provenance(self) -> dict:
-        return {"judge_model": model_identity(self.ref, self.path),
-                "baseline": self.baseline_record}
+        return {"judge_model": model_identity(self.ref, self.path), "baseline": self.baseline_record}
 
     def check_items(self, items: list[RewardItem]) -> None:
         """Every item needs its key and a baseline for its prompt."""
@@ -210,8 +214,7 @@ class PairwiseReward(BaseReward):
             if len(item.key) != 2:
                 raise IswtError("pairwise reward: items need their key (prompt_id, sample_idx)")
             if item.key[0] not in self.baselines:
-                raise IswtError(f"--baseline {self.baseline}: no baseline response for "
-                                f"prompt_id {item.key[0]!r}")
+                raise IswtError(f"--baseline {self.baseline}: no baseline response for prompt_id {item.key[0]!r}")
 
     def _load(self):
         if self._loaded is None:
@@ -228,15 +231,18 @@ class PairwiseReward(BaseReward):
         letters = ("A", "B") if tokenizer.chat_template else (" A", " B")
         ids = [tokenizer.encode(x, add_special_tokens=False) for x in letters]
         if any(len(i) != 1 for i in ids):
-            raise IswtError(f"--reward pairwise:{self.ref.spec}: the judge's tokenizer "
-                            "does not encode the answers A and B as single tokens")
+            raise IswtError(
+                f"--reward pairwise:{self.ref.spec}: the judge's tokenizer "
+                "does not encode the answers A and B as single tokens"
+            )
         return ids[0][0], ids[1][0]
 
     def _judge_prompt(self, tokenizer, item: RewardItem, a: str, b: str) -> list[int]:
         question = JUDGE_QUESTION.format(request=_request_text(item), a=a, b=b)
         if tokenizer.chat_template:
-            text = tokenizer.apply_chat_template([{"role": "user", "content": question}],
-                                                 add_generation_prompt=True, tokenize=False)
+            text = tokenizer.apply_chat_template(
+                [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False
+            )
             return tokenizer(text, add_special_tokens=False)["input_ids"]
         return tokenizer(question + "\nAnswer:")["input_ids"]
 
@@ -255,15 +261,16 @@ class PairwiseReward(BaseReward):
         results = []
         for i in range(len(items)):
             as_a, as_b = margins[2 * i], -margins[2 * i + 1]
-            results.append(RewardResult(
-                (as_a + as_b) / 2,
-                f"judge prefers response over baseline by {as_a:+.3f} (response as A), "
-                f"{as_b:+.3f} (response as B)"))
+            results.append(
+                RewardResult(
+                    (as_a + as_b) / 2,
+                    f"judge prefers response over baseline by {as_a:+.3f} (response as A), {as_b:+.3f} (response as B)",
+                )
+            )
         return results
 
 
-def letter_margins(model, prompts: list[list[int]], pad_id: int,
-                   letters: tuple[int, int]) -> list[float]:
+def letter_margins(model, prompts: list[list[int]], pad_id: int, letters: tuple[int, int]) -> list[float]:
     """logit(A) - logit(B) of the next token after each prompt (left padded)."""
     import torch
 
@@ -272,8 +279,11 @@ def letter_margins(model, prompts: list[list[int]], pad_id: int,
     device = next(model.parameters()).device
     ids, mask = pad_left(prompts, pad_id if pad_id is not None else 0, device)
     with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask),
-                       logits_to_keep=1).logits[:, -1].double()
+        logits = (
+            model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), logits_to_keep=1)
+            .logits[:, -1]
+            .double()
+        )
     return (logits[:, letters[0]] - logits[:, letters[1]]).tolist()
 
 

@@ -83,7 +83,7 @@ def _delimit_bare_latex_answer(text: str) -> str:
     end = text.find("\n", start)
     end = len(text) if end < 0 else end
     rest = text[start:end]
-    if "\\" not in rest or any(d in text[phrases[-1].start():end] for d in ("$", "\\(", "\\[")):
+    if "\\" not in rest or any(d in text[phrases[-1].start() : end] for d in ("$", "\\(", "\\[")):
         return text
     answer = rest.strip().rstrip(".").strip()
     return f"{text[:start]}${answer}$.{text[end:]}" if answer else text
@@ -95,8 +95,7 @@ def _parse_math(text: str, timeout_s: int) -> list:
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
 
     config = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
-    return parse(normalize_math_text(text), extraction_config=config,
-                 parsing_timeout=timeout_s)
+    return parse(normalize_math_text(text), extraction_config=config, parsing_timeout=timeout_s)
 
 
 def _parse_gold(answer: str, timeout_s: int) -> list:
@@ -166,10 +165,10 @@ class MathReward(BaseReward):
         """Score every item in the calling (main) thread."""
         require_fields("math", items, "answer")
         if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError("math reward: call score_batch from the main thread "
-                               "(math-verify times out with SIGALRM)")
-        return [self.score_one(item.response, str(item.fields["answer"]))
-                for item in items]
+            raise RuntimeError(
+                "math reward: call score_batch from the main thread (math-verify times out with SIGALRM)"
+            )
+        return [self.score_one(item.response, str(item.fields["answer"])) for item in items]
 
     def score_one(self, response: str, answer: str) -> RewardResult:
         """Parse both sides, verify, explain."""
@@ -178,12 +177,12 @@ class MathReward(BaseReward):
         t = self.verify_timeout_s
         pred = _parse_math(response, t)
         if not pred:
-            return RewardResult(0.0, "nothing extracted (no \\boxed{}, answer phrase, "
-                                     f"math or number); answer {quote(answer)}")
+            return RewardResult(
+                0.0, f"nothing extracted (no \\boxed{{}}, answer phrase, math or number); answer {quote(answer)}"
+            )
         gold = _parse_gold(answer, t)
         if not gold:
-            return RewardResult(0.0, f"extracted {quote(_shown(pred))}; the answer "
-                                     f"{quote(answer)} could not be parsed")
+            return RewardResult(0.0, f"extracted {quote(_shown(pred))}; the answer {quote(answer)} could not be parsed")
         ok = verify(gold, pred, timeout_seconds=t)
         verdict = "matches" if ok else "does not match"
         why = f"extracted {quote(_shown(pred))}; {verdict} answer {quote(answer)} (math-verify)"

@@ -26,8 +26,7 @@ def import_user_module(name: str, label: str):
         if name.endswith(".py"):
             if not os.path.isfile(name):
                 raise IswtError(f"--reward {label}: no such file {name}")
-            spec = importlib.util.spec_from_file_location(
-                os.path.splitext(os.path.basename(name))[0], name)
+            spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(name))[0], name)
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             return module
@@ -38,8 +37,7 @@ def import_user_module(name: str, label: str):
     except IswtError:
         raise
     except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
-        raise IswtError(f"--reward {label}: cannot import {name!r} "
-                        f"({type(exc).__name__}: {first_line(exc)})") from None
+        raise IswtError(f"--reward {label}: cannot import {name!r} ({type(exc).__name__}: {first_line(exc)})") from None
 
 
 def user_row(item: RewardItem) -> dict:
@@ -66,8 +64,7 @@ class PythonReward(BaseReward):
         module = import_user_module(module_name, self.label)
         self.function = getattr(module, function_name, None)
         if not callable(self.function):
-            raise IswtError(f"--reward {self.label}: module {module_name!r} has no "
-                            f"function {function_name!r}")
+            raise IswtError(f"--reward {self.label}: module {module_name!r} has no function {function_name!r}")
         self.file = getattr(module, "__file__", None)
 
     def provenance(self) -> dict:
@@ -86,12 +83,12 @@ class PythonReward(BaseReward):
         try:
             out = self.function(user_row(item), item.response)
         except Exception as exc:  # noqa: BLE001 - reported per sample by the caller
-            return RewardResult(math.nan, f"error: {self.label} raised "
-                                          f"{type(exc).__name__}: {first_line(exc)}")
+            return RewardResult(math.nan, f"error: {self.label} raised {type(exc).__name__}: {first_line(exc)}")
         value, info = out if isinstance(out, tuple) and len(out) == 2 else (out, None)
         if not isinstance(value, numbers.Real):
-            return RewardResult(math.nan, f"error: {self.label} returned {quote(repr(out))}, "
-                                          "expected a float or (float, info)")
+            return RewardResult(
+                math.nan, f"error: {self.label} returned {quote(repr(out))}, expected a float or (float, info)"
+            )
         return RewardResult(float(value), self.label if info is None else str(info))
 
 

@@ -56,8 +56,12 @@ TAIL_CHARS = 2000
 # Exception types that mean the program could not even be set up (bad code),
 # as opposed to a test that ran and failed.
 SETUP_ERRORS = {
-    "SyntaxError", "IndentationError", "TabError",
-    "NameError", "ImportError", "ModuleNotFoundError",
+    "SyntaxError",
+    "IndentationError",
+    "TabError",
+    "NameError",
+    "ImportError",
+    "ModuleNotFoundError",
 }
 
 # Runs first inside the sandbox: lowers the resource limits, then replaces
@@ -95,8 +99,13 @@ else:
 
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 _SYSTEM_FILES = (
-    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d",
-    "/etc/localtime", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
 )
 
 
@@ -135,15 +144,16 @@ def sandbox_isolation() -> Isolation:
     """Probe bubblewrap once (cached) and say which isolation runs will get."""
     bwrap = _bwrap_path()
     if bwrap is None:
-        return _fallback(f"bubblewrap (bwrap) is not installed; install the "
-                         f"Debian package '{BWRAP_PACKAGE}'")
+        return _fallback(f"bubblewrap (bwrap) is not installed; install the Debian package '{BWRAP_PACKAGE}'")
     problem = _bwrap_self_check()
     if problem:
         return _fallback(f"bubblewrap self-check failed ({problem})")
     detail = f"{_bwrap_version(bwrap)} at {bwrap}"
     if os.geteuid() == 0:
-        detail += ("; running as root: capabilities dropped, RLIMIT_NPROC not "
-                   "enforced by the kernel (PID namespace + timeout bound forks)")
+        detail += (
+            "; running as root: capabilities dropped, RLIMIT_NPROC not "
+            "enforced by the kernel (PID namespace + timeout bound forks)"
+        )
     return Isolation("bubblewrap", "", detail)
 
 
@@ -155,8 +165,9 @@ def _bwrap_path() -> str | None:
 
 def _fallback(reason: str) -> Isolation:
     """The rlimits-only isolation, with a warning that says what is lost."""
-    warning = (f"sandbox: {reason}; generated code runs with resource limits "
-               "only: no file-system, network or PID isolation")
+    warning = (
+        f"sandbox: {reason}; generated code runs with resource limits only: no file-system, network or PID isolation"
+    )
     if os.geteuid() == 0:
         warning += ", and as root it can read and write anything root can"
     return Isolation("rlimits", warning, reason)
@@ -164,25 +175,31 @@ def _fallback(reason: str) -> Isolation:
 
 def _bwrap_version(bwrap: str) -> str:
     """`bwrap --version`'s answer, e.g. 'bubblewrap 0.8.0'."""
-    done = subprocess.run([bwrap, "--version"], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=10)
+    done = subprocess.run([bwrap, "--version"], capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=10)
     return done.stdout.strip() or "bubblewrap (unknown version)"
 
 
 def _bwrap_self_check() -> str:
     """Run a probe program under bwrap; '' if it works, else why not."""
-    result = _run(_PROBE, "bubblewrap", timeout_s=30.0, memory_mb=1024,
-                  max_processes=64, max_file_mb=1, success_marker=None)
+    result = _run(
+        _PROBE, "bubblewrap", timeout_s=30.0, memory_mb=1024, max_processes=64, max_file_mb=1, success_marker=None
+    )
     if result.status == "passed":
         return ""
     tail = result.stderr_tail.strip().splitlines()
     return tail[-1] if tail else f"exit status {result.returncode}"
 
 
-def run_python(source: str, *, timeout_s: float = 10.0, memory_mb: int = 1024,
-               max_processes: int = 64, max_file_mb: int = 64,
-               success_marker: str | None = None,
-               isolation: str | None = None) -> SandboxResult:
+def run_python(
+    source: str,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    max_processes: int = 64,
+    max_file_mb: int = 64,
+    success_marker: str | None = None,
+    isolation: str | None = None,
+) -> SandboxResult:
     """Run `source` as a Python program in the sandbox and classify the outcome.
 
     Exit 0 is 'passed' (with `success_marker`, only if stdout ends with that
@@ -193,13 +210,18 @@ def run_python(source: str, *, timeout_s: float = 10.0, memory_mb: int = 1024,
     (or demands 'bubblewrap'); by default the probed best is used.
     """
     kind = choose_isolation(isolation)
-    return _run(source, kind, timeout_s=timeout_s, memory_mb=memory_mb,
-                max_processes=max_processes, max_file_mb=max_file_mb,
-                success_marker=success_marker)
+    return _run(
+        source,
+        kind,
+        timeout_s=timeout_s,
+        memory_mb=memory_mb,
+        max_processes=max_processes,
+        max_file_mb=max_file_mb,
+        success_marker=success_marker,
+    )
 
 
-def run_many(sources: list[str], *, workers: int = 4,
-             **options) -> list[SandboxResult]:
+def run_many(sources: list[str], *, workers: int = 4, **options) -> list[SandboxResult]:
     """Run several programs, `workers` at a time; results keep input order."""
     if workers < 1:
         raise IswtError(f"--workers {workers}: must be at least 1")
@@ -218,24 +240,33 @@ def choose_isolation(requested: str | None) -> str:
     if requested == "bubblewrap":
         probe = sandbox_isolation()
         if probe.kind != "bubblewrap":
-            raise IswtError(f"sandbox: bubblewrap was required but is not "
-                            f"usable: {probe.detail}")
+            raise IswtError(f"sandbox: bubblewrap was required but is not usable: {probe.detail}")
         return requested
-    raise IswtError(f"sandbox isolation {requested!r}: must be 'bubblewrap' "
-                    "or 'rlimits'")
+    raise IswtError(f"sandbox isolation {requested!r}: must be 'bubblewrap' or 'rlimits'")
 
 
-def _run(source: str, kind: str, *, timeout_s: float, memory_mb: int,
-         max_processes: int, max_file_mb: int,
-         success_marker: str | None) -> SandboxResult:
+def _run(
+    source: str,
+    kind: str,
+    *,
+    timeout_s: float,
+    memory_mb: int,
+    max_processes: int,
+    max_file_mb: int,
+    success_marker: str | None,
+) -> SandboxResult:
     """Write the program into a fresh directory, run it there, clean up."""
     workdir = tempfile.mkdtemp(prefix="iswt-sandbox-")
     try:
         program = os.path.join(workdir, "main.py")
         with open(program, "w", encoding="utf-8") as f:
             f.write(source)
-        limits = [str(max(1, int(timeout_s + 1.999))), str(int(memory_mb * 2**20)),
-                  str(int(max_file_mb * 2**20)), str(max_processes)]
+        limits = [
+            str(max(1, int(timeout_s + 1.999))),
+            str(int(memory_mb * 2**20)),
+            str(int(max_file_mb * 2**20)),
+            str(max_processes),
+        ]
         argv = [sys.executable, "-I", "-c", _BOOTSTRAP, *limits, program]
         if kind == "bubblewrap":
             argv = bwrap_argv(workdir) + argv
@@ -259,11 +290,25 @@ def bwrap_argv(workdir: str, candidate: bool = False) -> list[str]:
         argv += ["--ro-bind", path, path]
     for path in masks:
         argv += ["--tmpfs", path, "--remount-ro", path]
-    argv += ["--proc", "/proc", "--dev", "/dev",
-             "--bind", workdir, workdir, "--chdir", workdir,
-             "--remount-ro", "/",
-             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-             "--die-with-parent", "--new-session"]
+    argv += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--bind",
+        workdir,
+        workdir,
+        "--chdir",
+        workdir,
+        "--remount-ro",
+        "/",
+        "--unshare-net",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--die-with-parent",
+        "--new-session",
+    ]
     if os.geteuid() == 0:
         argv += ["--cap-drop", "ALL"]
     return argv + ["--"]
@@ -274,8 +319,7 @@ def _interpreter_dirs() -> tuple[str, ...]:
     """Directories the interpreter needs that the system dirs do not cover."""
     real_home = os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))
     found = set()
-    for path in (sys.prefix, sys.base_prefix, sys.exec_prefix,
-                 sys.base_exec_prefix, real_home):
+    for path in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, real_home):
         for p in (path, os.path.realpath(path)):
             covered = any(p == d or p.startswith(d + "/") for d in SYSTEM_DIRS)
             if os.path.isdir(p) and p != "/" and not covered:
@@ -283,24 +327,22 @@ def _interpreter_dirs() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def _execute(argv: list[str], workdir: str, kind: str, timeout_s: float,
-             success_marker: str | None) -> SandboxResult:
+def _execute(argv: list[str], workdir: str, kind: str, timeout_s: float, success_marker: str | None) -> SandboxResult:
     """Start the child, enforce the wall clock, collect and classify."""
     env = scrubbed_env(workdir)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(
+            argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+        )
         finished = wait_unreaped(proc.pid, start + timeout_s)
         kill_group(proc.pid)  # the leader is not reaped yet: no PID reuse race
         returncode = proc.wait()
         duration = time.monotonic() - start
         stdout_tail, stderr_tail = tail(out), tail(err)
     if not finished:
-        return SandboxResult("timeout", returncode, stderr_tail, kind,
-                             f"timeout after {timeout_s:.1f}s", duration)
-    status, detail = _classify(returncode, kind, stdout_tail, stderr_tail,
-                               success_marker)
+        return SandboxResult("timeout", returncode, stderr_tail, kind, f"timeout after {timeout_s:.1f}s", duration)
+    status, detail = _classify(returncode, kind, stdout_tail, stderr_tail, success_marker)
     return SandboxResult(status, returncode, stderr_tail, kind, detail, duration)
 
 
@@ -308,9 +350,13 @@ def scrubbed_env(workdir: str) -> dict[str, str]:
     """A minimal environment: nothing inherited from the parent."""
     return {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-        "HOME": workdir, "TMPDIR": workdir,
-        "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
     }
 
 
@@ -343,8 +389,9 @@ def tail(stream) -> str:
     return stream.read().decode("utf-8", errors="replace")[-TAIL_CHARS:]
 
 
-def _classify(returncode: int, kind: str, stdout_tail: str, stderr_tail: str,
-              success_marker: str | None) -> tuple[str, str]:
+def _classify(
+    returncode: int, kind: str, stdout_tail: str, stderr_tail: str, success_marker: str | None
+) -> tuple[str, str]:
     """Map an exit status and stderr to (status, short detail)."""
     if kind == "bubblewrap" and stderr_tail.startswith("bwrap:") and returncode:
         return "error", "sandbox failure: " + stderr_tail.splitlines()[0][:160]
@@ -386,8 +433,12 @@ def exception_summary(stderr: str) -> tuple[str | None, str]:
     for i in range(len(lines) - 1, -1, -1):
         line = lines[i]
         head = line.split(":", 1)[0]
-        if (line and not line[0].isspace() and head.replace(".", "").isidentifier()
-                and any(l.lstrip().startswith('File "') for l in lines[:i])):
+        if (
+            line
+            and not line[0].isspace()
+            and head.replace(".", "").isidentifier()
+            and any(l.lstrip().startswith('File "') for l in lines[:i])
+        ):
             where = _failing_line(lines[:i])
             text = line if len(line) <= 120 else line[:117] + "..."
             return head.rsplit(".", 1)[-1], text + (f" at {where}" if where else "")
@@ -428,17 +479,22 @@ def candidate_dirs() -> tuple[tuple[str, ...], tuple[str, ...]]:
                 mounts.add(q)
     ver = f"python{sys.version_info.major}.{sys.version_info.minor}"
     masks = set()
-    candidates = [sysconfig.get_paths(vars={"base": sys.base_prefix,
-                                            "platbase": sys.base_exec_prefix})[k]
-                  for k in ("purelib", "platlib")]
+    candidates = [
+        sysconfig.get_paths(vars={"base": sys.base_prefix, "platbase": sys.base_exec_prefix})[k]
+        for k in ("purelib", "platlib")
+    ]
     candidates += list(getattr(site, "getsitepackages", list)())  # a venv under /usr, say
-    candidates += [site.getusersitepackages(), "/usr/lib/python3/dist-packages",
-                   f"/usr/local/lib/{ver}/dist-packages", f"/usr/local/lib/{ver}/site-packages",
-                   f"/usr/lib/{ver}/site-packages", f"/usr/lib/{ver}/dist-packages"]
+    candidates += [
+        site.getusersitepackages(),
+        "/usr/lib/python3/dist-packages",
+        f"/usr/local/lib/{ver}/dist-packages",
+        f"/usr/local/lib/{ver}/site-packages",
+        f"/usr/lib/{ver}/site-packages",
+        f"/usr/lib/{ver}/dist-packages",
+    ]
     visible = tuple(mounts) + SYSTEM_DIRS
     for path in candidates:
         real_path = os.path.realpath(path)
-        if os.path.isdir(real_path) and any(real_path == d or real_path.startswith(d + "/")
-                                            for d in visible):
+        if os.path.isdir(real_path) and any(real_path == d or real_path.startswith(d + "/") for d in visible):
             masks.add(real_path)
     return tuple(sorted(mounts)), tuple(sorted(masks))

@@ -166,7 +166,9 @@ def describe(exc):
 # Runs the candidate: argv = limits(4) max_bytes fd entry_point source_file.
 # Trusted only to the extent that it is the first code in its process; the
 # candidate can rewrite all of it, which changes nothing but its own replies.
-_CANDIDATE_RUNNER = _COMMON + r'''
+_CANDIDATE_RUNNER = (
+    _COMMON
+    + r"""
 import types
 entry, path = sys.argv[7], sys.argv[8]
 with open(path, encoding="utf-8") as f:
@@ -208,12 +210,15 @@ while True:
         send({"not_plain": str(exc)})
     except (ValueError, RecursionError) as exc:
         send({"not_plain": f"a value that cannot be encoded ({exc})"})
-'''
+"""
+)
 
 # Runs the trusted code and the test: argv = limits(4) max_bytes fd; stdin
 # holds {"trusted": prompt, "test": test, "entry_point": ..., "check": ...}.
 # The verdict is the one JSON line it writes to its original stdout.
-_HARNESS_RUNNER = _COMMON + r'''
+_HARNESS_RUNNER = (
+    _COMMON
+    + r'''
 import builtins
 verdict_out = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)  # what the tests print goes to stderr
@@ -324,6 +329,7 @@ if state["fault"] is not None:
     verdict("failed", state["fault"])
 verdict("passed", "passed", calls=state["calls"])
 '''
+)
 
 
 @dataclass(frozen=True)
@@ -343,9 +349,15 @@ class SplitJob:
     check: str = "check"
 
 
-def run_split(job: SplitJob, *, timeout_s: float = 10.0, memory_mb: int = 1024,
-              max_processes: int = 64, max_file_mb: int = 64,
-              isolation: str | None = None) -> SandboxResult:
+def run_split(
+    job: SplitJob,
+    *,
+    timeout_s: float = 10.0,
+    memory_mb: int = 1024,
+    max_processes: int = 64,
+    max_file_mb: int = 64,
+    isolation: str | None = None,
+) -> SandboxResult:
     """Run `job.test` in a harness process against `job.candidate` in the sandbox.
 
     'passed' only when the harness's check() returned normally and every
@@ -361,28 +373,46 @@ def run_split(job: SplitJob, *, timeout_s: float = 10.0, memory_mb: int = 1024,
         program = os.path.join(cand_dir, "candidate.py")
         with open(program, "w", encoding="utf-8") as f:
             f.write(job.candidate)
-        limits = [str(max(1, int(timeout_s + 1.999))), str(int(memory_mb * 2**20)),
-                  str(int(max_file_mb * 2**20)), str(max_processes), str(MAX_MESSAGE_BYTES)]
+        limits = [
+            str(max(1, int(timeout_s + 1.999))),
+            str(int(memory_mb * 2**20)),
+            str(int(max_file_mb * 2**20)),
+            str(max_processes),
+            str(MAX_MESSAGE_BYTES),
+        ]
         ours, theirs = socket.socketpair()
         with ours, theirs:
-            cand_argv = [base_python(), "-I", "-c", _CANDIDATE_RUNNER, *limits,
-                         str(theirs.fileno()), job.entry_point, program]
+            cand_argv = [
+                base_python(),
+                "-I",
+                "-c",
+                _CANDIDATE_RUNNER,
+                *limits,
+                str(theirs.fileno()),
+                job.entry_point,
+                program,
+            ]
             if kind == "bubblewrap":
                 cand_argv = bwrap_argv(cand_dir, candidate=True) + cand_argv
-            harness_argv = [base_python(), "-I", "-S", "-c", _HARNESS_RUNNER, *limits,
-                            str(ours.fileno())]
-            payload = json.dumps({"trusted": job.trusted, "test": job.test,
-                                  "entry_point": job.entry_point, "check": job.check,
-                                  "setup_errors": sorted(SETUP_ERRORS)}).encode()
-            return _execute_split(cand_argv, cand_dir, (ours, theirs), harness_argv,
-                                  harness_dir, payload, kind, timeout_s)
+            harness_argv = [base_python(), "-I", "-S", "-c", _HARNESS_RUNNER, *limits, str(ours.fileno())]
+            payload = json.dumps(
+                {
+                    "trusted": job.trusted,
+                    "test": job.test,
+                    "entry_point": job.entry_point,
+                    "check": job.check,
+                    "setup_errors": sorted(SETUP_ERRORS),
+                }
+            ).encode()
+            return _execute_split(
+                cand_argv, cand_dir, (ours, theirs), harness_argv, harness_dir, payload, kind, timeout_s
+            )
     finally:
         shutil.rmtree(cand_dir, ignore_errors=True)
         shutil.rmtree(harness_dir, ignore_errors=True)
 
 
-def run_split_many(jobs: list[SplitJob], *, workers: int = 4,
-                   **options) -> list[SandboxResult]:
+def run_split_many(jobs: list[SplitJob], *, workers: int = 4, **options) -> list[SandboxResult]:
     """Several split runs, `workers` at a time; results keep input order."""
     if workers < 1:
         raise IswtError(f"--workers {workers}: must be at least 1")
@@ -392,23 +422,41 @@ def run_split_many(jobs: list[SplitJob], *, workers: int = 4,
         return list(pool.map(lambda j: run_split(j, **options), jobs))
 
 
-def _execute_split(cand_argv: list[str], cand_dir: str, sockets, harness_argv: list[str],
-                   harness_dir: str, payload: bytes, kind: str,
-                   timeout_s: float) -> SandboxResult:
+def _execute_split(
+    cand_argv: list[str],
+    cand_dir: str,
+    sockets,
+    harness_argv: list[str],
+    harness_dir: str,
+    payload: bytes,
+    kind: str,
+    timeout_s: float,
+) -> SandboxResult:
     """Start both processes, feed the harness, wait for its verdict."""
     ours, theirs = sockets
-    with tempfile.TemporaryFile() as cand_err, tempfile.TemporaryFile() as h_out, \
-            tempfile.TemporaryFile() as h_err:
+    with tempfile.TemporaryFile() as cand_err, tempfile.TemporaryFile() as h_out, tempfile.TemporaryFile() as h_err:
         start = time.monotonic()
-        cand = subprocess.Popen(cand_argv, cwd=cand_dir, env=scrubbed_env(cand_dir),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=cand_err, start_new_session=True,
-                                pass_fds=(theirs.fileno(),))
+        cand = subprocess.Popen(
+            cand_argv,
+            cwd=cand_dir,
+            env=scrubbed_env(cand_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=cand_err,
+            start_new_session=True,
+            pass_fds=(theirs.fileno(),),
+        )
         try:
-            harness = subprocess.Popen(harness_argv, cwd=harness_dir,
-                                       env=scrubbed_env(harness_dir), stdin=subprocess.PIPE,
-                                       stdout=h_out, stderr=h_err, start_new_session=True,
-                                       pass_fds=(ours.fileno(),))
+            harness = subprocess.Popen(
+                harness_argv,
+                cwd=harness_dir,
+                env=scrubbed_env(harness_dir),
+                stdin=subprocess.PIPE,
+                stdout=h_out,
+                stderr=h_err,
+                start_new_session=True,
+                pass_fds=(ours.fileno(),),
+            )
         except BaseException:
             kill_group(cand.pid)
             cand.wait()
@@ -424,23 +472,21 @@ def _execute_split(cand_argv: list[str], cand_dir: str, sockets, harness_argv: l
         if finished and '"gone"' in tail(h_out):
             # the candidate went away: let it finish dying, for its exit status
             wait_unreaped(cand.pid, min(start + timeout_s, time.monotonic() + 1.0))
-        cand_done = bool(os.waitid(os.P_PID, cand.pid,
-                                   os.WEXITED | os.WNOHANG | os.WNOWAIT))
+        cand_done = bool(os.waitid(os.P_PID, cand.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT))
         for proc in (harness, cand):
             kill_group(proc.pid)
         harness_rc, cand_rc = harness.wait(), cand.wait()
         duration = time.monotonic() - start
         verdict_text, h_tail, cand_tail = tail(h_out), tail(h_err), tail(cand_err)
     if not finished:
-        return SandboxResult("timeout", cand_rc, cand_tail, kind,
-                             f"timeout after {timeout_s:.1f}s", duration)
-    status, detail = _split_verdict(verdict_text, harness_rc, h_tail,
-                                    cand_rc if cand_done else None, cand_tail, kind)
+        return SandboxResult("timeout", cand_rc, cand_tail, kind, f"timeout after {timeout_s:.1f}s", duration)
+    status, detail = _split_verdict(verdict_text, harness_rc, h_tail, cand_rc if cand_done else None, cand_tail, kind)
     return SandboxResult(status, cand_rc, cand_tail, kind, detail, duration)
 
 
-def _split_verdict(verdict_text: str, harness_rc: int, harness_tail: str,
-                   cand_rc: int | None, cand_tail: str, kind: str) -> tuple[str, str]:
+def _split_verdict(
+    verdict_text: str, harness_rc: int, harness_tail: str, cand_rc: int | None, cand_tail: str, kind: str
+) -> tuple[str, str]:
     """(status, detail) from the harness's verdict line and, for a candidate
     that went away, how it ended."""
     try:

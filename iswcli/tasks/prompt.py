@@ -44,19 +44,17 @@ def _coerce_prompt(value, where: str):
     if value is None:
         raise IswtError(f"{where}: column 'prompt' is empty")
     if not isinstance(value, (list, tuple)):
-        raise IswtError(f"{where}: column 'prompt' must be text or a list of "
-                        f"{{'role', 'content'}} messages")
+        raise IswtError(f"{where}: column 'prompt' must be text or a list of {{'role', 'content'}} messages")
     if not value:
         raise IswtError(f"{where}: column 'prompt' is empty")
     messages = []
     for j, m in enumerate(value, start=1):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str) \
-                or not isinstance(m.get("content"), str):
-            raise IswtError(f"{where}: column 'prompt' message {j} needs string "
-                            f"'role' and 'content'")
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise IswtError(f"{where}: column 'prompt' message {j} needs string 'role' and 'content'")
         if m["role"] not in CHAT_ROLES:
-            raise IswtError(f"{where}: column 'prompt' message {j} has role '{m['role']}' "
-                            f"(expected {', '.join(CHAT_ROLES)})")
+            raise IswtError(
+                f"{where}: column 'prompt' message {j} has role '{m['role']}' (expected {', '.join(CHAT_ROLES)})"
+            )
         messages.append({"role": m["role"], "content": m["content"]})
     if not any(m["content"].strip() for m in messages):
         raise IswtError(f"{where}: column 'prompt' is empty")
@@ -71,8 +69,7 @@ def _coerce_answer(value):
     return str(value)
 
 
-def rows_to_prompts(rows: list[dict], name: str, task: str,
-                     question_ok: bool = False, default_id=None) -> list[Prompt]:
+def rows_to_prompts(rows: list[dict], name: str, task: str, question_ok: bool = False, default_id=None) -> list[Prompt]:
     """Validate rows and build prompts. ``name`` leads every error message."""
     prompt_col = "prompt"
     if not any("prompt" in r for r in rows):
@@ -96,8 +93,7 @@ def rows_to_prompts(rows: list[dict], name: str, task: str,
             raise IswtError(f"{where}: column '{prompt_col}' is missing")
         prompt = _coerce_prompt(row[prompt_col], where)
         if prompt_id in first_row:
-            raise IswtError(f"{name}: duplicate prompt_id '{prompt_id}' "
-                            f"(rows {first_row[prompt_id]} and {i})")
+            raise IswtError(f"{name}: duplicate prompt_id '{prompt_id}' (rows {first_row[prompt_id]} and {i})")
         first_row[prompt_id] = i
         fields = {k: v for k, v in row.items() if k not in ("prompt_id", prompt_col)}
         if "answer" in fields:
@@ -114,7 +110,11 @@ def chat_messages(prompt: str) -> tuple:
         value = json.loads(prompt)
     except ValueError:
         return ()
-    is_chat = isinstance(value, list) and value and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+    is_chat = (
+        isinstance(value, list)
+        and value
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value
+        )
     )
     return tuple(value) if is_chat else ()
