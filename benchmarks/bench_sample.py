@@ -106,26 +106,26 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="Skip the naive per-sample generate loop.")
     args = parser.parse_args()
 
-    rows = {"iswt sample --backend hf": iswt_run(args, sys.executable, "hf")}
-    python = vllm_python(args.vllm_python)
-    skipped = None
-    if python is None:
-        skipped = "no interpreter with vllm (make setup-vllm, or --vllm-python PATH)"
-    else:
-        rows["iswt sample --backend vllm"] = iswt_run(args, python, "vllm")
-    if not args.no_naive:
-        rows["naive generate, batch 1"] = naive_run(args)
-
     print(f"{args.prompts} prompts x K={args.k}, max {args.max_new_tokens} new tokens, temperature "
           f"{args.temperature}, batch {args.batch_size}, {os.cpu_count()} CPU cores")  # fmt: skip
     print(f"{'':28}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'sampling s':>12}{'tok/s':>9}")
-    print(f"{'':28}{'':>8}{'(start-up included)':>18}{'(start-up excluded)':>21}")
-    for name, r in rows.items():
+    print(f"{'':28}{'':>8}{'(start-up included)':>18}{'(start-up excluded)':>21}", flush=True)
+    rows: dict[str, dict] = {}
+
+    def show(name: str, r: dict) -> None:
+        rows[name] = r
         with_startup = r["tokens"] / r["wall"] if r["wall"] == r["wall"] else float("nan")
         print(f"{name:28}{r['tokens']:>8}{r['wall']:>9.1f}{with_startup:>9.1f}{r['sampling']:>12.1f}"
-              f"{r['tokens'] / r['sampling']:>9.1f}")  # fmt: skip
-    if skipped:
-        print(f"iswt sample --backend vllm: skipped ({skipped})")
+              f"{r['tokens'] / r['sampling']:>9.1f}", flush=True)  # fmt: skip
+
+    show("iswt sample --backend hf", iswt_run(args, sys.executable, "hf"))
+    python = vllm_python(args.vllm_python)
+    if python is None:
+        print("iswt sample --backend vllm: skipped (no interpreter with vllm: make setup-vllm, or --vllm-python PATH)")
+    else:
+        show("iswt sample --backend vllm", iswt_run(args, python, "vllm"))
+    if not args.no_naive:
+        show("naive generate, batch 1", naive_run(args))
     hf = rows["iswt sample --backend hf"]
     if "naive generate, batch 1" in rows:
         naive = rows["naive generate, batch 1"]
