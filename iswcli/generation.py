@@ -61,8 +61,9 @@ class HFBackend:
     prefill: the distinct prompts run once, left-padded, and their keys and
     values are copied to every row of the prompt in a static cache sized for
     the whole response, which each decoding step writes in place (no growing
-    by concatenation). The token log-probs are those of the model's own
-    logits at each step, as before; only where the work happens changed.
+    by concatenation). Rows that stopped leave the cache once a quarter of
+    its rows have. The token log-probs are those of the model's own logits at
+    each step, as before; only where the work happens changed.
     """
 
     name = "hf"
@@ -91,35 +92,45 @@ class HFBackend:
         ids, prompt_mask = pad_left([list(p) for p in first_row], self.pad_id, device)
         width = ids.shape[1]
         stop = torch.tensor(self.stop_ids, device=device)
-        tokens, lp_q, lp_model = [], [], []
-        done = torch.zeros(rows, dtype=torch.bool, device=device)
-        steps_alive = torch.zeros(rows, dtype=torch.long, device=device)
+        n_new = params.max_new_tokens
+        out_tokens = torch.full((rows, n_new), self.pad_id, dtype=torch.long, device=device)
+        out_q = torch.zeros((rows, n_new), device=device)
+        out_raw = torch.zeros((rows, n_new), device=device)
+        lengths = torch.zeros(rows, dtype=torch.long, device=device)
+        stopped = torch.zeros(rows, dtype=torch.bool, device=device)
+        alive = torch.arange(rows, device=device)  # the batch row of each row still in the cache
+        done = torch.zeros(rows, dtype=torch.bool, device=device)  # per row in the cache: it has stopped
 
         with torch.inference_mode():
             out = self.model(
                 input_ids=ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True,
                 logits_to_keep=1,
             )  # fmt: skip
-            cache = _expanded_static_cache(self.model, out.cache, which, width + params.max_new_tokens)
+            cache = _expanded_static_cache(self.model, out.cache, which, width + n_new)
             logits = out.logits[:, -1, :].index_select(0, which)
-            mask = torch.zeros((rows, width + params.max_new_tokens), dtype=prompt_mask.dtype, device=device)
+            mask = torch.zeros((rows, width + n_new), dtype=prompt_mask.dtype, device=device)
             mask[:, :width] = prompt_mask.index_select(0, which)
             pos = positions(prompt_mask)[:, -1:].index_select(0, which)
             del out
-            for step in range(params.max_new_tokens):
+            for step in range(n_new):
                 q, raw = _step_logprobs(logits.float(), params)
-                if params.temperature == 0:
-                    nxt = q.argmax(-1)
-                else:
-                    nxt = _draw(q, generator)
+                nxt = q.argmax(-1) if params.temperature == 0 else _draw(q, generator)
                 nxt = nxt.masked_fill(done, self.pad_id)
-                tokens.append(nxt)
-                lp_q.append(q.gather(-1, nxt[:, None]).squeeze(-1))
-                lp_model.append(raw.gather(-1, nxt[:, None]).squeeze(-1))
-                steps_alive += (~done).long()
-                done = done | torch.isin(nxt, stop)
-                if bool(done.all()) or step + 1 == params.max_new_tokens:
+                live = ~done
+                rows_live = alive[live]
+                out_tokens[rows_live, step] = nxt[live]
+                out_q[rows_live, step] = q.gather(-1, nxt[:, None]).squeeze(-1)[live]
+                out_raw[rows_live, step] = raw.gather(-1, nxt[:, None]).squeeze(-1)[live]
+                lengths[rows_live] += 1
+                ending = live & torch.isin(nxt, stop)
+                stopped[alive[ending]] = True
+                done = done | ending
+                if bool(done.all()) or step + 1 == n_new:
                     break
+                if 4 * int(done.sum()) >= len(alive):  # a quarter of the rows stopped: drop them from the cache
+                    keep = (~done).nonzero().squeeze(-1)
+                    _select_rows(cache, keep)
+                    alive, nxt, pos, mask, done = alive[keep], nxt[keep], pos[keep], mask[keep], done[keep]
                 mask[:, width + step] = 1
                 pos = pos + 1
                 out = self.model(
@@ -127,18 +138,15 @@ class HFBackend:
                 )
                 logits = out.logits[:, -1, :]
 
-        tokens_t = torch.stack(tokens, 1).cpu()
-        lp_q_t = torch.stack(lp_q, 1).cpu()
-        lp_model_t = torch.stack(lp_model, 1).cpu()
-        stopped = done.cpu()
+        out_tokens, out_q, out_raw = out_tokens.cpu(), out_q.cpu(), out_raw.cpu()
         results = []
         for row in range(rows):
-            n = int(steps_alive[row])
+            n = int(lengths[row])
             results.append(
                 Generation(
-                    response_token_ids=tokens_t[row, :n].tolist(),
-                    token_logprobs_q=lp_q_t[row, :n].tolist(),
-                    token_logprobs_model=lp_model_t[row, :n].tolist(),
+                    response_token_ids=out_tokens[row, :n].tolist(),
+                    token_logprobs_q=out_q[row, :n].tolist(),
+                    token_logprobs_model=out_raw[row, :n].tolist(),
                     finish_reason="stop" if bool(stopped[row]) else "length",
                 )
             )
@@ -183,6 +191,14 @@ def _draw(logprobs, generator, block: int = 256):
     # float64 rounding could put u past a block's last positive entry: step back to it
     t = torch.minimum(t, (within < within[:, -1:]).sum(-1, keepdim=True))
     return (b * block + t).squeeze(-1).clamp_(max=vocab - 1)
+
+
+def _select_rows(cache, keep) -> None:
+    """Keep only rows `keep` of a static cache (rows that stopped no longer cost a forward pass)."""
+    for layer in cache.layers:
+        layer.keys = layer.keys.index_select(0, keep)
+        layer.values = layer.values.index_select(0, keep)
+        layer.batch_size = len(keep)
 
 
 def _expanded_static_cache(model, prefilled, which, length: int):

@@ -96,17 +96,29 @@ def test_shared_prompt_pass_under_activation_checkpointing_is_the_unshared_pass(
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 
+@pytest.mark.parametrize("stops", ["eos", "many"])
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.8, 50, 0.8), (0.0, 0, 1.0)])
-def test_prefill_once_sampler_logprobs_equal_teacher_forcing(tiny, temperature, top_k, top_p):
-    """Duplicated and interleaved prompts of different lengths in one batch; each row scored on its own."""
+def test_prefill_once_sampler_logprobs_equal_teacher_forcing(tiny, temperature, top_k, top_p, stops):
+    """Duplicated and interleaved prompts of different lengths in one batch; each row scored on its own.
+
+    With "many" stop tokens (every 7th id) rows stop at different steps, so stopped rows leave the cache
+    mid-batch; what the others draw and record must not change meaning.
+    """
     model, pad = tiny
-    prompts = [PROMPTS[i] for i in (0, 1, 0, 2, 1, 0, 2)]
-    backend = HFBackend(model, pad, stop_ids=[2])
+    prompts = [PROMPTS[i] for i in (0, 1, 0, 2, 1, 0, 2, 1, 1, 0, 2, 0)]
+    stop_ids = [2] if stops == "eos" else list(range(0, model.config.vocab_size, 7))
+    backend = HFBackend(model, pad, stop_ids=stop_ids)
     gens = backend.generate(prompts, SamplingParams(9, temperature, top_p, top_k), seed=5)
     assert gens == backend.generate(prompts, SamplingParams(9, temperature, top_p, top_k), seed=5)
+    if stops == "many" and temperature > 0:
+        assert len({len(g.response_token_ids) for g in gens}) > 2  # rows stopped at different steps
     with torch.no_grad():
         for prompt, gen in zip(prompts, gens):
-            assert len(gen.response_token_ids) == (9 if gen.finish_reason == "length" else len(gen.response_token_ids))
+            ids = gen.response_token_ids
+            if gen.finish_reason == "length":
+                assert len(ids) == 9 and not set(ids) & set(stop_ids)
+            else:
+                assert ids[-1] in stop_ids and not set(ids[:-1]) & set(stop_ids)
             q = teacher_forced_logprobs(model, [prompt], [gen.response_token_ids], pad, temperature, top_k, top_p)[0]
             raw = teacher_forced_logprobs(model, [prompt], [gen.response_token_ids], pad)[0]
             torch.testing.assert_close(torch.tensor(gen.token_logprobs_q), q, atol=1e-5, rtol=0)
