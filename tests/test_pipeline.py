@@ -30,7 +30,7 @@ def test_demo_pipeline_runs_and_chains_provenance(tiny_model_dir, tmp_path):
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(["make", "-f", "examples/demo.mk", *variables], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+                         capture_output=True, text=True, timeout=1200)  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
 
     samples, scores, z = (out / f for f in ("samples.parquet", "scores.parquet", "z.parquet"))
