@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from iswcli import artifacts, models
 
@@ -21,6 +22,7 @@ def provenance(path: Path) -> dict:
     return artifacts.read_metadata(str(path))[2]
 
 
+@pytest.mark.slow  # ~50 iswt invocations: minutes on an idle machine, most of an hour on a loaded one
 def test_distribution_matching_makefile(tiny_model_dir, tmp_path):
     out = tmp_path / "dm"
     variables = [
@@ -31,7 +33,7 @@ def test_distribution_matching_makefile(tiny_model_dir, tmp_path):
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(["make", "-f", "examples/distribution_matching.mk", *variables], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=1500)  # fmt: skip
+                         capture_output=True, text=True, timeout=3600)  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
 
     for method in METHODS:
