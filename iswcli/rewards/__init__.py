@@ -65,9 +65,15 @@ from iswcli.rewards.code_tests import CodeReward, build_job, defines, fenced_cod
 from iswcli.rewards.judges import PairwiseReward, RewardModelReward, classify, load_baselines, parse_baseline
 from iswcli.rewards.math_answers import MathReward, as_number, extract_answer, normalize_math_text, partial_credit
 from iswcli.rewards.user_function import PythonReward
-from iswcli.set_reward import make_set_reward
 
-register_reward("set")(make_set_reward)
+
+@register_reward("set")
+def _make_set(arg: str | None, options: RewardOptions):
+    """Imported on use: iswcli.set_reward imports this package's base, so importing it here would be circular."""
+    from iswcli.set_reward import make_set_reward
+
+    return make_set_reward(arg, options)
+
 
 __all__ = [
     "REWARDS",
