@@ -128,3 +128,21 @@ def test_prefill_once_sampler_logprobs_equal_teacher_forcing(tiny, temperature, 
         for prompt, gen in zip(prompts, gens):
             by_prompt.setdefault(tuple(prompt), set()).add(tuple(gen.response_token_ids))
         assert all(len(v) == 1 for v in by_prompt.values())
+
+
+@pytest.mark.slow
+def test_shared_prompt_pass_on_the_embedded_model_stays_within_the_step0_tolerance(smollm_dir):
+    """30 layers: the shared pass's sequence sums stay within train's step-0 tolerance of score's unshared pass."""
+    from iswcli import tasks
+
+    model, tokenizer = models.load_model(smollm_dir), models.load_tokenizer(smollm_dir)
+    pad = tokenizer.pad_token_id
+    ids = [models.render_prompt(tokenizer, tasks.messages_of(p))[1] for p in tasks.load_prompts("arith", limit=2)]
+    prompts = [i for i in ids for _ in range(3)]
+    backend = HFBackend(model, pad, models.stop_token_ids(model, tokenizer))
+    responses = [g.response_token_ids for g in backend.generate(prompts, SamplingParams(32), seed=0)]
+    with torch.no_grad():
+        shared = shared_prompt_logprobs(model, prompts, responses, pad)
+        unshared = teacher_forced_logprobs(model, prompts, responses, pad)
+    gaps = [abs(float(a.sum() - b.sum())) for a, b in zip(shared, unshared)]
+    assert sum(gaps) / len(gaps) < 1e-4 / 4, gaps  # STEP0_TOLERANCE with room for batch-composition noise
