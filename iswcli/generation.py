@@ -134,7 +134,10 @@ class HFBackend:
                 mask[:, width + step] = 1
                 pos = pos + 1
                 out = self.model(
-                    input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
+                    input_ids=nxt[:, None],
+                    attention_mask=mask,
+                    position_ids=pos,
+                    use_cache=True,
                     **{_cache_argument(self.model): cache},
                 )
                 logits = out.logits[:, -1, :]

@@ -111,7 +111,10 @@ def check_options(options: EngineOptions, temperature: float) -> None:
     """Flag checks that need no engine."""
     checks = [
         (options.dtype in DTYPES, f"--dtype {options.dtype}: must be one of {', '.join(DTYPES)}"),
-        (options.tensor_parallel_size >= 1, f"--tensor-parallel-size {options.tensor_parallel_size}: must be at least 1"),
+        (
+            options.tensor_parallel_size >= 1,
+            f"--tensor-parallel-size {options.tensor_parallel_size}: must be at least 1",
+        ),
         (
             0 < options.gpu_memory_utilization <= 1,
             f"--gpu-memory-utilization {options.gpu_memory_utilization}: must be in (0, 1]",
@@ -206,8 +209,6 @@ def _quiet_vllm() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
-
-
 @dataclass(frozen=True)
 class LoraSlot:
     """What the engine must hold for an adapter: its rank slot and the modules LoRA wraps (None: all)."""
@@ -225,8 +226,10 @@ def get_engine(path: str, options: EngineOptions, seed: int, lora: LoraSlot | No
     """A running engine for ``path`` with ``options``, able to serve the LoRA ``lora`` when given."""
     key = _engine_key(path, options)
     cached = _ENGINE.get("current")
-    if cached is not None and cached["key"] == key and (
-        lora is None or (cached["lora"] is not None and cached["lora"].holds(lora))
+    if (
+        cached is not None
+        and cached["key"] == key
+        and (lora is None or (cached["lora"] is not None and cached["lora"].holds(lora)))
     ):
         return cached["llm"], cached["lora"]
     if cached is not None:

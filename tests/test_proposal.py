@@ -57,7 +57,10 @@ def test_same_model_compares_weights_and_adapter():
     assert not proposal.same_model({"model": tuned}, {"model": base})[0]
     assert not proposal.same_model({"model": base}, {"model": {"weights_sha256": "b"}})[0]
     assert not proposal.same_model({"model": base}, {"model": None})[0]
-    assert proposal.gap_plan({"model": base}, {"model": base}, has_ref=False) == (False, "the scores have no logprob_ref")
+    assert proposal.gap_plan({"model": base}, {"model": base}, has_ref=False) == (
+        False,
+        "the scores have no logprob_ref",
+    )
 
 
 def test_sampler_gap_per_prompt():
@@ -90,14 +93,18 @@ def _samples_with(tmp_path, *, backend, dtype, logprob_model, model_sha="w", tem
 def _scores_with_ref(tmp_path, logprob_ref, model_sha="w"):
     path = write_scores(tmp_path / "sc.parquet", PIDS, IDX, REWARDS, logprob_ref=logprob_ref)
     art = artifacts.read_artifact(path, artifacts.SCORES)
-    artifacts.write_artifact(art.table, path, artifacts.SCORES, {**art.provenance, "model": {"weights_sha256": model_sha}})
+    artifacts.write_artifact(
+        art.table, path, artifacts.SCORES, {**art.provenance, "model": {"weights_sha256": model_sha}}
+    )
     return path
 
 
 def test_estimate_z_refuses_the_shortcut_for_a_vllm_sampler(cli, tmp_path):
     samples = _samples_with(tmp_path, backend="vllm", dtype="float32", logprob_model=np.full(6, -1.0))
     scores = write_scores(tmp_path / "sc.parquet", PIDS, IDX, REWARDS)
-    result = cli("estimate-z", "--proposal", samples, "--scores", scores, "--beta", "1", "--out", tmp_path / "z.parquet")
+    result = cli(
+        "estimate-z", "--proposal", samples, "--scores", scores, "--beta", "1", "--out", tmp_path / "z.parquet"
+    )
     assert result.exit_code == 2
     line = result.stderr.strip()
     assert "\n" not in line and "logprob_ref" in line and "--backend vllm" in line
@@ -106,7 +113,9 @@ def test_estimate_z_refuses_the_shortcut_for_a_vllm_sampler(cli, tmp_path):
 def test_estimate_z_refuses_the_shortcut_for_a_bfloat16_sampler(cli, tmp_path):
     samples = _samples_with(tmp_path, backend="hf", dtype="bfloat16", logprob_model=np.full(6, -1.0))
     scores = write_scores(tmp_path / "sc.parquet", PIDS, IDX, REWARDS)
-    result = cli("estimate-z", "--proposal", samples, "--scores", scores, "--beta", "1", "--out", tmp_path / "z.parquet")
+    result = cli(
+        "estimate-z", "--proposal", samples, "--scores", scores, "--beta", "1", "--out", tmp_path / "z.parquet"
+    )
     assert result.exit_code == 2 and "bfloat16" in result.stderr
 
 

@@ -46,6 +46,8 @@ def _stop_the_engine_after_the_module():
     from iswcli import vllm_backend
 
     vllm_backend.shutdown_engine()
+
+
 COMMON = ["--limit", "2", "--n", "2", "--max-new-tokens", "24", "--batch-size", "4"]
 SETTINGS = {"t1": ["--temperature", "1"], "t07p09": ["--temperature", "0.7", "--top-p", "0.9"]}
 
@@ -214,7 +216,9 @@ def test_estimate_z_needs_the_reference_and_reports_the_sampler_gap(cli, runs, s
     samples = runs[("t1", False)]
     plain, ref = tmp_path / "plain.parquet", tmp_path / "ref.parquet"
     assert cli("--quiet", "score", "--samples", samples, "--reward", "math", "--out", plain).exit_code == 0
-    refused = cli("estimate-z", "--proposal", samples, "--scores", plain, "--beta", "1", "--out", tmp_path / "z0.parquet")
+    refused = cli(
+        "estimate-z", "--proposal", samples, "--scores", plain, "--beta", "1", "--out", tmp_path / "z0.parquet"
+    )
     assert refused.exit_code == 2
     assert "logprob_ref" in refused.stderr and "vllm" in refused.stderr and "Traceback" not in refused.stderr
 
