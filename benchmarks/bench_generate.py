@@ -57,10 +57,30 @@ def child_env(threads: int) -> dict:
 
 def run_iswt(args, out: Path) -> dict:
     cmd = [
-        sys.executable, "-m", "iswcli.cli", "--json", "sample", "--task", "arith", "--limit", str(args.prompts),
-        "--n", str(args.k), "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
-        "--temperature", "1.0", "--seed", "0", "--device", "cpu", "--out", str(out),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "iswcli.cli",
+        "--json",
+        "sample",
+        "--task",
+        "arith",
+        "--limit",
+        str(args.prompts),
+        "--n",
+        str(args.k),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--batch-size",
+        str(args.batch_size),
+        "--temperature",
+        "1.0",
+        "--seed",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+    ]
     began = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=child_env(args.threads))
     wall = time.perf_counter() - began
@@ -71,14 +91,32 @@ def run_iswt(args, out: Path) -> dict:
     table = pq.read_table(out, columns=["n_tokens", "prompt_token_ids", "token_logprobs_q", "token_logprobs_model"])
     lengths = table.column("n_tokens").to_pylist()
     rate = json.loads(done.stdout)["tokens/s (this run)"]
-    return {"tokens": sum(lengths), "lengths": lengths, "wall": wall, "sampling": sum(lengths) / rate,
-            "prompt_lengths": [len(p) for p in table.column("prompt_token_ids").to_pylist()]}  # fmt: skip
+    return {
+        "tokens": sum(lengths),
+        "lengths": lengths,
+        "wall": wall,
+        "sampling": sum(lengths) / rate,
+        "prompt_lengths": [len(p) for p in table.column("prompt_token_ids").to_pylist()],
+    }
 
 
 def run_generate(args, out: Path) -> dict:
     result = out.with_suffix(".json")
-    cmd = [sys.executable, str(THIS), "--child", "--out", str(out), "--prompts", str(args.prompts), "--k", str(args.k),
-           "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(THIS),
+        "--child",
+        "--out",
+        str(out),
+        "--prompts",
+        str(args.prompts),
+        "--k",
+        str(args.k),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--batch-size",
+        str(args.batch_size),
+    ]
     began = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=child_env(args.threads))
     wall = time.perf_counter() - began
@@ -113,10 +151,19 @@ def child_generate(args) -> None:
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in batch])
         with torch.inference_mode():
             out = model.generate(
-                input_ids=input_ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                max_new_tokens=args.max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=stop,
-                output_scores=True, output_logits=True, return_dict_in_generate=True,
-            )  # fmt: skip
+                input_ids=input_ids,
+                attention_mask=mask,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=args.max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=stop,
+                output_scores=True,
+                output_logits=True,
+                return_dict_in_generate=True,
+            )
             new = out.sequences[:, width:]
             q = torch.stack(out.scores, 1).float().log_softmax(-1).gather(-1, new[..., None]).squeeze(-1)
             raw = torch.stack(out.logits, 1).float().log_softmax(-1).gather(-1, new[..., None]).squeeze(-1)
@@ -214,18 +261,26 @@ def main() -> None:
     iswt, gen = best["iswt sample"], best["transformers generate"]
     flops = minimal_flops(iswt["prompt_lengths"], iswt["lengths"], args.k)
     print()
-    print(f"{args.prompts} arith prompts x K={args.k}, {args.max_new_tokens} new tokens, batch {args.batch_size}, "
-          f"float32, temperature 1, {os.cpu_count()} CPUs, {args.threads} threads, best of {args.repeat}")  # fmt: skip
+    print(
+        f"{args.prompts} arith prompts x K={args.k}, {args.max_new_tokens} new tokens, batch {args.batch_size}, "
+        f"float32, temperature 1, {os.cpu_count()} CPUs, {args.threads} threads, best of {args.repeat}"
+    )
     print(f"{'':24}{'tokens':>8}{'whole s':>9}{'tok/s':>9}{'sampling s':>12}{'tok/s':>9}   load")
     for name, r in best.items():
-        print(f"{name:24}{r['tokens']:>8}{r['wall']:>9.1f}{r['tokens'] / r['wall']:>9.1f}{r['sampling']:>12.1f}"
-              f"{r['tokens'] / r['sampling']:>9.1f}   {r['load']}")  # fmt: skip
+        print(
+            f"{name:24}{r['tokens']:>8}{r['wall']:>9.1f}{r['tokens'] / r['wall']:>9.1f}{r['sampling']:>12.1f}"
+            f"{r['tokens'] / r['sampling']:>9.1f}   {r['load']}"
+        )
     whole = (iswt["tokens"] / iswt["wall"]) / (gen["tokens"] / gen["wall"])
     loop = (iswt["tokens"] / iswt["sampling"]) / (gen["tokens"] / gen["sampling"])
-    print(f"iswt sample vs generate: {whole:.2f}x whole process (target >= 2.5x: {'met' if whole >= 2.5 else 'NOT met'})"
-          f", {loop:.2f}x sampling loop alone")  # fmt: skip
-    print(f"minimal work: {flops / 1e12:.2f} TFLOP (one prefill per distinct prompt + every decoded token); at "
-          f"{rate:.0f} GFLOP/s the limit is {flops / rate / 1e9:.1f}s")  # fmt: skip
+    print(
+        f"iswt sample vs generate: {whole:.2f}x whole process (target >= 2.5x: {'met' if whole >= 2.5 else 'NOT met'})"
+        f", {loop:.2f}x sampling loop alone"
+    )
+    print(
+        f"minimal work: {flops / 1e12:.2f} TFLOP (one prefill per distinct prompt + every decoded token); at "
+        f"{rate:.0f} GFLOP/s the limit is {flops / rate / 1e9:.1f}s"
+    )
     for label, seconds in (("whole process", iswt["wall"]), ("sampling loop", iswt["sampling"])):
         achieved = flops / seconds / 1e9
         print(f"iswt sample, {label}: {achieved:.1f} GFLOP/s = {achieved / rate:.0%} of the matmul rate (aim >= 40%)")

@@ -36,10 +36,30 @@ def iswt_run(args, python: str, backend: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "samples.parquet"
         cmd = [
-            python, "-m", "iswcli.cli", "--json", "sample", "--task", "arith", "--limit", str(args.prompts),
-            "--n", str(args.k), "--max-new-tokens", str(args.max_new_tokens), "--batch-size", str(args.batch_size),
-            "--temperature", str(args.temperature), "--seed", "0", "--backend", backend, "--out", str(out),
-        ]  # fmt: skip
+            python,
+            "-m",
+            "iswcli.cli",
+            "--json",
+            "sample",
+            "--task",
+            "arith",
+            "--limit",
+            str(args.prompts),
+            "--n",
+            str(args.k),
+            "--max-new-tokens",
+            str(args.max_new_tokens),
+            "--batch-size",
+            str(args.batch_size),
+            "--temperature",
+            str(args.temperature),
+            "--seed",
+            "0",
+            "--backend",
+            backend,
+            "--out",
+            str(out),
+        ]
         if backend == "hf":
             cmd += ["--device", "cpu"]
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "2")}
@@ -106,8 +126,10 @@ def main() -> None:
     parser.add_argument("--no-naive", action="store_true", help="Skip the naive per-sample generate loop.")
     args = parser.parse_args()
 
-    print(f"{args.prompts} prompts x K={args.k}, max {args.max_new_tokens} new tokens, temperature "
-          f"{args.temperature}, batch {args.batch_size}, {os.cpu_count()} CPU cores")  # fmt: skip
+    print(
+        f"{args.prompts} prompts x K={args.k}, max {args.max_new_tokens} new tokens, temperature "
+        f"{args.temperature}, batch {args.batch_size}, {os.cpu_count()} CPU cores"
+    )
     print(f"{'':28}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'sampling s':>12}{'tok/s':>9}")
     print(f"{'':28}{'':>8}{'(start-up included)':>18}{'(start-up excluded)':>21}", flush=True)
     rows: dict[str, dict] = {}
@@ -115,8 +137,11 @@ def main() -> None:
     def show(name: str, r: dict) -> None:
         rows[name] = r
         with_startup = r["tokens"] / r["wall"] if r["wall"] == r["wall"] else float("nan")
-        print(f"{name:28}{r['tokens']:>8}{r['wall']:>9.1f}{with_startup:>9.1f}{r['sampling']:>12.1f}"
-              f"{r['tokens'] / r['sampling']:>9.1f}", flush=True)  # fmt: skip
+        print(
+            f"{name:28}{r['tokens']:>8}{r['wall']:>9.1f}{with_startup:>9.1f}{r['sampling']:>12.1f}"
+            f"{r['tokens'] / r['sampling']:>9.1f}",
+            flush=True,
+        )
 
     show("iswt sample --backend hf", iswt_run(args, sys.executable, "hf"))
     python = vllm_python(args.vllm_python)
@@ -133,8 +158,10 @@ def main() -> None:
         print(f"hf batched vs naive (start-up excluded): {ratio:.2f}x (target >= 4x)")
     if "iswt sample --backend vllm" in rows:
         v = rows["iswt sample --backend vllm"]
-        print(f"vllm vs hf: {(v['tokens'] / v['sampling']) / (hf['tokens'] / hf['sampling']):.2f}x start-up excluded, "
-              f"{(v['tokens'] / v['wall']) / (hf['tokens'] / hf['wall']):.2f}x included")  # fmt: skip
+        print(
+            f"vllm vs hf: {(v['tokens'] / v['sampling']) / (hf['tokens'] / hf['sampling']):.2f}x start-up excluded, "
+            f"{(v['tokens'] / v['wall']) / (hf['tokens'] / hf['wall']):.2f}x included"
+        )
 
 
 if __name__ == "__main__":

@@ -33,12 +33,26 @@ def canonical_samples(path: str) -> int:
     from iswcli import artifacts, tasks
 
     prompts = tasks.load_prompts("humaneval", None, None, None)
-    rows = [{
-        "prompt_id": p.prompt_id, "sample_idx": 0, "task": "humaneval", "prompt": p.prompt,
-        "task_fields": json.dumps(p.fields), "prompt_text": p.prompt, "response": p.fields["canonical_solution"],
-        "prompt_token_ids": [], "response_token_ids": [], "token_logprobs_q": [], "logprob_q": 0.0,
-        "token_logprobs_model": [], "logprob_model": 0.0, "n_tokens": 0, "finish_reason": "stop",
-    } for p in prompts]  # fmt: skip
+    rows = [
+        {
+            "prompt_id": p.prompt_id,
+            "sample_idx": 0,
+            "task": "humaneval",
+            "prompt": p.prompt,
+            "task_fields": json.dumps(p.fields),
+            "prompt_text": p.prompt,
+            "response": p.fields["canonical_solution"],
+            "prompt_token_ids": [],
+            "response_token_ids": [],
+            "token_logprobs_q": [],
+            "logprob_q": 0.0,
+            "token_logprobs_model": [],
+            "logprob_model": 0.0,
+            "n_tokens": 0,
+            "finish_reason": "stop",
+        }
+        for p in prompts
+    ]
     table = pa.Table.from_pylist(rows, schema=artifacts.SAMPLES.schema)
     artifacts.write_artifact(table, path, artifacts.SAMPLES, artifacts.make_provenance("bench", {}))
     return len(rows)
@@ -59,8 +73,7 @@ def bench(samples: str, out: str, workers: int, batch_size: int) -> dict:
 
 def bench_in(root: str, samples: str, out: str, workers: int, batch_size: int) -> dict:
     """bench() in a fresh interpreter that imports the code under `root`."""
-    argv = [sys.executable, os.path.abspath(__file__), "--child", root, samples, out,
-            str(workers), str(batch_size)]
+    argv = [sys.executable, os.path.abspath(__file__), "--child", root, samples, out, str(workers), str(batch_size)]
     done = subprocess.run(argv, capture_output=True, text=True, cwd=root)
     if done.returncode:
         sys.exit(f"error: benchmark run under {root} failed:\n{done.stderr[-2000:]}")
@@ -69,10 +82,12 @@ def bench_in(root: str, samples: str, out: str, workers: int, batch_size: int) -
 
 def extract(rev: str, into: str) -> str:
     """The tree's iswcli/ and stages/ at `rev`, under `into`; returns the short hash."""
-    short = subprocess.run(["git", "rev-parse", "--short", rev], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.strip()
-    archive = subprocess.run(["git", "archive", rev, "iswcli", "stages"], cwd=ROOT, check=True,
-                             capture_output=True).stdout
+    short = subprocess.run(
+        ["git", "rev-parse", "--short", rev], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    archive = subprocess.run(
+        ["git", "archive", rev, "iswcli", "stages"], cwd=ROOT, check=True, capture_output=True
+    ).stdout
     subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
     return short
 
@@ -109,8 +124,10 @@ def main() -> None:
                     runs[side, w].append(bench_in(root, samples, out, w, args.batch_size))
     results = {key: min(found, key=lambda x: x["seconds"]) for key, found in runs.items()}
 
-    print(f"code reward on {n} HumanEval canonical solutions; isolation: {isolation.kind}; "
-          f"batch size {args.batch_size}; {os.cpu_count()} CPUs; best of {args.repeat}")
+    print(
+        f"code reward on {n} HumanEval canonical solutions; isolation: {isolation.kind}; "
+        f"batch size {args.batch_size}; {os.cpu_count()} CPUs; best of {args.repeat}"
+    )
     columns = [(s, w) for s in sides for w in args.workers]
     labels = [f"{s[:11]} w{w}" for s, w in columns]
     print(f"{'':>12}" + "".join(f"{label:>16}" for label in labels))
@@ -118,13 +135,19 @@ def main() -> None:
         print(f"{metric:>12}" + "".join(f"{fmt.format(results[c][metric]):>16}" for c in columns))
     for side in sides:
         base = results[side, args.workers[0]]["samples/s"]
-        print(f"{'speed-up':>12} {side}: " + ", ".join(
-            f"--workers {w} {results[side, w]['samples/s'] / base:.2f}x" for w in args.workers))
+        print(
+            f"{'speed-up':>12} {side}: "
+            + ", ".join(f"--workers {w} {results[side, w]['samples/s'] / base:.2f}x" for w in args.workers)
+        )
     if args.against:
         old = list(sides)[1]
-        print(f"{'slowdown':>12} this tree vs {old}: " + ", ".join(
-            f"--workers {w} {results[old, w]['samples/s'] / results['this tree', w]['samples/s']:.2f}x"
-            for w in args.workers))
+        print(
+            f"{'slowdown':>12} this tree vs {old}: "
+            + ", ".join(
+                f"--workers {w} {results[old, w]['samples/s'] / results['this tree', w]['samples/s']:.2f}x"
+                for w in args.workers
+            )
+        )
     if any(r["pass rate"] != 1.0 for r in results.values()):
         sys.exit("error: not every canonical solution passed")
 

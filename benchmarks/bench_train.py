@@ -93,15 +93,61 @@ def build_data(args, work: Path) -> dict[str, str]:
         Path(f).unlink(missing_ok=True)
     reward = f"python:{THIS}:random_reward" if args.reward == "random" else args.reward
     steps = [
-        ("sample", iswt_cmd("sample", "--model", args.model, "--task", "arith", "--split", "train",
-                            "--limit", str(args.limit), "--n", str(args.n),
-                            "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed),
-                            "--device", args.device, "--out", files["samples"])),
-        ("score", iswt_cmd("score", "--samples", files["samples"], "--reward", reward, "--ref-model", args.model,
-                           "--device", args.device, "--out", files["scores"])),
-        ("weight-pairs", iswt_cmd("weight-pairs", "--samples", files["samples"], "--scores", files["scores"],
-                                  "--method", "direct", "--out", files["pairs"])),
-    ]  # fmt: skip
+        (
+            "sample",
+            iswt_cmd(
+                "sample",
+                "--model",
+                args.model,
+                "--task",
+                "arith",
+                "--split",
+                "train",
+                "--limit",
+                str(args.limit),
+                "--n",
+                str(args.n),
+                "--max-new-tokens",
+                str(args.max_new_tokens),
+                "--seed",
+                str(args.seed),
+                "--device",
+                args.device,
+                "--out",
+                files["samples"],
+            ),
+        ),
+        (
+            "score",
+            iswt_cmd(
+                "score",
+                "--samples",
+                files["samples"],
+                "--reward",
+                reward,
+                "--ref-model",
+                args.model,
+                "--device",
+                args.device,
+                "--out",
+                files["scores"],
+            ),
+        ),
+        (
+            "weight-pairs",
+            iswt_cmd(
+                "weight-pairs",
+                "--samples",
+                files["samples"],
+                "--scores",
+                files["scores"],
+                "--method",
+                "direct",
+                "--out",
+                files["pairs"],
+            ),
+        ),
+    ]
     for name, cmd in steps:
         began = time.perf_counter()
         subprocess.run(cmd, check=True, env=child_env(), cwd=ROOT)
@@ -118,8 +164,10 @@ def pair_texts(files: dict[str, str]) -> dict:
     by_key = {(s["prompt_id"], s["sample_idx"]): s for s in samples}
     pairs = pq.read_table(files["pairs"]).to_pylist()
     if not pairs:
-        sys.exit("error: weight-pairs made no pairs (with --reward math, the samples need differing rewards); "
-                 "use --reward random or more prompts")  # fmt: skip
+        sys.exit(
+            "error: weight-pairs made no pairs (with --reward math, the samples need differing rewards); "
+            "use --reward random or more prompts"
+        )
     out = {"prompt": [], "chosen": [], "rejected": [], "prompt_ids": [], "chosen_ids": [], "rejected_ids": []}
     for p in pairs:
         c, r = by_key[(p["prompt_id"], p["chosen_idx"])], by_key[(p["prompt_id"], p["rejected_idx"])]
@@ -167,8 +215,19 @@ def run_child(side: str, args, work: Path) -> dict:
 
 def child_flags(args) -> list[str]:
     flags = []
-    for key in ("model", "steps", "skip", "batch_size", "lr", "beta", "lora_r", "lora_alpha", "target_modules",
-                "seed", "device"):  # fmt: skip
+    for key in (
+        "model",
+        "steps",
+        "skip",
+        "batch_size",
+        "lr",
+        "beta",
+        "lora_r",
+        "lora_alpha",
+        "target_modules",
+        "seed",
+        "device",
+    ):
         flags += [f"--{key.replace('_', '-')}", str(getattr(args, key))]
     return flags
 
@@ -179,14 +238,50 @@ def child_iswt(args, work: Path) -> None:
     run_dir = work / "iswt-run"
     shutil.rmtree(run_dir, ignore_errors=True)
     argv = [
-        "iswt", "-q", "train", "--loss", "sigmoid", "--model", args.model, "--samples", files["samples"],
-        "--scores", files["scores"], "--pairs", files["pairs"], "--out", str(run_dir),
-        "--batch-size", str(args.batch_size), "--max-steps", str(args.steps), "--lr", str(args.lr),
-        "--beta", str(args.beta), "--lora-r", str(args.lora_r), "--lora-alpha", str(args.lora_alpha),
-        "--lora-dropout", "0", "--target-modules", args.target_modules, "--schedule", "constant",
-        "--warmup-steps", "0", "--max-grad-norm", "1.0", "--precision", "fp32", "--seed", str(args.seed),
-        "--device", "cpu" if args.device == "cpu" else "auto",
-    ]  # fmt: skip
+        "iswt",
+        "-q",
+        "train",
+        "--loss",
+        "sigmoid",
+        "--model",
+        args.model,
+        "--samples",
+        files["samples"],
+        "--scores",
+        files["scores"],
+        "--pairs",
+        files["pairs"],
+        "--out",
+        str(run_dir),
+        "--batch-size",
+        str(args.batch_size),
+        "--max-steps",
+        str(args.steps),
+        "--lr",
+        str(args.lr),
+        "--beta",
+        str(args.beta),
+        "--lora-r",
+        str(args.lora_r),
+        "--lora-alpha",
+        str(args.lora_alpha),
+        "--lora-dropout",
+        "0",
+        "--target-modules",
+        args.target_modules,
+        "--schedule",
+        "constant",
+        "--warmup-steps",
+        "0",
+        "--max-grad-norm",
+        "1.0",
+        "--precision",
+        "fp32",
+        "--seed",
+        str(args.seed),
+        "--device",
+        "cpu" if args.device == "cpu" else "auto",
+    ]
     from iswcli import cli
 
     sys.argv = argv
@@ -220,8 +315,14 @@ def iswt_steps(args, files, run_dir: Path) -> list[dict]:
         resp = [len(data.response_tokens[r]) for r in rows]
         full = [len(data.prompt_tokens[r]) + n for r, n in zip(rows, resp)]
         distinct = {tuple(data.prompt_tokens[r]) for r in rows}  # what iswt runs: each distinct prompt once
-        steps.append({"seconds": sum(resp) / rate, "response": sum(resp), "total": sum(full),
-                      "run": sum(len(p) for p in distinct) + sum(resp)})  # fmt: skip
+        steps.append(
+            {
+                "seconds": sum(resp) / rate,
+                "response": sum(resp),
+                "total": sum(full),
+                "run": sum(len(p) for p in distinct) + sum(resp),
+            }
+        )
     return steps
 
 
@@ -242,17 +343,36 @@ def child_trl(args, work: Path) -> None:
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     model = models.load_model(path, device=device)
     targets = args.target_modules if args.target_modules == "all-linear" else args.target_modules.split(",")
-    lora = LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, target_modules=targets,
-                      task_type="CAUSAL_LM")  # fmt: skip
+    lora = LoraConfig(
+        r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0, target_modules=targets, task_type="CAUSAL_LM"
+    )
     config = DPOConfig(
-        output_dir=str(work / "trl-run"), per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=1,
-        learning_rate=args.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0, max_grad_norm=1.0,
-        optim="adamw_torch", max_steps=args.steps, beta=args.beta, loss_type=["sigmoid"],
-        precompute_ref_log_probs=True, precompute_ref_batch_size=args.batch_size, max_length=None,
-        gradient_checkpointing=False, bf16=False, fp16=False, use_cpu=device == "cpu", seed=args.seed,
-        logging_steps=args.steps, save_strategy="no", report_to="none", disable_tqdm=True,
+        output_dir=str(work / "trl-run"),
+        per_device_train_batch_size=args.batch_size,
+        gradient_accumulation_steps=1,
+        learning_rate=args.lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        max_steps=args.steps,
+        beta=args.beta,
+        loss_type=["sigmoid"],
+        precompute_ref_log_probs=True,
+        precompute_ref_batch_size=args.batch_size,
+        max_length=None,
+        gradient_checkpointing=False,
+        bf16=False,
+        fp16=False,
+        use_cpu=device == "cpu",
+        seed=args.seed,
+        logging_steps=args.steps,
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
         dataloader_num_workers=0,
-    )  # fmt: skip
+    )
 
     steps: list[dict] = []
     counts: list[dict] = []
@@ -274,17 +394,24 @@ def child_trl(args, work: Path) -> None:
 
     class CountingDPOTrainer(DPOTrainer):
         def training_step(self, model, inputs, *rest, **kw):
-            counts.append({
-                "response": int(inputs["completion_mask"].sum()), "total": int(inputs["attention_mask"].sum()),
-                "run": int(inputs["attention_mask"].sum()),
-            })  # fmt: skip
+            counts.append(
+                {
+                    "response": int(inputs["completion_mask"].sum()),
+                    "total": int(inputs["attention_mask"].sum()),
+                    "run": int(inputs["attention_mask"].sum()),
+                }
+            )
             return super().training_step(model, inputs, *rest, **kw)
 
     torch.manual_seed(args.seed)  # the LoRA initialization (and so the cache key of the reference log-probs)
     trainer = CountingDPOTrainer(
-        model=model, args=config, train_dataset=dataset, processing_class=tokenizer, peft_config=lora,
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
         callbacks=[Timer()],
-    )  # fmt: skip
+    )
     tokenized = {k: list(trainer.train_dataset[k]) for k in ("prompt_ids", "chosen_ids", "rejected_ids")}
     trainer.train()
     for s, c in zip(steps, counts):
@@ -393,8 +520,11 @@ def main() -> None:
                 result = run_child(side, args, work)
                 found.append(result)
                 rate = summarize(result, args.skip)["response tok/s"]
-                print(f"{side} (run {r + 1}/{args.repeat}): {args.steps} steps, {rate:.1f} response tok/s, "
-                      f"{result['wall_s']:.0f}s with start-up", flush=True)  # fmt: skip
+                print(
+                    f"{side} (run {r + 1}/{args.repeat}): {args.steps} steps, {rate:.1f} response tok/s, "
+                    f"{result['wall_s']:.0f}s with start-up",
+                    flush=True,
+                )
         report(args, texts, runs)
     finally:
         if not args.workdir:
@@ -420,23 +550,32 @@ def report(args, texts: dict, runs: dict) -> None:
     iswt, trl = best(runs["iswt"], args.skip), best(runs["trl"], args.skip)
     n_pairs = len(texts["prompt"])
     print()
-    print(f"iswt train --loss sigmoid vs TRL {md.version('trl')} DPOTrainer (transformers "
-          f"{md.version('transformers')}, peft {md.version('peft')}, torch {md.version('torch')})")  # fmt: skip
-    print(f"{args.model}, {n_pairs} pairs ({args.reward} rewards, direct), batch {args.batch_size} pairs, LoRA r "
-          f"{args.lora_r} alpha {args.lora_alpha} {args.target_modules} dropout 0, lr {args.lr} constant, beta "
-          f"{args.beta}, fp32, {args.steps} steps (first {args.skip} not timed), {args.device}, {os.cpu_count()} "
-          f"CPUs, {args.threads or 'default'} torch threads, best of {args.repeat} run(s) per side; reference "
-          "log-probs precomputed on both sides")  # fmt: skip
+    print(
+        f"iswt train --loss sigmoid vs TRL {md.version('trl')} DPOTrainer (transformers "
+        f"{md.version('transformers')}, peft {md.version('peft')}, torch {md.version('torch')})"
+    )
+    print(
+        f"{args.model}, {n_pairs} pairs ({args.reward} rewards, direct), batch {args.batch_size} pairs, LoRA r "
+        f"{args.lora_r} alpha {args.lora_alpha} {args.target_modules} dropout 0, lr {args.lr} constant, beta "
+        f"{args.beta}, fp32, {args.steps} steps (first {args.skip} not timed), {args.device}, {os.cpu_count()} "
+        f"CPUs, {args.threads or 'default'} torch threads, best of {args.repeat} run(s) per side; reference "
+        "log-probs precomputed on both sides"
+    )
     print(f"{'':>26}{'iswt':>12}{'trl':>12}{'iswt/trl':>10}")
     for key in iswt:
         a, b = iswt[key], trl[key]
         print(f"{key:>26}{a:>12.1f}{b:>12.1f}{a / b:>9.2f}x")
     speed = iswt["response tok/s"] / trl["response tok/s"]
-    memory = iswt["CUDA peak MiB"] / trl["CUDA peak MiB"] if "CUDA peak MiB" in iswt else (
-        iswt["peak RSS MiB"] / trl["peak RSS MiB"])  # fmt: skip
+    memory = (
+        iswt["CUDA peak MiB"] / trl["CUDA peak MiB"]
+        if "CUDA peak MiB" in iswt
+        else (iswt["peak RSS MiB"] / trl["peak RSS MiB"])
+    )
     ok = speed >= 1.0 and memory <= 1.0
-    print(f"throughput (response tokens/s) {speed:.2f}x TRL, peak memory {memory:.2f}x TRL: target (>= 1.0x at no "
-          f"more memory) {'met' if ok else 'NOT met'}")  # fmt: skip
+    print(
+        f"throughput (response tokens/s) {speed:.2f}x TRL, peak memory {memory:.2f}x TRL: target (>= 1.0x at no "
+        f"more memory) {'met' if ok else 'NOT met'}"
+    )
     print(tokenization_note(texts, runs["trl"][0], eos))
 
 

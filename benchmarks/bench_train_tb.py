@@ -68,8 +68,13 @@ def env(threads: int, code: Path) -> dict:
 
 def iswt(code: Path, threads: int, *args: str) -> float:
     began = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "iswcli.cli", "-q", *args], env=env(threads, code), cwd=code,
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "iswcli.cli", "-q", *args],
+        env=env(threads, code),
+        cwd=code,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         sys.exit(f"iswt {args[0]} ({code}) failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - began
@@ -79,13 +84,48 @@ def build_data(args, work: Path) -> dict[str, str]:
     files = {k: str(work / f"{k}.parquet") for k in ("samples", "scores", "z")}
     prompts = work / "prompts.jsonl"
     prompts.write_text("".join(json.dumps(p) + "\n" for p in few_shot_prompts(args.prompts)))
-    iswt(ROOT, args.threads, "sample", "--prompts", str(prompts), "--n", str(args.n), "--max-new-tokens",
-         str(args.max_new_tokens), "--no-chat-template", "--batch-size", "64", "--device", "cpu",
-         "--out", files["samples"])  # fmt: skip
-    iswt(ROOT, args.threads, "score", "--samples", files["samples"], "--reward", f"python:{THIS}:random_reward",
-         "--out", files["scores"])  # fmt: skip
-    iswt(ROOT, args.threads, "estimate-z", "--proposal", files["samples"], "--scores", files["scores"], "--beta", "1",
-         "--out", files["z"])  # fmt: skip
+    iswt(
+        ROOT,
+        args.threads,
+        "sample",
+        "--prompts",
+        str(prompts),
+        "--n",
+        str(args.n),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--no-chat-template",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        files["samples"],
+    )
+    iswt(
+        ROOT,
+        args.threads,
+        "score",
+        "--samples",
+        files["samples"],
+        "--reward",
+        f"python:{THIS}:random_reward",
+        "--out",
+        files["scores"],
+    )
+    iswt(
+        ROOT,
+        args.threads,
+        "estimate-z",
+        "--proposal",
+        files["samples"],
+        "--scores",
+        files["scores"],
+        "--beta",
+        "1",
+        "--out",
+        files["z"],
+    )
     return files
 
 
@@ -98,9 +138,29 @@ def extract(rev: str, into: Path) -> Path:
 
 def train(args, code: Path, files: dict, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    wall = iswt(code, args.threads, "train", "--loss", "tb", "--samples", files["samples"], "--scores",
-                files["scores"], "--z", files["z"], "--batch-size", str(args.batch_size), "--epochs",
-                str(args.epochs), "--device", "cpu", "--seed", "0", "--out", str(out))  # fmt: skip
+    wall = iswt(
+        code,
+        args.threads,
+        "train",
+        "--loss",
+        "tb",
+        "--samples",
+        files["samples"],
+        "--scores",
+        files["scores"],
+        "--z",
+        files["z"],
+        "--batch-size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.epochs),
+        "--device",
+        "cpu",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+    )
     import pyarrow.parquet as pq
 
     log = pq.read_table(out / "train_log.parquet").to_pylist()
@@ -119,11 +179,13 @@ def token_counts(args, files: dict, steps: int) -> list[dict]:
     out = []
     for rows in batches:
         distinct = {tuple(data.prompt_tokens[r]) for r in rows}
-        out.append({
-            "prompt": int(sum(len(data.prompt_tokens[r]) for r in rows)),
-            "response": int(sum(len(data.response_tokens[r]) for r in rows)),
-            "prompt_run": int(sum(len(p) for p in distinct)),
-        })  # fmt: skip
+        out.append(
+            {
+                "prompt": int(sum(len(data.prompt_tokens[r]) for r in rows)),
+                "response": int(sum(len(data.response_tokens[r]) for r in rows)),
+                "prompt_run": int(sum(len(p) for p in distinct)),
+            }
+        )
     assert np.all([c["response"] > 0 for c in out])
     return out
 
@@ -150,19 +212,26 @@ def main() -> None:
             for name, code in sides.items():
                 result = train(args, code, files, work / f"run-{r}-{len(runs[name])}-{name.split()[0]}")
                 runs[name].append(result)
-                print(f"{name} (run {r + 1}/{args.repeat}): {len(result['log'])} steps, {result['wall']:.1f}s whole "
-                      f"process (load {result['load']})", flush=True)  # fmt: skip
+                print(
+                    f"{name} (run {r + 1}/{args.repeat}): {len(result['log'])} steps, {result['wall']:.1f}s whole "
+                    f"process (load {result['load']})",
+                    flush=True,
+                )
         steps = len(runs["this tree"][0]["log"])
         counts = token_counts(args, files, steps)
         prompt, response = sum(c["prompt"] for c in counts), sum(c["response"] for c in counts)
         ran = sum(c["prompt_run"] for c in counts)
 
     print()
-    print(f"iswt train --loss tb: {args.prompts} few-shot prompts x {args.n} samples (max {args.max_new_tokens} new "
-          f"tokens), batch {args.batch_size}, {args.epochs} epochs = {steps} steps, LoRA defaults, fp32, "
-          f"{args.threads} torch threads, {os.cpu_count()} CPUs, best of {args.repeat}")  # fmt: skip
-    print(f"tokens trained on: {prompt} prompt + {response} response; prompt tokens run by this tree: {ran} "
-          f"({ran / prompt:.1%} of the per-sequence count)")  # fmt: skip
+    print(
+        f"iswt train --loss tb: {args.prompts} few-shot prompts x {args.n} samples (max {args.max_new_tokens} new "
+        f"tokens), batch {args.batch_size}, {args.epochs} epochs = {steps} steps, LoRA defaults, fp32, "
+        f"{args.threads} torch threads, {os.cpu_count()} CPUs, best of {args.repeat}"
+    )
+    print(
+        f"tokens trained on: {prompt} prompt + {response} response; prompt tokens run by this tree: {ran} "
+        f"({ran / prompt:.1%} of the per-sequence count)"
+    )
     print(f"{'':28}{'whole s':>9}{'loop s':>9}{'prompt tok/s':>14}{'response tok/s':>16}   load")
     best = {}
     for name, found in runs.items():

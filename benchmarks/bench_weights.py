@@ -71,37 +71,45 @@ def build_inputs(directory: Path, n_prompts: int, k: int, n_tokens: int, seed: i
     prompt_id = names.take(pa.array(np.repeat(np.arange(n_prompts), k)))
     sample_idx = pa.array(np.tile(np.arange(k, dtype=np.int32), n_prompts))
     logprob_q = -rng.gamma(4.0, 8.0, n)
-    samples = pa.table({
-        "prompt_id": prompt_id,
-        "sample_idx": sample_idx,
-        "task": pa.array(["arith"] * n),
-        "prompt": names.take(pa.array(np.repeat(np.arange(n_prompts), k))),
-        "task_fields": pa.array(["{}"] * n),
-        "prompt_text": prompt_id,
-        "response": pa.array(["The answer is 42."] * n),
-        "prompt_token_ids": _list_column(rng, n, n_tokens // 2, _token_ids),
-        "response_token_ids": _list_column(rng, n, n_tokens, _token_ids),
-        "token_logprobs_q": _list_column(rng, n, n_tokens, _token_logprobs),
-        "logprob_q": logprob_q,
-        "token_logprobs_model": _list_column(rng, n, n_tokens, _token_logprobs),
-        "logprob_model": logprob_q,
-        "n_tokens": pa.array(np.full(n, n_tokens, dtype=np.int32)),
-        "finish_reason": pa.array(["stop"] * n),
-    })  # fmt: skip
+    samples = pa.table(
+        {
+            "prompt_id": prompt_id,
+            "sample_idx": sample_idx,
+            "task": pa.array(["arith"] * n),
+            "prompt": names.take(pa.array(np.repeat(np.arange(n_prompts), k))),
+            "task_fields": pa.array(["{}"] * n),
+            "prompt_text": prompt_id,
+            "response": pa.array(["The answer is 42."] * n),
+            "prompt_token_ids": _list_column(rng, n, n_tokens // 2, _token_ids),
+            "response_token_ids": _list_column(rng, n, n_tokens, _token_ids),
+            "token_logprobs_q": _list_column(rng, n, n_tokens, _token_logprobs),
+            "logprob_q": logprob_q,
+            "token_logprobs_model": _list_column(rng, n, n_tokens, _token_logprobs),
+            "logprob_model": logprob_q,
+            "n_tokens": pa.array(np.full(n, n_tokens, dtype=np.int32)),
+            "finish_reason": pa.array(["stop"] * n),
+        }
+    )
     # Scores come back shuffled, as from sharded scoring: the join has real work.
     order = pa.array(rng.permutation(n))
-    scores = pa.table({
-        "prompt_id": prompt_id,
-        "sample_idx": sample_idx,
-        "reward": rng.normal(0.0, 1.0, n),
-        "reward_info": pa.array(["synthetic"] * n),
-        "logprob_ref": logprob_q + rng.normal(0.0, 0.5, n),
-    }).take(order)  # fmt: skip
+    scores = pa.table(
+        {
+            "prompt_id": prompt_id,
+            "sample_idx": sample_idx,
+            "reward": rng.normal(0.0, 1.0, n),
+            "reward_info": pa.array(["synthetic"] * n),
+            "logprob_ref": logprob_q + rng.normal(0.0, 0.5, n),
+        }
+    ).take(order)
     sample_path, score_path = str(directory / "samples.parquet"), str(directory / "scores.parquet")
     sampling = {"untruncated": True, "stop_token_ids": [2], "chat_template": True}
     config = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
-    artifacts.write_artifact(samples, sample_path, artifacts.SAMPLES, artifacts.make_provenance(
-        "sample", config, seed=seed, sampling=sampling))  # fmt: skip
+    artifacts.write_artifact(
+        samples,
+        sample_path,
+        artifacts.SAMPLES,
+        artifacts.make_provenance("sample", config, seed=seed, sampling=sampling),
+    )
     artifacts.write_artifact(scores, score_path, artifacts.SCORES, artifacts.make_provenance("score", {}))
     return sample_path, score_path
 
@@ -126,10 +134,16 @@ def pandas_estimate_z(samples: str, scores: str, out: str) -> None:
         lse = peak + math.log(np.exp(lw - peak).sum())
         lse2 = 2 * peak + math.log(np.exp(2 * (lw - peak)).sum())
         ess = math.exp(2 * lse - lse2)
-        return pd.Series({
-            "log_z": lse - math.log(k), "n_samples": k, "ess": ess, "ess_frac": ess / k,
-            "max_weight_share": math.exp(peak - lse), "log_z_se": math.sqrt(max(k / ess - 1, 0) / (k - 1)),
-        })  # fmt: skip
+        return pd.Series(
+            {
+                "log_z": lse - math.log(k),
+                "n_samples": k,
+                "ess": ess,
+                "ess_frac": ess / k,
+                "max_weight_share": math.exp(peak - lse),
+                "log_z_se": math.sqrt(max(k / ess - 1, 0) / (k - 1)),
+            }
+        )
 
     df.groupby("prompt_id")[["lw"]].apply(per_prompt).reset_index().to_parquet(out)
 
@@ -149,10 +163,17 @@ def pandas_weight_pairs(samples: str, scores: str, out: str) -> None:
         margin = math.log(0.5) + np.log(-np.expm1(-d)) - np.log1p(np.exp(-d))
         log_w = (r[w] + r[l]) / GAMMA + margin
         weight = np.exp(log_w - log_w.max())
-        return pd.DataFrame({
-            "chosen_idx": idx[w], "rejected_idx": idx[l], "r_chosen": r[w], "r_rejected": r[l],
-            "log_weight_base": log_w, "margin_score": margin, "weight": weight / weight.sum(),
-        })  # fmt: skip
+        return pd.DataFrame(
+            {
+                "chosen_idx": idx[w],
+                "rejected_idx": idx[l],
+                "r_chosen": r[w],
+                "r_rejected": r[l],
+                "log_weight_base": log_w,
+                "margin_score": margin,
+                "weight": weight / weight.sum(),
+            }
+        )
 
     pairs = df.groupby("prompt_id")[["sample_idx", "reward"]].apply(per_prompt)
     pairs = pairs.reset_index(level=0).reset_index(drop=True)
@@ -185,9 +206,21 @@ def iswt_command(name: str, samples: str, scores: str, out: str) -> list[str]:
     if name == "estimate-z":
         return [*cli, "estimate-z", "--proposal", samples, "--scores", scores, "--beta", str(BETA), "--out", out]
     return [
-        *cli, "weight-pairs", "--samples", samples, "--scores", scores, "--method", "iso",
-        "--gamma", str(GAMMA), "--pairing", "all", "--out", out,
-    ]  # fmt: skip
+        *cli,
+        "weight-pairs",
+        "--samples",
+        samples,
+        "--scores",
+        scores,
+        "--method",
+        "iso",
+        "--gamma",
+        str(GAMMA),
+        "--pairing",
+        "all",
+        "--out",
+        out,
+    ]
 
 
 def _plain(table: pa.Table) -> pa.Table:
@@ -239,8 +272,10 @@ def main() -> None:
         sizes = ["--prompts", str(args.prompts), "--k", str(args.k), "--tokens", str(args.tokens)]
         seconds, _ = measure([sys.executable, __file__, "--build", *sizes, tmp])
         size = (os.path.getsize(samples) + os.path.getsize(scores)) / 2**20
-        print(f"inputs: {args.prompts:,} prompts x {args.k} = {args.prompts * args.k:,} samples, "
-              f"{size:.0f} MiB on disk, built in {seconds:.1f} s")  # fmt: skip
+        print(
+            f"inputs: {args.prompts:,} prompts x {args.k} = {args.prompts * args.k:,} samples, "
+            f"{size:.0f} MiB on disk, built in {seconds:.1f} s"
+        )
         timings = {}
         for name in ("estimate-z", "weight-pairs"):
             ours, theirs = str(work / f"iswt-{name}.parquet"), str(work / f"pandas-{name}.parquet")

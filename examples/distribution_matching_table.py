@@ -57,8 +57,10 @@ def policy_table(out: Path) -> list[str]:
     ]
     if base is not None:
         target = {c: [r[c] for r in base.values()] for c in ("p_valid_target", "eff_answers_target")}
-        lines.append(f"| target pi* | | {ci_text(target['p_valid_target'])} | 0 | 0 | "
-                     f"{ci_text(target['eff_answers_target'])} | |")  # fmt: skip
+        lines.append(
+            f"| target pi* | | {ci_text(target['p_valid_target'])} | 0 | 0 | "
+            f"{ci_text(target['eff_answers_target'])} | |"
+        )
     for method in sorted(runs, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m)):
         seeds = runs[method]
         prompts = sorted(set.intersection(*(set(rows) for rows in seeds.values())))

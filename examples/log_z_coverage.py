@@ -47,17 +47,22 @@ def simulate(p_outcomes, rewards, beta, k, reps, n_boot, rng):
     t_quantile = float(student_t.ppf(0.975, k - 1))
     delta_t = np.abs(log_z - exact) <= t_quantile * se
     boot_reps = min(reps, 300)
-    boot = np.array([
-        lo <= exact <= hi
-        for lo, hi in (estimators.bootstrap_log_z_interval(row, n_boot, rng) for row in lw[:boot_reps])
-    ])  # fmt: skip
+    boot = np.array(
+        [
+            lo <= exact <= hi
+            for lo, hi in (estimators.bootstrap_log_z_interval(row, n_boot, rng) for row in lw[:boot_reps])
+        ]
+    )
     return {
-        "delta": delta.mean(), "delta_t": delta_t.mean(), "boot": boot.mean(), "degenerate": degenerate.mean(),
+        "delta": delta.mean(),
+        "delta_t": delta_t.mean(),
+        "boot": boot.mean(),
+        "degenerate": degenerate.mean(),
         "delta_nondeg": delta[~degenerate].mean() if (~degenerate).any() else math.nan,
         "z_err_sd": np.std(log_z[~degenerate] - exact) if (~degenerate).sum() > 1 else math.nan,
         "se_mean": se[~degenerate].mean() if (~degenerate).any() else math.nan,
         "khat": np.nanmean([estimators.pareto_khat(row)[0] for row in lw[:50]]) if k > 20 else math.nan,
-    }  # fmt: skip
+    }
 
 
 def main() -> None:
@@ -72,8 +77,10 @@ def main() -> None:
     rows = pq.read_table(args.target).to_pylist()
     answers = prompt_rewards()
     rng = np.random.default_rng(0)
-    print("| K | prompts | delta-method 95% (+-1.96 se) covers | +-t(K-1) se covers | bootstrap 95% covers | "
-          "all-equal-weight draws | delta covers (non-degenerate) | sd(log Z_hat - exact) / mean se |")  # fmt: skip
+    print(
+        "| K | prompts | delta-method 95% (+-1.96 se) covers | +-t(K-1) se covers | bootstrap 95% covers | "
+        "all-equal-weight draws | delta covers (non-degenerate) | sd(log Z_hat - exact) / mean se |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for k in args.k:
         results = []
@@ -84,8 +91,10 @@ def main() -> None:
             results.append(simulate(p, r, args.beta, k, args.reps, args.boot, rng))
         mean = {key: float(np.nanmean([res[key] for res in results])) for key in results[0]}
         ratio = np.nanmean([res["z_err_sd"] / res["se_mean"] for res in results if res["se_mean"] > 0])
-        print(f"| {k} | {len(rows)} | {mean['delta']:.3f} | {mean['delta_t']:.3f} | {mean['boot']:.3f} | {mean['degenerate']:.3f} | "
-              f"{mean['delta_nondeg']:.3f} | {ratio:.2f} |")  # fmt: skip
+        print(
+            f"| {k} | {len(rows)} | {mean['delta']:.3f} | {mean['delta_t']:.3f} | {mean['boot']:.3f} | {mean['degenerate']:.3f} | "
+            f"{mean['delta_nondeg']:.3f} | {ratio:.2f} |"
+        )
 
 
 if __name__ == "__main__":

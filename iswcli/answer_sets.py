@@ -29,15 +29,51 @@ FEW_SHOT = (
 )
 
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December")  # fmt: skip
+MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 RAINBOW = ("Red", "Orange", "Yellow", "Green", "Blue", "Indigo", "Violet")
 PLANETS = ("Mercury", "Venus", "Earth", "Mars", "Jupiter", "Saturn", "Uranus", "Neptune")
 DIGITS = tuple(str(d) for d in range(10))
 VOWELS = ("A", "E", "I", "O", "U")
 CONSONANTS = tuple(c for c in "BCDFGHJKLMNPQRSTVWXYZ")
-GREEK = ("Alpha", "Beta", "Gamma", "Delta", "Epsilon", "Zeta", "Eta", "Theta", "Iota", "Kappa", "Lambda", "Mu",
-         "Nu", "Xi", "Omicron", "Pi", "Rho", "Sigma", "Tau", "Upsilon", "Phi", "Chi", "Psi", "Omega")  # fmt: skip
+GREEK = (
+    "Alpha",
+    "Beta",
+    "Gamma",
+    "Delta",
+    "Epsilon",
+    "Zeta",
+    "Eta",
+    "Theta",
+    "Iota",
+    "Kappa",
+    "Lambda",
+    "Mu",
+    "Nu",
+    "Xi",
+    "Omicron",
+    "Pi",
+    "Rho",
+    "Sigma",
+    "Tau",
+    "Upsilon",
+    "Phi",
+    "Chi",
+    "Psi",
+    "Omega",
+)
 
 
 def _same(names, reward: float = 1.0) -> dict[str, float]:
@@ -175,5 +211,11 @@ def rows(split: str) -> list[tuple[str, tuple[dict, ...], dict]]:
 
 
 def description(split: str, limit: int | None) -> dict:
-    return {"kind": "task", "task": TASK, "split": split, "limit": limit, "generator": GENERATOR,
-            "sizes": {s: len(rows(s)) for s in SPLITS}}  # fmt: skip
+    return {
+        "kind": "task",
+        "task": TASK,
+        "split": split,
+        "limit": limit,
+        "generator": GENERATOR,
+        "sizes": {s: len(rows(s)) for s in SPLITS},
+    }

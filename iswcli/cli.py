@@ -72,9 +72,7 @@ def domain_errors():
 
 
 # Options shared by the commands that load a model or read prompts.
-ModelOpt = Annotated[
-    str, typer.Option("--model", help="Alias (smollm2-135m), local HF model directory, or hub id.")
-]
+ModelOpt = Annotated[str, typer.Option("--model", help="Alias (smollm2-135m), local HF model directory, or hub id.")]
 AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="A peft adapter directory loaded on top.")]
 TaskOpt = Annotated[
     Optional[str], typer.Option("--task", help="Built-in task: arith, arith:1..3, humaneval (default arith).")
@@ -91,7 +89,9 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Re-run even when the ou
 BackendOpt = Annotated[str, typer.Option("--backend", help="hf (transformers) or vllm.")]
 DtypeOpt = Annotated[
     str,
-    typer.Option("--dtype", help="float32 (default: the reference's dtype, so q's numbers are pi_ref's), bfloat16, float16."),
+    typer.Option(
+        "--dtype", help="float32 (default: the reference's dtype, so q's numbers are pi_ref's), bfloat16, float16."
+    ),
 ]
 TensorParallelOpt = Annotated[int, typer.Option("--tensor-parallel-size", help="vLLM: GPUs per engine.")]
 GpuMemoryOpt = Annotated[float, typer.Option("--gpu-memory-utilization", help="vLLM: share of GPU memory to use.")]
@@ -136,13 +136,30 @@ def sample(
     if task is None and prompts is None:
         task = "arith"
     config = SampleConfig(
-        out=out, model=model, adapter=adapter, task=task, prompts=prompts, split=split, limit=limit,
-        n=n, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k,
-        seed=seed, batch_size=batch_size, backend=backend, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len, shard=shard,
-        chat_template=chat_template, device=device,
+        out=out,
+        model=model,
+        adapter=adapter,
+        task=task,
+        prompts=prompts,
+        split=split,
+        limit=limit,
+        n=n,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        seed=seed,
+        batch_size=batch_size,
+        backend=backend,
+        dtype=dtype,
+        tensor_parallel_size=tensor_parallel_size,
+        gpu_memory_utilization=gpu_memory_utilization,
+        max_model_len=max_model_len,
+        shard=shard,
+        chat_template=chat_template,
+        device=device,
         force=force,
-    )  # fmt: skip
+    )
     with domain_errors():
         console.show_summary("iswt sample", run(config))
 
@@ -157,11 +174,14 @@ def score(
     ref_model: Annotated[
         Optional[str], typer.Option("--ref-model", help="Adds logprob_ref: teacher-forced under this model.")
     ] = None,
-    ref_adapter: Annotated[Optional[str], typer.Option("--ref-adapter", help="A peft adapter on the reference.")] = None,
+    ref_adapter: Annotated[
+        Optional[str], typer.Option("--ref-adapter", help="A peft adapter on the reference.")
+    ] = None,
     workers: Annotated[int, typer.Option("--workers", help="Sandboxed programs at a time (code reward).")] = 4,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per program (code) or check (math).")] = 10.0,
     baseline: Annotated[
-        Optional[str], typer.Option("--baseline", help="pairwise: a sample_idx, or a file with one response per prompt.")
+        Optional[str],
+        typer.Option("--baseline", help="pairwise: a sample_idx, or a file with one response per prompt."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per part and per forward pass.")] = 32,
     shard: Annotated[
@@ -178,11 +198,21 @@ def score(
     from stages.score import ScoreConfig, run
 
     config = ScoreConfig(
-        samples=samples, reward=reward, out=out, ref_model=ref_model, ref_adapter=ref_adapter, workers=workers,
-        timeout=timeout, baseline=baseline, batch_size=batch_size, shard=shard, on_error=on_error, seed=seed,
+        samples=samples,
+        reward=reward,
+        out=out,
+        ref_model=ref_model,
+        ref_adapter=ref_adapter,
+        workers=workers,
+        timeout=timeout,
+        baseline=baseline,
+        batch_size=batch_size,
+        shard=shard,
+        on_error=on_error,
+        seed=seed,
         device=device,
         force=force,
-    )  # fmt: skip
+    )
     with domain_errors():
         console.show_summary("iswt score", run(config))
 
@@ -223,10 +253,17 @@ def estimate_z(
     if mismatch_threshold is not None:
         optional["mismatch_threshold"] = mismatch_threshold
     config = EstimateZConfig(
-        proposal=proposal, scores=scores, beta=beta, out=out, bootstrap=bootstrap, seed=seed,
-        reward_transform=reward_transform, plot=plot, **optional,
+        proposal=proposal,
+        scores=scores,
+        beta=beta,
+        out=out,
+        bootstrap=bootstrap,
+        seed=seed,
+        reward_transform=reward_transform,
+        plot=plot,
+        **optional,
         force=force,
-    )  # fmt: skip
+    )
     with domain_errors():
         console.show_summary("iswt estimate-z", run(config))
 
@@ -257,11 +294,19 @@ def weight_pairs(
     from stages.weight_pairs import WeightPairsConfig, run
 
     config = WeightPairsConfig(
-        samples=samples, scores=scores, method=method, out=out, gamma=gamma, beta=beta,
-        num_accept=num_accept, pairing=pairing, max_pairs_per_prompt=max_pairs_per_prompt,
-        seed=seed, plot=plot,
+        samples=samples,
+        scores=scores,
+        method=method,
+        out=out,
+        gamma=gamma,
+        beta=beta,
+        num_accept=num_accept,
+        pairing=pairing,
+        max_pairs_per_prompt=max_pairs_per_prompt,
+        seed=seed,
+        plot=plot,
         force=force,
-    )  # fmt: skip
+    )
     with domain_errors():
         console.show_summary("iswt weight-pairs", run(config))
 
@@ -280,7 +325,9 @@ def train(
     pairs: Annotated[Optional[str], typer.Option("--pairs", help="Weighted pairs, for pair losses.")] = None,
     beta: Annotated[
         Optional[float],
-        typer.Option("--beta", help="Inverse temperature / DPO beta (default: the --z artifact's beta for tb, else 1)."),
+        typer.Option(
+            "--beta", help="Inverse temperature / DPO beta (default: the --z artifact's beta for tb, else 1)."
+        ),
     ] = None,
     z_mode: Annotated[str, typer.Option("--z-mode", help="frozen (from --z) or learned jointly.")] = "frozen",
     z_lr: Annotated[float, typer.Option("--z-lr", help="Learning rate of the learned log Z.")] = 1e-2,
@@ -295,7 +342,9 @@ def train(
     target_modules: Annotated[str, typer.Option("--target-modules", help="all-linear or a,b,c.")] = "all-linear",
     lr: Annotated[float, typer.Option("--lr")] = 1e-4,
     warmup_steps: Annotated[int, typer.Option("--warmup-steps")] = 0,
-    weight_decay: Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay (LoRA weights only).")] = 0.0,
+    weight_decay: Annotated[
+        float, typer.Option("--weight-decay", help="AdamW weight decay (LoRA weights only).")
+    ] = 0.0,
     schedule: Annotated[str, typer.Option("--schedule", help="constant or cosine after warmup.")] = "constant",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples (or pairs) per micro-batch.")] = 8,
     grad_accum: Annotated[int, typer.Option("--grad-accum")] = 1,
@@ -321,15 +370,44 @@ def train(
     from stages.train import TrainConfig, run
 
     config = TrainConfig(
-        out=out, samples=samples, scores=scores, loss=loss, model=model, adapter=adapter, z=z, pairs=pairs,
-        beta=beta, z_mode=z_mode, z_lr=z_lr, length_normalize=length_normalize, clip_eps=clip_eps,
-        kl_coef=kl_coef, sft_select=sft_select, full=full, lora_r=lora_r, lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout, target_modules=target_modules, lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay,
-        schedule=schedule, batch_size=batch_size, grad_accum=grad_accum, max_grad_norm=max_grad_norm,
-        epochs=epochs, max_steps=max_steps, precision=precision, gradient_checkpointing=gradient_checkpointing,
-        save_every=save_every, resume=resume, seed=seed, device=device, report_to=report_to,
+        out=out,
+        samples=samples,
+        scores=scores,
+        loss=loss,
+        model=model,
+        adapter=adapter,
+        z=z,
+        pairs=pairs,
+        beta=beta,
+        z_mode=z_mode,
+        z_lr=z_lr,
+        length_normalize=length_normalize,
+        clip_eps=clip_eps,
+        kl_coef=kl_coef,
+        sft_select=sft_select,
+        full=full,
+        lora_r=lora_r,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        target_modules=target_modules,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        batch_size=batch_size,
+        grad_accum=grad_accum,
+        max_grad_norm=max_grad_norm,
+        epochs=epochs,
+        max_steps=max_steps,
+        precision=precision,
+        gradient_checkpointing=gradient_checkpointing,
+        save_every=save_every,
+        resume=resume,
+        seed=seed,
+        device=device,
+        report_to=report_to,
         force=force,
-    )  # fmt: skip
+    )
     with domain_errors():
         console.show_summary("iswt train", run(config))
 
@@ -461,7 +539,8 @@ def evaluate(
         typer.Option("--target-beta", help="Answer sets (--reward set): exact Z, pi* and KL into OUT.target.parquet."),
     ] = None,
     z: Annotated[
-        Optional[str], typer.Option("--z", help="With --target-beta: an estimate-z artifact, scored against exact log Z.")
+        Optional[str],
+        typer.Option("--z", help="With --target-beta: an estimate-z artifact, scored against exact log Z."),
     ] = None,
     ref_model: Annotated[
         Optional[str], typer.Option("--ref-model", help="With --target-beta: pi*'s reference (default: --model).")
@@ -475,13 +554,35 @@ def evaluate(
             _print_comparison("iswt evaluate --compare", stage.compare(runs or [], n, seed))
             return
         config = stage.EvaluateConfig(
-            out=out, reward=reward, model=model, adapter=adapter, task=task, prompts=prompts, split=split,
-            limit=limit, n=8 if n is None else n, max_new_tokens=max_new_tokens, temperature=temperature,
-            top_p=top_p, seed=seed, batch_size=batch_size, baseline=baseline, judge=judge, workers=workers,
-            timeout=timeout, device=device, backend=backend, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-            force=force, target_beta=target_beta, z=z, ref_model=ref_model,
-        )  # fmt: skip
+            out=out,
+            reward=reward,
+            model=model,
+            adapter=adapter,
+            task=task,
+            prompts=prompts,
+            split=split,
+            limit=limit,
+            n=8 if n is None else n,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            seed=seed,
+            batch_size=batch_size,
+            baseline=baseline,
+            judge=judge,
+            workers=workers,
+            timeout=timeout,
+            device=device,
+            backend=backend,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            force=force,
+            target_beta=target_beta,
+            z=z,
+            ref_model=ref_model,
+        )
         console.show_summary("iswt evaluate", stage.run(config))
 
 
@@ -493,7 +594,9 @@ def judge_diversity(
         Optional[str], typer.Option("--samples", help="Eval artifact (or samples) whose responses to judge.")
     ] = None,
     out: Annotated[Optional[str], typer.Option("--out", help="Diversity .parquet to write.")] = None,
-    judge: Annotated[str, typer.Option("--judge", help="Judge: alias, local HF chat model or hub id.")] = "smollm2-135m",
+    judge: Annotated[
+        str, typer.Option("--judge", help="Judge: alias, local HF chat model or hub id.")
+    ] = "smollm2-135m",
     correct_only: Annotated[bool, typer.Option("--correct-only", help="Only the correct responses.")] = False,
     template: Annotated[
         Optional[str], typer.Option("--template", help="Judge prompt file with {problem} and {solutions}.")
@@ -518,10 +621,18 @@ def judge_diversity(
         if samples is None:
             raise IswtError("--samples: required (the eval artifact whose responses to judge)")
         config = stage.JudgeDiversityConfig(
-            samples=samples, out=out, judge=judge, correct_only=correct_only, template=template,
-            max_new_tokens=max_new_tokens, embed_model=embed_model, n=n, batch_size=batch_size, device=device,
+            samples=samples,
+            out=out,
+            judge=judge,
+            correct_only=correct_only,
+            template=template,
+            max_new_tokens=max_new_tokens,
+            embed_model=embed_model,
+            n=n,
+            batch_size=batch_size,
+            device=device,
             force=force,
-        )  # fmt: skip
+        )
         console.show_summary("iswt judge-diversity", stage.run(config))
 
 

@@ -115,8 +115,9 @@ def log_z(logp_ref, rewards, r0: float, beta: float) -> float:
 
 def target_probs(logp_ref, rewards, r0: float, beta: float) -> np.ndarray:
     """pi* over the |A| + 1 outcomes: pi_ref e^{beta r} / Z."""
-    lw = np.append(np.asarray(logp_ref, dtype=float) + beta * np.asarray(rewards, dtype=float),
-                   log_other(logp_ref) + beta * r0)  # fmt: skip
+    lw = np.append(
+        np.asarray(logp_ref, dtype=float) + beta * np.asarray(rewards, dtype=float), log_other(logp_ref) + beta * r0
+    )
     p = np.exp(lw - logsumexp(lw))
     return p / p.sum()
 
@@ -243,8 +244,13 @@ def _prefix_cached_sums(
             past.batch_repeat_interleave(len(part))
             with warnings.catch_warnings():  # transformers renames past_key_values; both spellings work here
                 warnings.simplefilter("ignore", FutureWarning)
-                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=past,
-                               use_cache=True).logits.float().log_softmax(-1)  # fmt: skip
+                logits = (
+                    model(
+                        input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=past, use_cache=True
+                    )
+                    .logits.float()
+                    .log_softmax(-1)
+                )
             for row, r in enumerate(part):
                 for j in range(1, len(r)):
                     total[row] += float(logits[row, j - 1, r[j]])
@@ -254,12 +260,28 @@ def _prefix_cached_sums(
 
 # --------------------------------------------------------------------------- evaluate --target-beta
 
-TARGET_COLUMNS = ("log_z_exact", "p_valid", "p_valid_target", "kl_set", "tv_set", "eff_answers",
-                  "eff_answers_target", "p_valid_ref")  # fmt: skip
+TARGET_COLUMNS = (
+    "log_z_exact",
+    "p_valid",
+    "p_valid_target",
+    "kl_set",
+    "tv_set",
+    "eff_answers",
+    "eff_answers_target",
+    "p_valid_ref",
+)
 Z_COLUMNS = ("log_z_estimate", "log_z_error", "log_z_lo", "log_z_hi", "log_z_covered")
 # the per-prompt values `evaluate` summarizes and `--compare` puts side by side
-SUMMARY_METRICS = ("p_valid", "p_valid_target", "kl_set", "tv_set", "eff_answers", "eff_answers_target",
-                   "log_z_error", "log_z_covered")  # fmt: skip
+SUMMARY_METRICS = (
+    "p_valid",
+    "p_valid_target",
+    "kl_set",
+    "tv_set",
+    "eff_answers",
+    "eff_answers_target",
+    "log_z_error",
+    "log_z_covered",
+)
 
 
 def target_spec():
@@ -267,10 +289,16 @@ def target_spec():
 
     from iswcli import artifacts
 
-    fields = [("prompt_id", pa.string()), ("beta", pa.float64()), ("n_answers", pa.int32()),
-              *((c, pa.float64()) for c in TARGET_COLUMNS), *((c, pa.float64()) for c in Z_COLUMNS),
-              ("answers", pa.string()), ("p_answers", pa.list_(pa.float64())),
-              ("p_answers_target", pa.list_(pa.float64()))]  # fmt: skip
+    fields = [
+        ("prompt_id", pa.string()),
+        ("beta", pa.float64()),
+        ("n_answers", pa.int32()),
+        *((c, pa.float64()) for c in TARGET_COLUMNS),
+        *((c, pa.float64()) for c in Z_COLUMNS),
+        ("answers", pa.string()),
+        ("p_answers", pa.list_(pa.float64())),
+        ("p_answers_target", pa.list_(pa.float64())),
+    ]
     return artifacts.ArtifactSpec("target", ("prompt_id",), pa.schema([pa.field(n, t) for n, t in fields]))
 
 
@@ -278,8 +306,10 @@ def set_default(reward_spec: str) -> float:
     """r_0 of `set` / `set:D`; any other reward has no exact target."""
     name, colon, arg = reward_spec.partition(":")
     if name != "set":
-        raise IswtError(f"--target-beta: needs --reward set (or set:DEFAULT), not {reward_spec!r}: the exact "
-                        f"target is defined by the answer sets")  # fmt: skip
+        raise IswtError(
+            f"--target-beta: needs --reward set (or set:DEFAULT), not {reward_spec!r}: the exact "
+            f"target is defined by the answer sets"
+        )
     return float(arg) if colon else 0.0
 
 
@@ -292,8 +322,10 @@ def z_intervals(z_path: str, beta: float) -> dict[str, tuple[float, float, float
     out = {}
     for row in table.select(["prompt_id", "log_z", "beta", "log_z_se", "log_z_lo", "log_z_hi"]).to_pylist():
         if not math.isclose(row["beta"], beta, rel_tol=1e-9):
-            raise IswtError(f"--z {z_path}: prompt {row['prompt_id']!r} has beta {row['beta']}, but --target-beta "
-                            f"is {beta}; log Z depends on beta")  # fmt: skip
+            raise IswtError(
+                f"--z {z_path}: prompt {row['prompt_id']!r} has beta {row['beta']}, but --target-beta "
+                f"is {beta}; log Z depends on beta"
+            )
         lo, hi = row["log_z_lo"], row["log_z_hi"]
         if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
             se = row["log_z_se"] if row["log_z_se"] is not None else float("nan")
@@ -310,14 +342,17 @@ def prompt_answers(samples_path: str):
 
     art = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=["prompt_token_ids", "task_fields"])
     seen: dict[str, tuple[list[int], dict[str, float]]] = {}
-    for pid, ids, fields in zip(*(art.table.column(c).to_pylist() for c in ("prompt_id", "prompt_token_ids",
-                                                                             "task_fields"))):  # fmt: skip
+    for pid, ids, fields in zip(
+        *(art.table.column(c).to_pylist() for c in ("prompt_id", "prompt_token_ids", "task_fields"))
+    ):
         if pid in seen:
             continue
         raw = json.loads(fields or "{}").get("answers")
         if raw is None:
-            raise IswtError(f"{samples_path}: prompt {pid!r} has no task field 'answers'; exact targets need "
-                            f"answer sets (--task sets, or prompts with an 'answers' column)")  # fmt: skip
+            raise IswtError(
+                f"{samples_path}: prompt {pid!r} has no task field 'answers'; exact targets need "
+                f"answer sets (--task sets, or prompts with an 'answers' column)"
+            )
         seen[pid] = (ids, parse_answers(raw, f"{samples_path}: prompt {pid!r}"))
     stops = (art.provenance.get("sampling") or {}).get("stop_token_ids")
     path = (art.provenance.get("model") or {}).get("path")
@@ -382,29 +417,60 @@ def evaluate_targets(
             lp_ref = lp_policy
         rewards = [answers[a] for a in answer_ids]
         m = measures(lp_policy, lp_ref, rewards, r0, beta)
-        row = {"prompt_id": pid, "beta": beta, "n_answers": len(ids), **m.as_row(),
-               "answers": json.dumps(list(answer_ids)), "p_answers": np.exp(lp_policy).tolist(),
-               "p_answers_target": target_probs(lp_ref, rewards, r0, beta)[:-1].tolist()}  # fmt: skip
+        row = {
+            "prompt_id": pid,
+            "beta": beta,
+            "n_answers": len(ids),
+            **m.as_row(),
+            "answers": json.dumps(list(answer_ids)),
+            "p_answers": np.exp(lp_policy).tolist(),
+            "p_answers_target": target_probs(lp_ref, rewards, r0, beta)[:-1].tolist(),
+        }
         est, lo, hi = z[pid] if z is not None else (float("nan"),) * 3
-        row.update({"log_z_estimate": est, "log_z_error": est - m.log_z_exact, "log_z_lo": lo, "log_z_hi": hi,
-                    "log_z_covered": float(lo <= m.log_z_exact <= hi) if z is not None and math.isfinite(lo)
-                    else float("nan")})  # fmt: skip
+        row.update(
+            {
+                "log_z_estimate": est,
+                "log_z_error": est - m.log_z_exact,
+                "log_z_lo": lo,
+                "log_z_hi": hi,
+                "log_z_covered": float(lo <= m.log_z_exact <= hi)
+                if z is not None and math.isfinite(lo)
+                else float("nan"),
+            }
+        )
         rows.append(row)
 
     spec = target_spec()
     table = pa.Table.from_pylist(rows, schema=spec.schema)
     per_prompt = {name: np.array([r[name] for r in rows], dtype=float) for name in SUMMARY_METRICS}
     pooled = {name: metrics.bootstrap_ci(v, 2000, seed)._asdict() for name, v in per_prompt.items()}
-    summary = {"beta": beta, "default_reward": r0, "reference": ref_identity, "z": z_path,
-               "prompts": len(rows), "means": pooled}  # fmt: skip
+    summary = {
+        "beta": beta,
+        "default_reward": r0,
+        "reference": ref_identity,
+        "z": z_path,
+        "prompts": len(rows),
+        "means": pooled,
+    }
     inputs = {"samples": samples_art}
     if z_path:
         inputs["z"] = artifacts.read_artifact(z_path, artifacts.Z)
     provenance = artifacts.make_provenance(
-        "evaluate", {"target_beta": beta, "reward": reward, "model": model, "adapter": adapter,
-                     "ref_model": ref_model, "z": z_path}, inputs=inputs,
-        model=models.model_identity(ref, path, adapter), seed=seed, summary=summary, reference=ref_identity,
-    )  # fmt: skip
+        "evaluate",
+        {
+            "target_beta": beta,
+            "reward": reward,
+            "model": model,
+            "adapter": adapter,
+            "ref_model": ref_model,
+            "z": z_path,
+        },
+        inputs=inputs,
+        model=models.model_identity(ref, path, adapter),
+        seed=seed,
+        summary=summary,
+        reference=ref_identity,
+    )
     summary["sha256"] = artifacts.write_artifact(table, out, spec, provenance)
     summary["target"] = out
     return summary

@@ -103,9 +103,12 @@ class HFBackend:
 
         with torch.inference_mode():
             out = self.model(
-                input_ids=ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask), use_cache=True,
+                input_ids=ids,
+                attention_mask=prompt_mask,
+                position_ids=positions(prompt_mask),
+                use_cache=True,
                 logits_to_keep=1,
-            )  # fmt: skip
+            )
             cache = _expanded_static_cache(self.model, _cache_of(out), which, width + n_new)
             logits = out.logits[:, -1, :].index_select(0, which)
             mask = torch.zeros((rows, width + n_new), dtype=prompt_mask.dtype, device=device)

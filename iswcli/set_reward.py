@@ -44,16 +44,21 @@ class SetReward(BaseReward):
 
             if not self.samples:
                 raise IswtError("set reward: needs the samples artifact (its response token ids and stop tokens)")
-            art = artifacts.read_artifact(self.samples, artifacts.SAMPLES,
-                                          columns=["response_token_ids"])  # fmt: skip
+            art = artifacts.read_artifact(self.samples, artifacts.SAMPLES, columns=["response_token_ids"])
             table = art.table
-            ids = dict(zip(zip(table.column("prompt_id").to_pylist(), table.column("sample_idx").to_pylist()),
-                           table.column("response_token_ids").to_pylist()))  # fmt: skip
+            ids = dict(
+                zip(
+                    zip(table.column("prompt_id").to_pylist(), table.column("sample_idx").to_pylist()),
+                    table.column("response_token_ids").to_pylist(),
+                )
+            )
             stops = (art.provenance.get("sampling") or {}).get("stop_token_ids")
             path = (art.provenance.get("model") or {}).get("path")
             if stops is None or path is None:
-                raise IswtError(f"{self.samples}: its provenance names no sampling model or stop tokens; "
-                                f"the set reward matches token ids and needs both")  # fmt: skip
+                raise IswtError(
+                    f"{self.samples}: its provenance names no sampling model or stop tokens; "
+                    f"the set reward matches token ids and needs both"
+                )
             self._loaded = (ids, list(stops), models.load_tokenizer(path), {})
         return self._loaded
 

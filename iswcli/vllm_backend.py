@@ -199,8 +199,13 @@ _LORA_IDS: dict[tuple[str, str], int] = {}
 
 
 def _engine_key(path: str, options: EngineOptions) -> tuple:
-    return (str(Path(path).resolve()), options.dtype, options.tensor_parallel_size,
-            options.gpu_memory_utilization, options.max_model_len)  # fmt: skip
+    return (
+        str(Path(path).resolve()),
+        options.dtype,
+        options.tensor_parallel_size,
+        options.gpu_memory_utilization,
+        options.max_model_len,
+    )
 
 
 def _quiet_vllm() -> None:
@@ -283,8 +288,9 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, model_path: str, seed: int, stop_ids: list[int], options: EngineOptions,
-                 adapter: str | None = None):  # fmt: skip
+    def __init__(
+        self, model_path: str, seed: int, stop_ids: list[int], options: EngineOptions, adapter: str | None = None
+    ):
         self.version = check_available()
         self.options = options
         self.stop_ids = stop_ids

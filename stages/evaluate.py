@@ -114,30 +114,54 @@ def resolve(config: EvaluateConfig) -> EvaluateConfig:
 
 def sample_config(config: EvaluateConfig) -> sample.SampleConfig:
     return sample.SampleConfig(
-        out=beside(config.out, ".samples.parquet"), model=config.model, adapter=config.adapter, task=config.task,
-        prompts=config.prompts, split=config.split, limit=config.limit, n=config.n,
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-        seed=config.seed, batch_size=config.batch_size, device=config.device, force=config.force,
-        backend=config.backend, dtype=config.dtype, tensor_parallel_size=config.tensor_parallel_size,
-        gpu_memory_utilization=config.gpu_memory_utilization, max_model_len=config.max_model_len,
-    )  # fmt: skip
+        out=beside(config.out, ".samples.parquet"),
+        model=config.model,
+        adapter=config.adapter,
+        task=config.task,
+        prompts=config.prompts,
+        split=config.split,
+        limit=config.limit,
+        n=config.n,
+        max_new_tokens=config.max_new_tokens,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        seed=config.seed,
+        batch_size=config.batch_size,
+        device=config.device,
+        force=config.force,
+        backend=config.backend,
+        dtype=config.dtype,
+        tensor_parallel_size=config.tensor_parallel_size,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        max_model_len=config.max_model_len,
+    )
 
 
 def score_config(config: EvaluateConfig, samples_path: str) -> score.ScoreConfig:
     return score.ScoreConfig(
-        samples=samples_path, reward=config.reward, out=beside(config.out, ".scores.parquet"),
-        workers=config.workers, timeout=config.timeout, batch_size=config.batch_size, seed=config.seed,
-        device=config.device, force=config.force,
-    )  # fmt: skip
+        samples=samples_path,
+        reward=config.reward,
+        out=beside(config.out, ".scores.parquet"),
+        workers=config.workers,
+        timeout=config.timeout,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        device=config.device,
+        force=config.force,
+    )
 
 
 def validate(config: EvaluateConfig) -> None:
     checks = [
-        (not config.reward.startswith("pairwise:"),
-         f"--reward {config.reward}: a pairwise judge needs a baseline; use --baseline EVAL --judge pairwise:PATH"),
-        ((config.baseline is None) == (config.judge is None),
-         "--baseline and --judge go together: the judge decides who wins against the baseline"),
-    ]  # fmt: skip
+        (
+            not config.reward.startswith("pairwise:"),
+            f"--reward {config.reward}: a pairwise judge needs a baseline; use --baseline EVAL --judge pairwise:PATH",
+        ),
+        (
+            (config.baseline is None) == (config.judge is None),
+            "--baseline and --judge go together: the judge decides who wins against the baseline",
+        ),
+    ]
     raise_first_failure(checks)
     from iswcli import exact_targets
 
@@ -207,9 +231,13 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
     sc = score_config(config, samples_path)
     scored = run_score(sc)
     scored_join = chain.load_scored(
-        samples_path, sc.out, sample_columns=["prompt", "response"], score_columns=["reward", "reward_info"],
-        purpose="evaluation", min_samples=1,
-    )  # fmt: skip
+        samples_path,
+        sc.out,
+        sample_columns=["prompt", "response"],
+        score_columns=["reward", "reward_info"],
+        purpose="evaluation",
+        min_samples=1,
+    )
     samples_art, scores_art = scored_join.samples, scored_join.scores
     table = assemble(scored_join.table, config.reward)
     groups = group_rows(table)
@@ -225,14 +253,25 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
         from iswcli import exact_targets
 
         summary["target"] = exact_targets.evaluate_targets(
-            beside(config.out, ".target.parquet"), samples_path, reward=config.reward, beta=config.target_beta,
-            model=config.model, adapter=config.adapter, ref_model=config.ref_model, z_path=config.z,
-            device=config.device, seed=config.seed,
-        )  # fmt: skip
+            beside(config.out, ".target.parquet"),
+            samples_path,
+            reward=config.reward,
+            beta=config.target_beta,
+            model=config.model,
+            adapter=config.adapter,
+            ref_model=config.ref_model,
+            z_path=config.z,
+            device=config.device,
+            seed=config.seed,
+        )
     provenance = artifacts.make_provenance(
-        "evaluate", asdict(config), inputs=inputs, model=samples_art.provenance.get("model"),
-        seed=config.seed, summary=summary,
-    )  # fmt: skip
+        "evaluate",
+        asdict(config),
+        inputs=inputs,
+        model=samples_art.provenance.get("model"),
+        seed=config.seed,
+        summary=summary,
+    )
     sha = artifacts.write_artifact(table, config.out, artifacts.EVAL, provenance)
     summary_path = beside(config.out, ".summary.json")
     summary_json = json.dumps({"eval": config.out, "sha256": sha, **summary}, indent=2, default=str)
@@ -416,15 +455,20 @@ def win_rates(config: EvaluateConfig, samples_art: artifacts.Artifact, groups: l
     prompt_of = dict(columns(samples_art.table, "prompt_id", "prompt"))
     duels = [
         Duel(g.prompt_id, i, prompt_of[g.prompt_id], response, baseline[(g.prompt_id, i)])
-        for g in groups for i, response in zip(g.sample_idx, g.responses)
-    ]  # fmt: skip
+        for g in groups
+        for i, response in zip(g.sample_idx, g.responses)
+    ]
     differing = [d for d in duels if d.policy != d.baseline]
     scores = judge(config, differing, samples_art, base_art) if differing else {}
     # identical responses meet at (0, 0): a tie
     policy = [[scores.get((g.prompt_id, i), (0.0, 0.0))[0] for i in g.sample_idx] for g in groups]
     base = [[scores.get((g.prompt_id, i), (0.0, 0.0))[1] for i in g.sample_idx] for g in groups]
-    record = {"judge": config.judge, "baseline": config.baseline, "pairs_judged": len(differing),
-              "identical_pairs": len(duels) - len(differing)}  # fmt: skip
+    record = {
+        "judge": config.judge,
+        "baseline": config.baseline,
+        "pairs_judged": len(differing),
+        "identical_pairs": len(duels) - len(differing),
+    }
     return metrics.win_rate_per_prompt(policy, base), record, {"baseline": base_art}
 
 
@@ -447,10 +491,14 @@ def judge(config: EvaluateConfig, duels: list[Duel], samples_art, base_art) -> d
             base_side = duel_table([(d, 0, d.baseline) for d in duels])
             artifacts.write_artifact(base_side, base_path, artifacts.SAMPLES, provenance)
     sc = score.ScoreConfig(
-        samples=duel_path, reward=config.judge, out=beside(config.out, ".judge.scores.parquet"),
-        baseline=base_path if kind == "pairwise" else None, batch_size=config.batch_size, seed=config.seed,
+        samples=duel_path,
+        reward=config.judge,
+        out=beside(config.out, ".judge.scores.parquet"),
+        baseline=base_path if kind == "pairwise" else None,
+        batch_size=config.batch_size,
+        seed=config.seed,
         device=config.device,
-    )  # fmt: skip
+    )
     run_score(sc)
     table = artifacts.read_artifact(sc.out, artifacts.SCORES).table
     got = {(pid, idx): r for pid, idx, r in columns(table, "prompt_id", "sample_idx", "reward")}
@@ -461,9 +509,19 @@ def judge(config: EvaluateConfig, duels: list[Duel], samples_art, base_art) -> d
 
 def duel_table(sides: list[tuple[Duel, int, str]]) -> pa.Table:
     """A samples artifact for the judge; the token columns stay empty (no judge reads them)."""
-    empty = {"task": "judge", "task_fields": "{}", "prompt_text": "", "prompt_token_ids": [], "response_token_ids": [],
-             "token_logprobs_q": [], "logprob_q": 0.0, "token_logprobs_model": [], "logprob_model": 0.0,
-             "n_tokens": 0, "finish_reason": "stop"}  # fmt: skip
+    empty = {
+        "task": "judge",
+        "task_fields": "{}",
+        "prompt_text": "",
+        "prompt_token_ids": [],
+        "response_token_ids": [],
+        "token_logprobs_q": [],
+        "logprob_q": 0.0,
+        "token_logprobs_model": [],
+        "logprob_model": 0.0,
+        "n_tokens": 0,
+        "finish_reason": "stop",
+    }
     rows = [{**empty, "prompt_id": d.id, "sample_idx": i, "prompt": d.prompt, "response": text} for d, i, text in sides]
     return pa.Table.from_pylist(rows, schema=artifacts.SAMPLES.schema)
 
@@ -504,5 +562,3 @@ def check_k(paths: list[str], runs: list[dict], common: list[str], k: int | None
     if k > fewest[0]:
         raise IswtError(f"--n {k}: {fewest[1]}: prompt {fewest[2]!r} has only {fewest[0]} samples")
     return k
-
-

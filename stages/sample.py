@@ -95,9 +95,7 @@ def run(config: SampleConfig) -> dict:
     validate(config)
     with outputs.claim(config.out, {"--prompts": config.prompts}):
         shard = tasks.parse_shard(config.shard) if config.shard else None
-        prompts = tasks.shard_filter(
-            tasks.load_prompts(config.task, config.prompts, config.split, config.limit), shard
-        )
+        prompts = tasks.shard_filter(tasks.load_prompts(config.task, config.prompts, config.split, config.limit), shard)
         if not prompts:
             raise IswtError(f"--shard {config.shard}: no prompts fall in this shard")
         ref = models.resolve_model(config.model)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
@@ -28,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from accelerate import Accelerator
 
-from iswcli import artifacts, cache, chain, console, losses, models, outputs, tracking, train_data
+from iswcli import artifacts, cache, chain, console, losses, models, outputs, run_dir, tracking, train_data
 from iswcli.errors import IswtError, raise_first_failure
 
 LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
@@ -81,10 +79,14 @@ def validate(c: TrainConfig) -> None:
         (c.loss in LOSSES, f"--loss {c.loss}: must be one of {', '.join(LOSSES)}"),
         (c.beta is None or (math.isfinite(c.beta) and c.beta > 0), f"--beta {c.beta}: must be a finite number > 0"),
         (c.z_mode in ("frozen", "learned"), f"--z-mode {c.z_mode}: must be frozen or learned"),
-        (not (c.loss == "tb" and c.z_mode == "frozen" and c.z is None),
-         "--loss tb needs --z Z.parquet (from iswt estimate-z), or --z-mode learned"),
-        (not (c.loss in losses.PAIR_LOSSES and c.pairs is None),
-         f"--loss {c.loss} needs --pairs PAIRS.parquet (from iswt weight-pairs)"),
+        (
+            not (c.loss == "tb" and c.z_mode == "frozen" and c.z is None),
+            "--loss tb needs --z Z.parquet (from iswt estimate-z), or --z-mode learned",
+        ),
+        (
+            not (c.loss in losses.PAIR_LOSSES and c.pairs is None),
+            f"--loss {c.loss} needs --pairs PAIRS.parquet (from iswt weight-pairs)",
+        ),
         (c.sft_select in ("best", "correct", "all"), f"--sft-select {c.sft_select}: must be best, correct or all"),
         (c.schedule in ("constant", "cosine"), f"--schedule {c.schedule}: must be constant or cosine"),
         (c.precision in ("fp32", "bf16"), f"--precision {c.precision}: must be fp32 or bf16"),
@@ -97,7 +99,7 @@ def validate(c: TrainConfig) -> None:
         (c.lora_r >= 1, f"--lora-r {c.lora_r}: must be at least 1"),
         (c.lora_alpha > 0, f"--lora-alpha {c.lora_alpha}: must be > 0"),
         (c.clip_eps > 0, f"--clip-eps {c.clip_eps}: must be > 0"),
-    ]  # fmt: skip
+    ]
     raise_first_failure(checks)
     models.check_device(c.device)
     tracking.check(c.report_to)
@@ -123,77 +125,6 @@ def resolve_beta(c: TrainConfig) -> TrainConfig:
             "needs the same beta; omit --beta to take it from the z, or estimate Z at this beta"
         )
     return replace(c, beta=z_beta)
-
-
-# What a run leaves in its directory before its first checkpoint (the reference log-probs, an empty checkpoints/).
-LEFTOVERS = ("checkpoints", "ref_logprobs.npy", ".ref_logprobs.tmp.npy")
-# Flags that change how a run goes, not what it computes: resuming with other values continues the same run.
-RUN_LOCAL_KEYS = frozenset({"resume", "force", "device", "save_every", "report_to"})
-
-
-def _fingerprint(c: TrainConfig, inputs: dict[str, artifacts.Artifact]) -> dict:
-    """What makes a run this run: its config (run-local flags aside) and its inputs' content hashes."""
-    config = {k: v for k, v in artifacts.jsonable(asdict(c)).items() if k not in RUN_LOCAL_KEYS}
-    return {"config": config, "inputs": {role: art.sha256 for role, art in inputs.items()}}
-
-
-def _differences(recorded: dict, wanted: dict) -> list[str]:
-    keys = []
-    for part in ("config", "inputs"):
-        old, new = recorded.get(part) or {}, wanted[part]
-        keys += [k for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)]
-    return keys
-
-
-def resume_or_start(c: TrainConfig, fingerprint: dict) -> bool:
-    """Whether to resume the run in --out (True) or start one (False); refuse to mix two runs' configs.
-
-    An unfinished run with the identical config and inputs is resumed by the
-    same command (so an interrupted Makefile continues); one with another
-    config is refused, naming the keys that differ; --force starts over.
-    """
-    out = Path(c.out)
-    if not out.is_dir() or not any(out.iterdir()):
-        if c.resume:
-            raise IswtError(f"--resume: {c.out} holds no checkpoints to resume from")
-        return False
-    record = out / "checkpoints" / "run.json"
-    is_run = record.exists() or (out / "manifest.json").exists() or all(p.name in LEFTOVERS for p in out.iterdir())
-    if not is_run:
-        raise IswtError(f"--out {c.out}: directory holds files that are not an iswt run; choose a new run directory")
-    if c.force and not c.resume:
-        return False
-    if (out / "manifest.json").exists():
-        raise IswtError(
-            f"--out {c.out}: holds a finished run with another config or other inputs; "
-            "choose a new run directory, or --force to retrain in it"
-        )
-    checkpointed = any((p / "state.pt").exists() for p in (out / "checkpoints").glob("step-*"))
-    if not checkpointed:
-        if c.resume:
-            raise IswtError(f"--resume: {c.out} holds no checkpoints to resume from")
-        return False  # cut off before its first checkpoint: nothing worth keeping
-    if not record.exists():
-        raise IswtError(
-            f"--out {c.out}: holds checkpoints of a run whose config is not recorded (no checkpoints/run.json); "
-            "choose a new run directory, or --force to start over"
-        )
-    differ = _differences(json.loads(record.read_text()), fingerprint)
-    if differ:
-        raise IswtError(
-            f"--out {c.out}: holds an unfinished run with a different {', '.join(differ)}; re-run that run's "
-            "own command to resume it, choose a new run directory, or --force to start over"
-        )
-    return True
-
-
-def _start_over(out: Path) -> None:
-    """Remove an earlier run's files, so that nothing of it (reference log-probs above all) is taken for this run's."""
-    for path in out.iterdir() if out.is_dir() else []:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
 
 
 def _up_to_date(c: TrainConfig) -> dict | None:
@@ -247,11 +178,11 @@ def _train(c: TrainConfig) -> dict:
     ref = models.resolve_model(c.model)
     path = models.local_path(ref)
     identity = models.model_identity(ref, path, c.adapter)
-    fingerprint = _fingerprint(c, inputs)
-    resume = resume_or_start(c, fingerprint)
+    fingerprint = run_dir.fingerprint(asdict(c), inputs)
+    resume = run_dir.resume_or_start(c.out, fingerprint, resume=c.resume, force=c.force)
 
     accelerator = Accelerator(mixed_precision="bf16" if c.precision == "bf16" else "no", cpu=c.device == "cpu")
-    _seed_everything(c.seed + accelerator.process_index)
+    run_dir.seed_everything(c.seed + accelerator.process_index)
     tokenizer = models.load_tokenizer(path)
     policy = _load_policy(c, path, accelerator.device)
     pad_id = tokenizer.pad_token_id
@@ -259,9 +190,9 @@ def _train(c: TrainConfig) -> dict:
     out = Path(c.out)
     if accelerator.is_main_process:
         if not resume:
-            _start_over(out)
+            run_dir.start_over(out)
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        _write_json(out / "checkpoints" / "run.json", fingerprint)
+        outputs.write_atomically(out / "checkpoints" / "run.json", json.dumps(fingerprint, indent=2))
     accelerator.wait_for_everyone()
     logp_ref = _reference_logprobs(c, data, policy, pad_id, out, accelerator)
     _step0_check(data, policy, logp_ref, pad_id, c)
@@ -276,7 +207,7 @@ def _train(c: TrainConfig) -> dict:
     module.train()
 
     log_rows: list[dict] = []
-    start = _load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if resume else 0
+    start = run_dir.load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if resume else 0
     batch_stream = _step_batches(len(data.examples), c, per_step)
     step_loss = StepLoss(c, data, logp_ref, pad_id)
 
@@ -307,7 +238,7 @@ def _train(c: TrainConfig) -> dict:
                 tracker.log(row)
             bar.advance(1, rate=row["tokens_per_s"])
             if c.save_every and (step + 1) % c.save_every == 0 and step + 1 < total_steps:
-                _save_checkpoint(out, step + 1, accelerator, module, optimizer, scheduler, log_rows)
+                run_dir.save_checkpoint(out, step + 1, accelerator, module, optimizer, scheduler, log_rows)
 
     if tracker:
         tracker.close()
@@ -356,9 +287,12 @@ def _load_policy(c: TrainConfig, path: str, device):
 
         targets = c.target_modules if c.target_modules == "all-linear" else _module_names(policy, c.target_modules)
         lora = LoraConfig(
-            r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout, target_modules=targets,
+            r=c.lora_r,
+            lora_alpha=c.lora_alpha,
+            lora_dropout=c.lora_dropout,
+            target_modules=targets,
             task_type="CAUSAL_LM",
-        )  # fmt: skip
+        )
         policy = get_peft_model(policy, lora)
     if c.gradient_checkpointing:
         policy.gradient_checkpointing_enable()
@@ -536,7 +470,10 @@ class StepLoss:
         pad = torch.nn.functional.pad
         token_pad = torch.stack([pad(t, (0, width - len(t))) for t in token_lp])
         token_q = torch.stack(
-            [pad(torch.tensor(self.data.token_logq[r], device=device), (0, width - len(t))) for t, r in zip(token_lp, rows)]
+            [
+                pad(torch.tensor(self.data.token_logq[r], device=device), (0, width - len(t)))
+                for t, r in zip(token_lp, rows)
+            ]
         )
         mask = torch.stack([pad(torch.ones(len(t), device=device), (0, width - len(t))) for t in token_lp])
         return token_pad, token_q, mask
@@ -555,69 +492,6 @@ def _log_row(step, totals, lr, grad_norm, tokens, seconds, accelerator) -> dict:
         "tokens_per_s": all_tokens / seconds if seconds > 0 else 0.0,
         **reduced,
     }
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-
-def _save_checkpoint(out: Path, step, accelerator, module, optimizer, scheduler, log_rows) -> None:
-    """Trainable parameters, optimizer, scheduler, RNG and the log so far; written atomically."""
-    final = out / "checkpoints" / f"step-{step:07d}"
-    tmp = out / "checkpoints" / f".step-{step:07d}.tmp"
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        unwrapped = accelerator.unwrap_model(module)
-        trainable = {n: p.detach().cpu() for n, p in unwrapped.named_parameters() if p.requires_grad}
-        torch.save(
-            {"step": step, "trainable": trainable, "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "log": log_rows},
-            tmp / "state.pt",
-        )  # fmt: skip
-    accelerator.wait_for_everyone()
-    torch.save(_rng_state(), (tmp if tmp.exists() else final) / f"rng-{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        os.replace(tmp, final)
-    accelerator.wait_for_everyone()
-
-
-def _load_checkpoint(out: Path, accelerator, module, optimizer, scheduler, log_rows) -> int:
-    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.pt").exists())
-    if not done:
-        raise IswtError(f"--resume: {out}/checkpoints holds no complete checkpoint")
-    latest = done[-1]
-    state = torch.load(latest / "state.pt", weights_only=False)
-    unwrapped = accelerator.unwrap_model(module)
-    params = dict(unwrapped.named_parameters())
-    with torch.no_grad():
-        for name, value in state["trainable"].items():
-            params[name].copy_(value.to(params[name].device))
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    rng_file = latest / f"rng-{accelerator.process_index}.pt"
-    if rng_file.exists():
-        _set_rng_state(torch.load(rng_file, weights_only=False))
-    log_rows.extend(state["log"])
-    console.warn(f"resuming {out} from {latest.name}")
-    return int(state["step"])
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 # --------------------------------------------------------------------------- outputs
@@ -641,13 +515,7 @@ def _save_run(c, out: Path, module, tokenizer, log_rows, inputs, identity, data)
         "z_sha256": inputs["z"].sha256 if "z" in inputs else None,
         "steps": len(log_rows),
     }
-    _write_json(out / "manifest.json", manifest)
-
-
-def _write_json(path: Path, value: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=2, default=str))
-    os.replace(tmp, path)
+    outputs.write_atomically(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
 
 def _objective_note(c: TrainConfig) -> str:

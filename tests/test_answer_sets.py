@@ -40,8 +40,24 @@ def test_every_answer_set_tokenizes_unambiguously(smollm_dir):
 
 
 def sample_sets(cli, model, out, n=3, limit=2, tokens=3, split="train"):
-    result = cli("--quiet", "sample", "--model", model, "--task", "sets", "--split", split, "--limit", limit,
-                 "--n", n, "--max-new-tokens", tokens, "--out", out)  # fmt: skip
+    result = cli(
+        "--quiet",
+        "sample",
+        "--model",
+        model,
+        "--task",
+        "sets",
+        "--split",
+        split,
+        "--limit",
+        limit,
+        "--n",
+        n,
+        "--max-new-tokens",
+        tokens,
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.output
 
 
@@ -60,10 +76,18 @@ def test_set_reward_matches_token_ids_not_text(cli, tiny_model_dir, tmp_path):
         + tokenizer("day", add_special_tokens=False)["input_ids"]
     )
     assert split_monday != monday and tokenizer.decode(split_monday) == "Monday"
-    cases = [monday + [stop], monday, split_monday + [stop], tokenizer("Monday.", add_special_tokens=False)["input_ids"]
-             + [stop], tokenizer("Sunday", add_special_tokens=False)["input_ids"] + [stop]]  # fmt: skip
-    table = art.table.set_column(art.table.schema.get_field_index("response_token_ids"), "response_token_ids",
-                                 pa.array(cases, pa.list_(pa.int32())))  # fmt: skip
+    cases = [
+        monday + [stop],
+        monday,
+        split_monday + [stop],
+        tokenizer("Monday.", add_special_tokens=False)["input_ids"] + [stop],
+        tokenizer("Sunday", add_special_tokens=False)["input_ids"] + [stop],
+    ]
+    table = art.table.set_column(
+        art.table.schema.get_field_index("response_token_ids"),
+        "response_token_ids",
+        pa.array(cases, pa.list_(pa.int32())),
+    )
     artifacts.write_artifact(table, str(sample_set), artifacts.SAMPLES, art.provenance)
     result = cli("--quiet", "score", "--samples", sample_set, "--reward", "set:-1", "--out", tmp_path / "sc.parquet")
     assert result.exit_code == 0, result.output
@@ -84,8 +108,28 @@ def test_evaluate_target_beta_end_to_end(cli, tiny_model_dir, tmp_path):
     sample_sets(cli, tiny_model_dir, s, n=4, limit=2, split="test")
     assert cli("--quiet", "score", "--samples", s, "--reward", "set", "--out", sc).exit_code == 0
     assert cli("--quiet", "estimate-z", "--proposal", s, "--scores", sc, "--beta", "2", "--out", z).exit_code == 0
-    result = cli("--quiet", "evaluate", "--model", tiny_model_dir, "--task", "sets", "--split", "test", "--limit", 2,
-                 "--n", 2, "--max-new-tokens", 3, "--target-beta", 2, "--z", z, "--out", ev)  # fmt: skip
+    result = cli(
+        "--quiet",
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        "--task",
+        "sets",
+        "--split",
+        "test",
+        "--limit",
+        2,
+        "--n",
+        2,
+        "--max-new-tokens",
+        3,
+        "--target-beta",
+        2,
+        "--z",
+        z,
+        "--out",
+        ev,
+    )
     assert result.exit_code == 0, result.output
     target = pq.read_table(tmp_path / "eval.target.parquet").to_pylist()
     assert [r["prompt_id"] for r in target] == [p.prompt_id for p in tasks.load_prompts("sets", split="test", limit=2)]
@@ -96,8 +140,14 @@ def test_evaluate_target_beta_end_to_end(cli, tiny_model_dir, tmp_path):
         _, prompt_ids = models.render_prompt(tokenizer, tasks.messages_of(prompt))
         answers = prompt.fields["answers"]
         ids = exact_targets.tokenize_answers(tokenizer, answers, prompt.prompt_id)
-        lp = exact_targets.answer_logprobs(model, prompt_ids, list(ids.values()), models.stop_token_ids(model, tokenizer),
-                                           tokenizer.pad_token_id, shared_prefix=False)  # fmt: skip
+        lp = exact_targets.answer_logprobs(
+            model,
+            prompt_ids,
+            list(ids.values()),
+            models.stop_token_ids(model, tokenizer),
+            tokenizer.pad_token_id,
+            shared_prefix=False,
+        )
         assert row["log_z_exact"] == pytest.approx(exact_targets.log_z(lp, list(answers.values()), 0.0, 2.0), abs=1e-6)
         assert row["p_valid"] == pytest.approx(float(np.exp(lp).sum()), rel=1e-4)
         assert row["kl_set"] >= 0 and 0 <= row["tv_set"] <= 1
@@ -109,8 +159,28 @@ def test_evaluate_target_beta_end_to_end(cli, tiny_model_dir, tmp_path):
 
     # --compare shows the exact measures when every run has its target file
     other = tmp_path / "eval2.parquet"
-    again = cli("--quiet", "evaluate", "--model", tiny_model_dir, "--task", "sets", "--split", "test", "--limit", 2,
-                "--n", 2, "--max-new-tokens", 3, "--target-beta", 2, "--seed", 1, "--out", other)  # fmt: skip
+    again = cli(
+        "--quiet",
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        "--task",
+        "sets",
+        "--split",
+        "test",
+        "--limit",
+        2,
+        "--n",
+        2,
+        "--max-new-tokens",
+        3,
+        "--target-beta",
+        2,
+        "--seed",
+        1,
+        "--out",
+        other,
+    )
     assert again.exit_code == 0, again.output
     from stages import evaluate
 
@@ -120,6 +190,17 @@ def test_evaluate_target_beta_end_to_end(cli, tiny_model_dir, tmp_path):
 
 
 def test_target_beta_needs_the_set_reward(cli, tiny_model_dir, tmp_path):
-    result = cli("evaluate", "--model", tiny_model_dir, "--task", "sets", "--reward", "python:x:y", "--target-beta", 1,
-                 "--out", tmp_path / "e.parquet")  # fmt: skip
+    result = cli(
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        "--task",
+        "sets",
+        "--reward",
+        "python:x:y",
+        "--target-beta",
+        1,
+        "--out",
+        tmp_path / "e.parquet",
+    )
     assert result.exit_code != 0 and "--target-beta: needs --reward set" in result.output

@@ -22,18 +22,34 @@ def provenance(path: Path) -> dict:
     return artifacts.read_metadata(str(path))[2]
 
 
-@pytest.mark.slow  # ~50 iswt invocations: minutes on an idle machine, most of an hour on a loaded one
+@pytest.mark.long  # ~50 iswt invocations: minutes on an idle machine, most of an hour on a loaded one
 def test_distribution_matching_makefile(tiny_model_dir, tmp_path):
     out = tmp_path / "dm"
     variables = [
-        f"ISWT={sys.executable} -m iswcli.cli --quiet", f"PYTHON={sys.executable}", f"MODEL={tiny_model_dir}",
-        f"OUT={out}", "LIMIT=2", "N=4", "T=2", "TOKENS=4", "SEEDS=0", "TEMPS=1.5", "EVAL_N=1", "BOOTSTRAP=20",
+        f"ISWT={sys.executable} -m iswcli.cli --quiet",
+        f"PYTHON={sys.executable}",
+        f"MODEL={tiny_model_dir}",
+        f"OUT={out}",
+        "LIMIT=2",
+        "N=4",
+        "T=2",
+        "TOKENS=4",
+        "SEEDS=0",
+        "TEMPS=1.5",
+        "EVAL_N=1",
+        "BOOTSTRAP=20",
         # the random model never says an exact answer: a dense reward gives the pair methods something to pair
         "REWARD=python:tests/pipeline_reward.py:length_reward",
-    ]  # fmt: skip
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = subprocess.run(["make", "-f", "examples/distribution_matching.mk", *variables], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=3600)  # fmt: skip
+    run = subprocess.run(
+        ["make", "-f", "examples/distribution_matching.mk", *variables],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
 
     for method in METHODS:

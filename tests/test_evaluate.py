@@ -29,13 +29,29 @@ def provenance(path) -> dict:
 
 def write_samples(path, rows: list[tuple[str, int, str, str]]) -> str:
     """A samples artifact of (prompt_id, sample_idx, response, answer) with controlled responses."""
-    table = pa.Table.from_pylist([
-        {"prompt_id": pid, "sample_idx": idx, "task": "custom", "prompt": f"What is {pid}?",
-         "task_fields": json.dumps({"answer": answer}), "prompt_text": "", "response": response,
-         "prompt_token_ids": [], "response_token_ids": [], "token_logprobs_q": [], "logprob_q": 0.0,
-         "token_logprobs_model": [], "logprob_model": 0.0, "n_tokens": 0, "finish_reason": "stop"}
-        for pid, idx, response, answer in rows
-    ], schema=artifacts.SAMPLES.schema)  # fmt: skip
+    table = pa.Table.from_pylist(
+        [
+            {
+                "prompt_id": pid,
+                "sample_idx": idx,
+                "task": "custom",
+                "prompt": f"What is {pid}?",
+                "task_fields": json.dumps({"answer": answer}),
+                "prompt_text": "",
+                "response": response,
+                "prompt_token_ids": [],
+                "response_token_ids": [],
+                "token_logprobs_q": [],
+                "logprob_q": 0.0,
+                "token_logprobs_model": [],
+                "logprob_model": 0.0,
+                "n_tokens": 0,
+                "finish_reason": "stop",
+            }
+            for pid, idx, response, answer in rows
+        ],
+        schema=artifacts.SAMPLES.schema,
+    )
     artifacts.write_artifact(table, str(path), artifacts.SAMPLES, artifacts.make_provenance("sample", {}))
     return str(path)
 
@@ -43,11 +59,22 @@ def write_samples(path, rows: list[tuple[str, int, str, str]]) -> str:
 def write_eval(path, rows: list[tuple[str, int, str]], correct=None) -> str:
     """An eval artifact of (prompt_id, sample_idx, response) rows; correctness optional."""
     correct = correct or [False] * len(rows)
-    table = pa.Table.from_pylist([
-        {"prompt_id": pid, "sample_idx": idx, "prompt": "Q?", "response": response, "reward": float(ok),
-         "reward_info": "", "correct": ok, "answer": None}
-        for (pid, idx, response), ok in zip(rows, correct)
-    ], schema=artifacts.EVAL.schema)  # fmt: skip
+    table = pa.Table.from_pylist(
+        [
+            {
+                "prompt_id": pid,
+                "sample_idx": idx,
+                "prompt": "Q?",
+                "response": response,
+                "reward": float(ok),
+                "reward_info": "",
+                "correct": ok,
+                "answer": None,
+            }
+            for (pid, idx, response), ok in zip(rows, correct)
+        ],
+        schema=artifacts.EVAL.schema,
+    )
     prov = artifacts.make_provenance("evaluate", {"reward": "math"})
     artifacts.write_artifact(table, str(path), artifacts.EVAL, prov)
     return str(path)
@@ -55,11 +82,15 @@ def write_eval(path, rows: list[tuple[str, int, str]], correct=None) -> str:
 
 #: Two prompts with hand-checked metrics (math reward, answers 5 and 12).
 HAND = [
-    ("p1", 0, "The answer is 5", "5"), ("p1", 1, "The answer is 5.0", "5"),
-    ("p1", 2, "The answer is 7", "5"), ("p1", 3, "no idea", "5"),
-    ("p2", 0, "The answer is 3", "12"), ("p2", 1, "The answer is 3", "12"),
-    ("p2", 2, "12", "12"), ("p2", 3, "The answer is 4", "12"),
-]  # fmt: skip
+    ("p1", 0, "The answer is 5", "5"),
+    ("p1", 1, "The answer is 5.0", "5"),
+    ("p1", 2, "The answer is 7", "5"),
+    ("p1", 3, "no idea", "5"),
+    ("p2", 0, "The answer is 3", "12"),
+    ("p2", 1, "The answer is 3", "12"),
+    ("p2", 2, "12", "12"),
+    ("p2", 3, "The answer is 4", "12"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +113,16 @@ def tiny_rm_dir(tmp_path_factory, smollm_dir) -> str:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(smollm_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
-                         pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("tiny-rm")
     LlamaForSequenceClassification(config).save_pretrained(path)
@@ -154,11 +192,23 @@ def test_rerun_reuses_samples_and_scores(cli, evaluated, tiny_model_dir):
 def test_win_rate_against_a_baseline_eval(cli, evaluated, tiny_model_dir, tiny_rm_dir, tmp_path):
     """Even sample indices copy the policy's response (ties), odd ones differ (the judge decides)."""
     rows = rows_of(evaluated)
-    base_rows = [(r["prompt_id"], j, r["response"] if j % 2 == 0 else f"other {j}")
-                 for r in rows for j in [r["sample_idx"]]]  # fmt: skip
+    base_rows = [
+        (r["prompt_id"], j, r["response"] if j % 2 == 0 else f"other {j}") for r in rows for j in [r["sample_idx"]]
+    ]
     baseline = write_eval(tmp_path / "base.parquet", base_rows)
-    result = cli("--json", "evaluate", "--model", tiny_model_dir, *TINY, "--out", evaluated,
-                 "--baseline", baseline, "--judge", f"rm:{tiny_rm_dir}")  # fmt: skip
+    result = cli(
+        "--json",
+        "evaluate",
+        "--model",
+        tiny_model_dir,
+        *TINY,
+        "--out",
+        evaluated,
+        "--baseline",
+        baseline,
+        "--judge",
+        f"rm:{tiny_rm_dir}",
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["samples"] == "reused"
 
@@ -176,7 +226,8 @@ def test_win_rate_against_a_baseline_eval(cli, evaluated, tiny_model_dir, tiny_r
         expected.setdefault(r["prompt_id"], []).append(outcome)
     summary = json.loads(evaluated.with_suffix(".summary.json").read_text())
     assert {p["prompt_id"]: p["win rate"] for p in summary["per_prompt"]} == pytest.approx(
-        {pid: np.mean(v) for pid, v in expected.items()})  # fmt: skip
+        {pid: np.mean(v) for pid, v in expected.items()}
+    )
     assert summary["pooled"]["win rate"] == pytest.approx(np.mean([np.mean(v) for v in expected.values()]))
     assert summary["win"]["pairs_judged"] == 6
 
@@ -288,12 +339,14 @@ def baseline_too_few(tmp_path) -> str:
 BAD = {
     "baseline with other prompt_ids": (["--judge", "rm:{rm}", "--baseline", "{other}"], "its prompt_ids differ"),
     "baseline with fewer samples than --n": (["--judge", "rm:{rm}", "--baseline", "{few}"], "has no sample_idx 2"),
-    "missing judge model": (["--judge", "rm:/no/such/model", "--baseline", "{few}"],
-                            "--judge rm:/no/such/model: no such directory"),
+    "missing judge model": (
+        ["--judge", "rm:/no/such/model", "--baseline", "{few}"],
+        "--judge rm:/no/such/model: no such directory",
+    ),
     "baseline without judge": (["--baseline", "{few}"], "--baseline and --judge go together"),
     "pairwise as the reward": (["--reward", "pairwise:{rm}"], "a pairwise judge needs a baseline"),
     "prompts without reward": (["--prompts", "{other}"], "--reward: required"),
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("case", sorted(BAD))

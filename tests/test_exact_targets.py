@@ -29,9 +29,18 @@ def tiny_vocab_model():
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                         bos_token_id=2, eos_token_id=STOPS, pad_token_id=PAD)  # fmt: skip
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        bos_token_id=2,
+        eos_token_id=STOPS,
+        pad_token_id=PAD,
+    )
     torch.manual_seed(3)
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():  # sharpen the random logits so that the distribution is far from uniform
@@ -87,8 +96,9 @@ def test_enumeration_is_a_distribution(enumerated):
 @pytest.mark.parametrize("shared_prefix", [True, False])
 def test_answer_logprobs_match_enumeration(tiny_vocab_model, enumerated, shared_prefix):
     stopped, _ = enumerated
-    got = E.answer_logprobs(tiny_vocab_model, PROMPT, list(ANSWERS), STOPS, PAD, batch_size=3,
-                            shared_prefix=shared_prefix)  # fmt: skip
+    got = E.answer_logprobs(
+        tiny_vocab_model, PROMPT, list(ANSWERS), STOPS, PAD, batch_size=3, shared_prefix=shared_prefix
+    )
     p_answer, _, _ = brute(stopped, ANSWERS, R0, BETA)
     np.testing.assert_allclose(np.exp(got), p_answer, rtol=1e-5, atol=1e-9)
     assert 1e-4 < p_answer.sum() < 0.9  # a non-trivial case: real mass inside and outside the set

@@ -73,8 +73,11 @@ def check_offline_anchoring(out: Path) -> dict[str, Path]:
 def check_iso_vs_rso(out: Path) -> dict[str, Path]:
     prompts, n = 3, 2
     for method, k in (("iso", n), ("direct", n), ("rso", 4 * n)):
-        samples, scores, pairs = (out / f"samples-n{k}.parquet", out / f"scores-n{k}.parquet",
-                                  out / f"pairs-{method}.parquet")  # fmt: skip
+        samples, scores, pairs = (
+            out / f"samples-n{k}.parquet",
+            out / f"scores-n{k}.parquet",
+            out / f"pairs-{method}.parquet",
+        )
         assert provenance(samples)["config"]["n"] == k and pq.read_metadata(samples).num_rows == prompts * k
         assert set(column(pairs, "method")) == {method}
         assert provenance(pairs)["inputs"]["scores"]["sha256"] == sha(scores)
@@ -87,8 +90,9 @@ def check_iso_vs_rso(out: Path) -> dict[str, Path]:
 def check_online_iso(out: Path) -> dict[str, Path]:
     previous = None
     for t in (1, 2):
-        samples, scores, pairs, run = (out / f"round{t}" / f for f in ("samples.parquet", "scores.parquet",
-                                                                         "pairs.parquet", "run"))  # fmt: skip
+        samples, scores, pairs, run = (
+            out / f"round{t}" / f for f in ("samples.parquet", "scores.parquet", "pairs.parquet", "run")
+        )
         policy = models.weights_sha256(str(previous)) if previous else None
         assert adapter_sha(provenance(samples)) == policy  # sampled from the previous round's policy
         assert provenance(pairs)["inputs"]["scores"]["sha256"] == sha(scores)

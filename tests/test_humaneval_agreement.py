@@ -18,8 +18,13 @@ from iswcli.rewards import RewardItem, RewardOptions, make_reward
 
 PROBLEMS = read_problems()
 MUTATIONS = [
-    (r" \+ ", " - "), (r"<=", "<"), (r"(?<![<>=!])<(?!=)", "<="), (r"(?<![<>=!])>(?!=)", ">="),
-    (r"\bTrue\b", "False"), (r"\b1\b", "2"), (r"\breturn\b", "return None and"),
+    (r" \+ ", " - "),
+    (r"<=", "<"),
+    (r"(?<![<>=!])<(?!=)", "<="),
+    (r"(?<![<>=!])>(?!=)", ">="),
+    (r"\bTrue\b", "False"),
+    (r"\b1\b", "2"),
+    (r"\breturn\b", "return None and"),
 ]
 
 
@@ -38,13 +43,15 @@ def mutants() -> list[tuple[str, str]]:
 def test_mutants_get_human_evals_verdict():
     cases = mutants()
     assert len(cases) > 300
-    items = [RewardItem(PROBLEMS[t]["prompt"], c, {"test": PROBLEMS[t]["test"],
-                                                   "entry_point": PROBLEMS[t]["entry_point"]})
-             for t, c in cases]
+    items = [
+        RewardItem(PROBLEMS[t]["prompt"], c, {"test": PROBLEMS[t]["test"], "entry_point": PROBLEMS[t]["entry_point"]})
+        for t, c in cases
+    ]
     ours = make_reward("code", RewardOptions(workers=2, timeout_s=3.0)).score_batch(items)
     theirs = [check_correctness(PROBLEMS[t], c, timeout=3.0) for t, c in cases]
-    disagree = [(t, c, o.info, h["result"]) for (t, c), o, h in zip(cases, ours, theirs)
-                if (o.reward == 1.0) != h["passed"]]
+    disagree = [
+        (t, c, o.info, h["result"]) for (t, c), o, h in zip(cases, ours, theirs) if (o.reward == 1.0) != h["passed"]
+    ]
     assert disagree == []
     passed = sum(h["passed"] for h in theirs)
     assert 0 < passed < len(cases) / 2  # both verdicts occur, most mutants fail

@@ -49,6 +49,7 @@ def test_normalizing_rules_are_needed_and_enough():
     # library misreads; without them the table shows false passes.
     from math_verify import parse, verify
 
-    raw_false_passes = [(r, g) for r, g, ok in TABLE
-                        if not ok and (p := parse(r)) and verify(parse("\\boxed{" + g + "}"), p)]
+    raw_false_passes = [
+        (r, g) for r, g, ok in TABLE if not ok and (p := parse(r)) and verify(parse("\\boxed{" + g + "}"), p)
+    ]
     assert raw_false_passes  # e.g. "The answer is 2.5e3." read as 2.5

@@ -25,12 +25,20 @@ def test_demo_pipeline_runs_and_chains_provenance(tiny_model_dir, tmp_path):
     out = tmp_path / "demo"
     iswt = f"{sys.executable} -m iswcli.cli --quiet"
     variables = [
-        f"ISWT={iswt}", f"MODEL={tiny_model_dir}", f"OUT={out}", "LIMIT=4", "N=4", "TOKENS=4",
-        "EVAL_LIMIT=3", "EVAL_N=2", "EPOCHS=1",
-    ]  # fmt: skip
+        f"ISWT={iswt}",
+        f"MODEL={tiny_model_dir}",
+        f"OUT={out}",
+        "LIMIT=4",
+        "N=4",
+        "TOKENS=4",
+        "EVAL_LIMIT=3",
+        "EVAL_N=2",
+        "EPOCHS=1",
+    ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = subprocess.run(["make", "-f", "examples/demo.mk", *variables], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=1200)  # fmt: skip
+    run = subprocess.run(
+        ["make", "-f", "examples/demo.mk", *variables], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
+    )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
 
     samples, scores, z = (out / f for f in ("samples.parquet", "scores.parquet", "z.parquet"))

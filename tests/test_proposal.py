@@ -76,8 +76,9 @@ def test_sampler_gap_per_prompt():
 
 def _samples_with(tmp_path, *, backend, dtype, logprob_model, model_sha="w", temperature=1.0):
     """A samples artifact whose provenance names a backend, dtype and model, with chosen raw log-probs."""
-    path = write_samples(tmp_path / "s.parquet", PIDS, IDX, np.full(6, -1.0), temperature=temperature,
-                         untruncated=temperature == 1.0)  # fmt: skip
+    path = write_samples(
+        tmp_path / "s.parquet", PIDS, IDX, np.full(6, -1.0), temperature=temperature, untruncated=temperature == 1.0
+    )
     art = artifacts.read_artifact(path, artifacts.SAMPLES)
     table = art.table.set_column(
         art.table.column_names.index("logprob_model"), "logprob_model", [np.asarray(logprob_model, dtype=float)]
@@ -138,8 +139,20 @@ def test_the_sampler_gap_is_reported_per_prompt_and_flagged(cli, tmp_path):
     z_prov = artifacts.read_artifact(str(out), artifacts.Z).provenance
     assert z_prov["sampler_gap"]["compared"] is True and z_prov["proposal_sampling"]["backend"] == "vllm"
     # a looser threshold flags nothing
-    loose = cli("--json", "estimate-z", "--proposal", samples, "--scores", scores, "--beta", "1",
-                "--mismatch-threshold", "1", "--out", tmp_path / "z2.parquet")  # fmt: skip
+    loose = cli(
+        "--json",
+        "estimate-z",
+        "--proposal",
+        samples,
+        "--scores",
+        scores,
+        "--beta",
+        "1",
+        "--mismatch-threshold",
+        "1",
+        "--out",
+        tmp_path / "z2.parquet",
+    )
     assert json.loads(loose.stdout)["sampler gap"]["prompts flagged"] == 0
 
 

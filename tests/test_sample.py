@@ -134,9 +134,24 @@ def test_shards_partition_the_prompts(tiny_model_dir, cli, tmp_path):
 
 def _sample_cmd(model_dir: str, out: Path) -> list[str]:
     return [
-        sys.executable, "-m", "iswcli.cli", "--quiet", "sample", "--model", model_dir,
-        "--limit", "8", "--n", "4", "--batch-size", "2", "--max-new-tokens", "24", "--out", str(out),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "iswcli.cli",
+        "--quiet",
+        "sample",
+        "--model",
+        model_dir,
+        "--limit",
+        "8",
+        "--n",
+        "4",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--out",
+        str(out),
+    ]
 
 
 def test_resume_after_kill_yields_the_uninterrupted_rows(tiny_model_dir, tmp_path):

@@ -91,8 +91,9 @@ def test_shared_prompt_pass_under_activation_checkpointing_is_the_unshared_pass(
     model.gradient_checkpointing_enable()
     model.train()
     prompts, responses = batch()
-    for a, b in zip(shared_prompt_logprobs(model, prompts, responses, pad),
-                    teacher_forced_logprobs(model, prompts, responses, pad)):  # fmt: skip
+    for a, b in zip(
+        shared_prompt_logprobs(model, prompts, responses, pad), teacher_forced_logprobs(model, prompts, responses, pad)
+    ):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
 
 

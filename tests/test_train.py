@@ -37,10 +37,18 @@ def toy_model_dir(tmp_path_factory) -> str:
     core.pre_tokenizer = WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>")
     config = LlamaConfig(
-        vocab_size=len(VOCAB), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64,
-        bos_token_id=None, eos_token_id=1, pad_token_id=0, tie_word_embeddings=False,
-    )  # fmt: skip
+        vocab_size=len(VOCAB),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        bos_token_id=None,
+        eos_token_id=1,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(3)
     model = LlamaForCausalLM(config)
     with torch.no_grad():  # a non-uniform reference, so pi* and pi_ref differ visibly
@@ -87,12 +95,35 @@ def toy_pipeline(toy_model_dir, tmp_path_factory):
     runner = CliRunner()
     prompts = d / "prompts.jsonl"
     prompts.write_text(json.dumps({"prompt_id": "toy", "prompt": "q"}) + "\n")
-    sample = ["--quiet", "sample", "--model", toy_model_dir, "--prompts", str(prompts), "--n", "256",
-              "--max-new-tokens", "1", "--no-chat-template", "--out", str(d / "samples.parquet")]  # fmt: skip
+    sample = [
+        "--quiet",
+        "sample",
+        "--model",
+        toy_model_dir,
+        "--prompts",
+        str(prompts),
+        "--n",
+        "256",
+        "--max-new-tokens",
+        "1",
+        "--no-chat-template",
+        "--out",
+        str(d / "samples.parquet"),
+    ]
     assert runner.invoke(app, sample).exit_code == 0
     write_scores(d / "samples.parquet", d / "scores.parquet")
-    estimate = ["--quiet", "estimate-z", "--proposal", str(d / "samples.parquet"), "--scores",
-                str(d / "scores.parquet"), "--beta", str(BETA), "--out", str(d / "z.parquet")]  # fmt: skip
+    estimate = [
+        "--quiet",
+        "estimate-z",
+        "--proposal",
+        str(d / "samples.parquet"),
+        "--scores",
+        str(d / "scores.parquet"),
+        "--beta",
+        str(BETA),
+        "--out",
+        str(d / "z.parquet"),
+    ]
     result = runner.invoke(app, estimate)
     assert result.exit_code == 0, result.output
     return d
@@ -100,9 +131,20 @@ def toy_pipeline(toy_model_dir, tmp_path_factory):
 
 def train_args(d: Path, model_dir: str, out: Path, *extra) -> list[str]:
     return [
-        "--quiet", "train", "--model", model_dir, "--samples", str(d / "samples.parquet"),
-        "--scores", str(d / "scores.parquet"), "--beta", str(BETA), "--out", str(out), *map(str, extra),
-    ]  # fmt: skip
+        "--quiet",
+        "train",
+        "--model",
+        model_dir,
+        "--samples",
+        str(d / "samples.parquet"),
+        "--scores",
+        str(d / "scores.parquet"),
+        "--beta",
+        str(BETA),
+        "--out",
+        str(out),
+        *map(str, extra),
+    ]
 
 
 def test_tb_with_frozen_offline_z_matches_the_tilted_distribution(toy_model_dir, toy_pipeline, cli, tmp_path):
@@ -120,8 +162,21 @@ def test_tb_with_frozen_offline_z_matches_the_tilted_distribution(toy_model_dir,
         "learned": ["--z-mode", "learned", "--z-lr", "0.05"],
     }.items():
         run = tmp_path / mode
-        args = train_args(toy_pipeline, toy_model_dir, run, "--loss", "tb", "--full", "--lr", "3e-3",
-                          "--batch-size", "32", "--epochs", "30", *extra)  # fmt: skip
+        args = train_args(
+            toy_pipeline,
+            toy_model_dir,
+            run,
+            "--loss",
+            "tb",
+            "--full",
+            "--lr",
+            "3e-3",
+            "--batch-size",
+            "32",
+            "--epochs",
+            "30",
+            *extra,
+        )
         result = cli(*args)
         assert result.exit_code == 0, result.stderr
         results[mode] = kl(pi_star, response_distribution(str(run)))
@@ -141,8 +196,19 @@ def test_tb_with_frozen_offline_z_matches_the_tilted_distribution(toy_model_dir,
 
 def test_train_log_starts_before_any_update(toy_model_dir, toy_pipeline, cli, tmp_path):
     run = tmp_path / "run"
-    args = train_args(toy_pipeline, toy_model_dir, run, "--loss", "tb", "--z", toy_pipeline / "z.parquet",
-                      "--batch-size", "16", "--max-steps", "3")  # fmt: skip
+    args = train_args(
+        toy_pipeline,
+        toy_model_dir,
+        run,
+        "--loss",
+        "tb",
+        "--z",
+        toy_pipeline / "z.parquet",
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "3",
+    )
     assert cli(*args).exit_code == 0
     log = pq.read_table(run / "train_log.parquet").to_pylist()
     assert [r["step"] for r in log] == [0, 1, 2]
@@ -169,19 +235,38 @@ def test_step0_check_names_the_likely_cause(toy_model_dir, toy_pipeline, cli, tm
 
 
 def _pairs(toy_pipeline: Path, out: Path, prompt_id="toy", chosen=0, rejected=1) -> None:
-    table = pa.table({
-        "prompt_id": [prompt_id], "chosen_idx": pa.array([chosen], pa.int32()),
-        "rejected_idx": pa.array([rejected], pa.int32()), "r_chosen": [1.0], "r_rejected": [0.0],
-        "log_weight_base": [0.0], "margin_score": [0.0], "weight": [1.0], "method": ["direct"],
-    })  # fmt: skip
+    table = pa.table(
+        {
+            "prompt_id": [prompt_id],
+            "chosen_idx": pa.array([chosen], pa.int32()),
+            "rejected_idx": pa.array([rejected], pa.int32()),
+            "r_chosen": [1.0],
+            "r_rejected": [0.0],
+            "log_weight_base": [0.0],
+            "margin_score": [0.0],
+            "weight": [1.0],
+            "method": ["direct"],
+        }
+    )
     artifacts.write_artifact(table, str(out), artifacts.PAIRS, artifacts.make_provenance("weight-pairs", {}))
 
 
 def test_pair_loss_trains(toy_model_dir, toy_pipeline, cli, tmp_path):
     _pairs(toy_pipeline, tmp_path / "pairs.parquet")
     run = tmp_path / "run"
-    args = train_args(toy_pipeline, toy_model_dir, run, "--loss", "sigmoid", "--pairs", tmp_path / "pairs.parquet",
-                      "--max-steps", "5", "--lr", "1e-2")  # fmt: skip
+    args = train_args(
+        toy_pipeline,
+        toy_model_dir,
+        run,
+        "--loss",
+        "sigmoid",
+        "--pairs",
+        tmp_path / "pairs.parquet",
+        "--max-steps",
+        "5",
+        "--lr",
+        "1e-2",
+    )
     result = cli(*args)
     assert result.exit_code == 0, result.stderr
     log = pq.read_table(run / "train_log.parquet").to_pylist()
@@ -236,8 +321,22 @@ def _train_subprocess(args: list[str], launcher: list[str] | None = None, env: d
 
 
 def test_resume_continues_with_the_same_losses(toy_model_dir, toy_pipeline, tmp_path):
-    common = ["--loss", "tb", "--z", toy_pipeline / "z.parquet", "--batch-size", "16", "--max-steps", "8",
-              "--lr", "1e-2", "--lora-dropout", "0.1", "--save-every", "3"]  # fmt: skip
+    common = [
+        "--loss",
+        "tb",
+        "--z",
+        toy_pipeline / "z.parquet",
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "8",
+        "--lr",
+        "1e-2",
+        "--lora-dropout",
+        "0.1",
+        "--save-every",
+        "3",
+    ]
     whole = tmp_path / "whole"
     assert _train_subprocess(train_args(toy_pipeline, toy_model_dir, whole, *common)).returncode == 0
 
@@ -278,14 +377,38 @@ def test_run_cut_off_before_its_first_checkpoint_starts_over(toy_model_dir, toy_
 
 
 def test_two_processes_follow_one_process_with_double_accumulation(toy_model_dir, toy_pipeline, tmp_path):
-    common = ["--loss", "tb", "--z", toy_pipeline / "z.parquet", "--batch-size", "8", "--max-steps", "4",
-              "--lr", "1e-2", "--device", "cpu"]  # fmt: skip
+    common = [
+        "--loss",
+        "tb",
+        "--z",
+        toy_pipeline / "z.parquet",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "4",
+        "--lr",
+        "1e-2",
+        "--device",
+        "cpu",
+    ]
     single = _train_subprocess(train_args(toy_pipeline, toy_model_dir, tmp_path / "one", *common, "--grad-accum", "2"))
     assert single.returncode == 0, single.stderr
     # accelerate 1.x's --cpu flag starts a single process unless MPI is configured; --multi_gpu goes
     # through torchrun, and iswt's --device cpu makes the processes use gloo on the CPU
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     double = _train_subprocess(train_args(toy_pipeline, toy_model_dir, tmp_path / "two", *common), launcher)
     assert double.returncode == 0, double.stderr[-3000:]
     one = pq.read_table(tmp_path / "one" / "train_log.parquet").column("loss").to_pylist()

@@ -60,9 +60,12 @@ def adapter_dir(smollm_dir, tmp_path_factory) -> str:
     model = models.load_model(smollm_dir)
     torch.manual_seed(1)
     config = LoraConfig(
-        r=8, lora_alpha=16, init_lora_weights=False, task_type="CAUSAL_LM",
+        r=8,
+        lora_alpha=16,
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-    )  # fmt: skip
+    )
     peft_model = get_peft_model(model, config)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
@@ -93,8 +96,22 @@ def runs(smollm_dir, adapter_dir, tmp_path_factory) -> dict[tuple[str, bool], st
         for name, flags in SETTINGS.items():
             out = root / f"{name}-{'adapter' if with_adapter else 'base'}.parquet"
             extra = ["--adapter", adapter_dir] if with_adapter else []
-            result = runner.invoke(app, ["--json", "sample", "--backend", "vllm", "--model", smollm_dir,
-                                         *COMMON, *flags, *extra, "--out", str(out)])  # fmt: skip
+            result = runner.invoke(
+                app,
+                [
+                    "--json",
+                    "sample",
+                    "--backend",
+                    "vllm",
+                    "--model",
+                    smollm_dir,
+                    *COMMON,
+                    *flags,
+                    *extra,
+                    "--out",
+                    str(out),
+                ],
+            )
             assert result.exit_code == 0, result.stderr + result.stdout
             paths[(name, with_adapter)] = str(out)
     return paths
@@ -144,8 +161,22 @@ def test_provenance_names_the_engine(runs, adapter_dir):
 
 def test_same_columns_and_schema_as_the_transformers_backend(cli, runs, smollm_dir, tmp_path):
     hf = tmp_path / "hf.parquet"
-    result = cli("--quiet", "sample", "--model", smollm_dir, "--limit", "1", "--n", "2",
-                 "--max-new-tokens", "8", "--device", "cpu", "--out", hf)  # fmt: skip
+    result = cli(
+        "--quiet",
+        "sample",
+        "--model",
+        smollm_dir,
+        "--limit",
+        "1",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "8",
+        "--device",
+        "cpu",
+        "--out",
+        hf,
+    )
     assert result.exit_code == 0, result.stderr
     vllm_file, hf_file = pq.ParquetFile(runs[("t1", False)]), pq.ParquetFile(hf)
     assert vllm_file.schema_arrow.remove_metadata() == hf_file.schema_arrow.remove_metadata()
@@ -183,14 +214,33 @@ def _wait_for_part(partial: Path, proc: subprocess.Popen, limit: float) -> None:
 
 
 def test_a_killed_run_resumes_to_what_an_uninterrupted_run_draws(cli, smollm_dir, tmp_path):
-    args = ["--model", smollm_dir, "--limit", "3", "--n", "2", "--max-new-tokens", "48", "--batch-size", "2",
-            "--temperature", "0.7", "--top-p", "0.9", "--seed", "5"]  # fmt: skip
+    args = [
+        "--model",
+        smollm_dir,
+        "--limit",
+        "3",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "48",
+        "--batch-size",
+        "2",
+        "--temperature",
+        "0.7",
+        "--top-p",
+        "0.9",
+        "--seed",
+        "5",
+    ]
     killed = tmp_path / "killed.parquet"
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "iswcli.cli", "--quiet", "sample", "--backend", "vllm", *args, "--out", str(killed)],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         _wait_for_part(Path(str(killed) + ".partial"), proc, limit=600)
     finally:
@@ -222,8 +272,20 @@ def test_estimate_z_needs_the_reference_and_reports_the_sampler_gap(cli, runs, s
     assert refused.exit_code == 2
     assert "logprob_ref" in refused.stderr and "vllm" in refused.stderr and "Traceback" not in refused.stderr
 
-    scored = cli("--quiet", "score", "--samples", samples, "--reward", "math", "--ref-model", smollm_dir,
-                 "--device", "cpu", "--out", ref)  # fmt: skip
+    scored = cli(
+        "--quiet",
+        "score",
+        "--samples",
+        samples,
+        "--reward",
+        "math",
+        "--ref-model",
+        smollm_dir,
+        "--device",
+        "cpu",
+        "--out",
+        ref,
+    )
     assert scored.exit_code == 0, scored.stderr
     z_out = tmp_path / "z.parquet"
     result = cli("--json", "estimate-z", "--proposal", samples, "--scores", ref, "--beta", "1", "--out", z_out)
@@ -238,8 +300,22 @@ def test_estimate_z_needs_the_reference_and_reports_the_sampler_gap(cli, runs, s
 
 def test_evaluate_samples_through_vllm(cli, smollm_dir, tmp_path):
     out = tmp_path / "eval.parquet"
-    result = cli("--quiet", "evaluate", "--backend", "vllm", "--model", smollm_dir, "--limit", "2", "--n", "2",
-                 "--max-new-tokens", "24", "--out", out)  # fmt: skip
+    result = cli(
+        "--quiet",
+        "evaluate",
+        "--backend",
+        "vllm",
+        "--model",
+        smollm_dir,
+        "--limit",
+        "2",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "24",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     prov = artifacts.read_metadata(str(out.with_suffix(".samples.parquet")))[2]
     assert prov["sampling"]["backend"] == "vllm"
@@ -251,7 +327,18 @@ def test_an_adapter_rank_past_the_engine_is_one_clear_line(cli, smollm_dir, adap
     big = tmp_path / "big"
     big.mkdir()
     (big / "adapter_config.json").write_text(json.dumps({**config, "r": 1024}))
-    result = cli("sample", "--backend", "vllm", "--model", smollm_dir, "--adapter", big, "--limit", "1",
-                 "--out", tmp_path / "s.parquet")  # fmt: skip
+    result = cli(
+        "sample",
+        "--backend",
+        "vllm",
+        "--model",
+        smollm_dir,
+        "--adapter",
+        big,
+        "--limit",
+        "1",
+        "--out",
+        tmp_path / "s.parquet",
+    )
     assert result.exit_code == 2
     assert "rank 1024" in result.stderr and "Traceback" not in result.stderr

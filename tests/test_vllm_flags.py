@@ -31,8 +31,9 @@ def test_a_bad_dtype_is_refused_before_any_work(cli, tmp_path):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("flag,value", [("--tensor-parallel-size", "2"), ("--gpu-memory-utilization", "0.5"),
-                                        ("--max-model-len", "512")])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag,value", [("--tensor-parallel-size", "2"), ("--gpu-memory-utilization", "0.5"), ("--max-model-len", "512")]
+)
 def test_engine_flags_need_the_vllm_backend(cli, tmp_path, flag, value):
     one_line_error(cli("sample", flag, value, "--out", tmp_path / "s.parquet"), flag, "only with --backend vllm")
 
@@ -40,8 +41,9 @@ def test_engine_flags_need_the_vllm_backend(cli, tmp_path, flag, value):
 @pytest.mark.skipif(HAS_VLLM, reason="vllm is installed here")
 def test_vllm_missing_is_one_line(cli, tmp_path):
     one_line_error(cli("sample", "--backend", "vllm", "--out", tmp_path / "s.parquet"), "vllm is not installed")
-    one_line_error(cli("evaluate", "--backend", "vllm", "--limit", "1", "--out", tmp_path / "e.parquet"),
-                   "vllm is not installed")  # fmt: skip
+    one_line_error(
+        cli("evaluate", "--backend", "vllm", "--limit", "1", "--out", tmp_path / "e.parquet"), "vllm is not installed"
+    )
 
 
 def test_engine_option_rules():
@@ -94,8 +96,24 @@ def test_stop_ids_come_from_the_files_as_from_the_loaded_model(tiny_model_dir):
 
 def test_a_bfloat16_hf_sampler_records_its_dtype_and_loses_the_shortcut(cli, tiny_model_dir, tmp_path):
     out = tmp_path / "s.parquet"
-    result = cli("--quiet", "sample", "--model", tiny_model_dir, "--dtype", "bfloat16", "--limit", "1", "--n", "2",
-                 "--max-new-tokens", "4", "--device", "cpu", "--out", out)  # fmt: skip
+    result = cli(
+        "--quiet",
+        "sample",
+        "--model",
+        tiny_model_dir,
+        "--dtype",
+        "bfloat16",
+        "--limit",
+        "1",
+        "--n",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     prov = artifacts.read_metadata(str(out))[2]
     assert prov["sampling"]["backend"] == "hf" and prov["sampling"]["dtype"] == "bfloat16"
