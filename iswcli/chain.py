@@ -269,11 +269,12 @@ def load_pairs(path: str, scored: Scored) -> JoinedPairs:
     if art.table.num_rows == 0:
         raise IswtError(f"{path}: holds no pairs")
     group = pc.index_in(art.table["prompt_id"], value_set=scored.prompt_ids).to_numpy(zero_copy_only=False)
+    known = ~np.isnan(group)  # the pair's prompt is in the join
+    high = np.where(known, group, 0).astype(np.int64) << 32  # the join's key layout: prompt number, then sample_idx
     sides = []
     for column in ("chosen_idx", "rejected_idx"):
         idx = art.table[column].to_numpy().astype(np.int64)
-        known = ~np.isnan(group)
-        key = (np.where(known, group, 0).astype(np.int64) << 32) | (idx + 2**31)
+        key = high | (idx + 2**31)
         row = np.searchsorted(scored.key, key).clip(max=scored.key.size - 1)
         found = known & (scored.key[row] == key)
         if not found.all():
