@@ -100,7 +100,7 @@ Z = _spec(
     ("khat", pa.float64()),
     ("khat_note", pa.string()),
     ("log_z_se", pa.float64()),
-    ("log_z_lo", pa.float64()),  # bootstrap percentile interval; NaN without --bootstrap
+    ("log_z_lo", pa.float64()),  # 95% interval: bootstrap percentile, else +-1.96 se; widened when rewards all equal
     ("log_z_hi", pa.float64()),
     ("flags", pa.list_(pa.string())),
 )

@@ -117,6 +117,10 @@ def run(config: EstimateZConfig) -> dict:
             truncated_proposal=proposal["truncated"],
             sampler_mismatch=None if gap is None else gap["flagged"],
             low_ess_frac=config.low_ess,
+            # a prompt whose rewards are all equal could still hold any reward the artifact shows elsewhere;
+            # a group z-score maps such a prompt's rewards to 0, whatever it missed
+            reward_bounds=(float(reward.min()), float(reward.max())) if config.reward_transform == "none" else None,
+            beta=config.beta,
         )
         table = _z_table(scored.prompt_ids, z, config.beta)
         for name, values in proposal_facts.gap_columns(gap, len(scored.prompt_ids)).items():
@@ -239,8 +243,7 @@ def _summary(config, sha, scored: Scored, z: estimators.ZTable, use_ref: bool, n
         "log Z": {"min": float(z.log_z.min()), "max": float(z.log_z.max())},
         "k-hat NaN": int(np.isnan(z.khat).sum()),
     }
-    if config.bootstrap:
-        rows["bootstrap 95% width"] = _spread(z.log_z_hi - z.log_z_lo)
+    rows["95% interval width" + (" (bootstrap)" if config.bootstrap else "")] = _spread(z.log_z_hi - z.log_z_lo)
     if notes:
         rows["notes"] = " | ".join(notes)
     return rows

@@ -2,6 +2,7 @@
 
 import json
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pyarrow as pa
@@ -124,7 +125,13 @@ def test_log_z_of_an_untruncated_proposal_is_logsumexp_minus_log_k(cli, tmp_path
         assert row["max_weight_share"] == pytest.approx(w.max() / w.sum(), rel=1e-12)
         assert row["n_samples"] == 3 and row["beta"] == BETA
         assert math.isnan(row["khat"]) and "K=3" in row["khat_note"]
-        assert math.isnan(row["log_z_lo"]) and math.isnan(row["log_z_hi"])
+        # no --bootstrap: log Z_hat +- 1.96 se, widened by a missed share p of weight e^{1.5 * 3} (the highest
+        # reward) or e^{1.5 * -1} (the lowest); lw of a prompt's top and bottom sample is 1.5 r, as the ratio is 0
+        half = NormalDist().inv_cdf(0.975) * row["log_z_se"]
+        lo, hi = row["log_z"] - half, row["log_z"] + half
+        p = 1 - 0.025 ** (1 / 3)
+        assert row["log_z_hi"] == pytest.approx(max(hi, math.log((1 - p) * math.exp(hi) + p * math.exp(4.5))))
+        assert row["log_z_lo"] == pytest.approx(min(lo, math.log((1 - p) * math.exp(lo) + p * math.exp(-1.5))))
     assert summary["prompts"] == 2 and summary["samples"] == 6
     assert summary["k-hat NaN"] == 2
     assert summary["log Z"]["min"] == pytest.approx(min(r["log_z"] for r in rows.values()))

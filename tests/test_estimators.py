@@ -8,6 +8,7 @@ from scipy import stats
 
 from iswcli import estimators as est
 from iswcli.errors import IswtError
+from tests import per_prompt as one
 
 # A synthetic prompt: pi_ref and a mismatched proposal q over 30 outcomes with
 # fixed rewards, so Z = sum_y pi_ref(y) exp(beta r(y)) is known exactly.
@@ -55,7 +56,7 @@ def test_binary_rewards_match_closed_form():
     beta, k = 3.0, 40
     reward = np.array([1.0] * 13 + [0.0] * 27)
     expected = math.log(1.0 + math.expm1(beta) * 13 / k)
-    assert est.log_z_hat(est.log_weights(None, None, reward, beta)) == pytest.approx(expected, rel=1e-12)
+    assert one.log_z_hat(est.log_weights(None, None, reward, beta)) == pytest.approx(expected, rel=1e-12)
 
     p, n_groups = 0.3, 5000
     rewards = (np.random.default_rng(7).random((n_groups, k)) < p).astype(float)
@@ -67,16 +68,16 @@ def test_binary_rewards_match_closed_form():
 
 def test_large_rewards_and_beta_stay_finite():
     lw = est.log_weights(None, None, np.full(8, 100.0), 50.0)
-    e = est.estimate_group(lw, all_equal_rewards=True)
+    e = one.estimate(lw, all_equal_rewards=True)
     assert e.log_z == 5000.0
     assert e.ess == pytest.approx(8.0)
     assert e.log_z_se == pytest.approx(0.0, abs=1e-6)
     assert e.flags == ("all_equal_rewards",)
 
     lw = est.log_weights(None, None, np.array([100.0, 0.0]), 50.0)
-    assert est.log_z_hat(lw) == pytest.approx(5000.0 - math.log(2.0))
-    assert est.kish_ess(lw) == pytest.approx(1.0)
-    assert est.max_weight_share(lw) == pytest.approx(1.0)
+    assert one.log_z_hat(lw) == pytest.approx(5000.0 - math.log(2.0))
+    assert one.kish_ess(lw) == pytest.approx(1.0)
+    assert one.max_weight_share(lw) == pytest.approx(1.0)
 
 
 # --------------------------------------------------------------------------
@@ -88,14 +89,13 @@ def test_weights_ess_share_and_se_by_hand():
     w = np.array([1.0, 2.0, 3.0, 4.0])
     for offset in (0.0, 1000.0):  # shifting log-weights must not change anything but log Z
         lw = np.log(w) + offset
-        np.testing.assert_allclose(est.normalized_weights(lw), [0.1, 0.2, 0.3, 0.4], rtol=1e-12)
-        assert est.kish_ess(lw) == pytest.approx(100.0 / 30.0, rel=1e-12)  # (sum w)^2 / sum w^2
-        assert est.max_weight_share(lw) == pytest.approx(0.4, rel=1e-12)
-        assert est.log_z_hat(lw) == pytest.approx(math.log(2.5) + offset, rel=1e-12)
+        assert one.kish_ess(lw) == pytest.approx(100.0 / 30.0, rel=1e-12)  # (sum w)^2 / sum w^2
+        assert one.max_weight_share(lw) == pytest.approx(0.4, rel=1e-12)
+        assert one.log_z_hat(lw) == pytest.approx(math.log(2.5) + offset, rel=1e-12)
         # sample sd of w is sqrt(5/3); se(mean) = sd / 2; divided by the mean 2.5
-        assert est.log_z_standard_error(lw) == pytest.approx(math.sqrt(5.0 / 3.0) / 2.0 / 2.5, rel=1e-12)
+        assert one.log_z_standard_error(lw) == pytest.approx(math.sqrt(5.0 / 3.0) / 2.0 / 2.5, rel=1e-12)
 
-    e = est.estimate_group(np.log(np.array([1.0, 1.0, 98.0])))
+    e = one.estimate(np.log(np.array([1.0, 1.0, 98.0])))
     assert e.ess == pytest.approx(100.0**2 / (1 + 1 + 98.0**2))
     assert e.ess_frac == pytest.approx(e.ess / 3)
     assert e.max_weight_share == pytest.approx(0.98)
@@ -113,15 +113,76 @@ def test_bootstrap_interval_covers_truth_and_is_seeded():
     assert np.all(table.log_z_lo < table.log_z_hi)
 
     lw = np.random.default_rng(0).normal(size=50)
-    first = est.bootstrap_log_z_interval(lw, 500, np.random.default_rng(11))
-    again = est.bootstrap_log_z_interval(lw, 500, np.random.default_rng(11))
+    first = one.bootstrap_log_z_interval(lw, 500, np.random.default_rng(11))
+    again = one.bootstrap_log_z_interval(lw, 500, np.random.default_rng(11))
     assert first == again
-    assert first[0] < est.log_z_hat(lw) < first[1]
+    assert first[0] < one.log_z_hat(lw) < first[1]
 
 
-def test_no_bootstrap_gives_nan_interval():
-    e = est.estimate_group(np.array([0.0, 1.0, 2.0]))
-    assert math.isnan(e.log_z_lo) and math.isnan(e.log_z_hi)
+def test_no_bootstrap_gives_the_delta_method_interval():
+    e = one.estimate(np.array([0.0, 1.0, 2.0]))
+    half = 1.959963984540054 * e.log_z_se
+    assert (e.log_z_lo, e.log_z_hi) == pytest.approx((e.log_z - half, e.log_z + half), rel=1e-12)
+
+
+def test_unseen_rewards_widen_the_interval_by_hand():
+    # Two prompts of K = 8, beta 2: "a" earned 0 eight times, "b" earned 0, 1 and 2 (the bounds are 0 and 2).
+    beta, k = 2.0, 8
+    rewards = np.array([0.0] * k + [0.0, 1.0, 2.0, 0.0, 1.0, 2.0, 0.0, 1.0])
+    groups = np.repeat(["a", "b"], k)
+    plain = est.estimate_groups(groups, beta * rewards, rewards=rewards)
+    table = est.estimate_groups(groups, beta * rewards, rewards=rewards, reward_bounds=(0.0, 2.0), beta=beta)
+    p = 1.0 - 0.025 ** (1.0 / k)  # zero hits in 8 draws: at most this share missed, at 97.5% one-sided
+    assert est.unseen_mass_bound(k, 0.95) == pytest.approx(p, rel=1e-12)
+    # "a": log Z_hat = 0 with se 0; the missed share could have earned 2: Z <= (1 - p) + p e^{2 * 2}
+    assert table.log_z_lo[0] == pytest.approx(0.0, abs=1e-7)  # the se of equal weights is 0 up to rounding
+    assert table.log_z_hi[0] == pytest.approx(math.log(1.0 - p + p * math.exp(4.0)), abs=1e-7)
+    assert plain.log_z_hi[0] - plain.log_z_lo[0] < 1e-7  # what collapsed before
+    # "b" saw 0, 1 and 2: the missed share could still be all weight e^{2 * 2} (its top) or all e^0 (its bottom)
+    lo, hi = plain.log_z_lo[1], plain.log_z_hi[1]
+    assert table.log_z_hi[1] == pytest.approx(math.log((1 - p) * math.exp(hi) + p * math.exp(4.0)), rel=1e-12)
+    assert table.log_z_lo[1] == pytest.approx(min(lo, math.log((1 - p) * math.exp(lo) + p)), rel=1e-12)
+
+    # all equal at the top reward: only the lower end moves, toward (1 - p) e^{4} + p e^{0}
+    top = est.estimate_groups(
+        np.zeros(k, int), np.full(k, 4.0), rewards=np.full(k, 2.0), reward_bounds=(0.0, 2.0), beta=beta
+    )
+    assert top.log_z_lo[0] == pytest.approx(math.log((1.0 - p) * math.exp(4.0) + p), abs=1e-7)
+    assert top.log_z_hi[0] == pytest.approx(4.0, abs=1e-7)
+
+
+def test_interval_covers_exact_log_z_of_an_enumerable_distribution():
+    """An answer-set prompt in miniature: "anything else" (r 0) has 3/4 of pi_ref, two answers earn 1 and 2.
+
+    q = pi_ref, so lw = beta * r and Z is exact. At K = 8 a tenth of the
+    draws see "anything else" only: without the widening their interval has
+    zero width and coverage falls short of 95%.
+    """
+    p_ref = np.array([0.75, 0.15, 0.10])
+    reward = np.array([0.0, 1.0, 2.0])
+    beta, k, reps = 2.0, 8, 4000
+    exact = math.log(float(np.sum(p_ref * np.exp(beta * reward))))
+    drawn = reward[np.random.default_rng(3).choice(3, size=(reps, k), p=p_ref)].ravel()
+    groups = np.repeat(np.arange(reps), k)
+    plain = est.estimate_groups(groups, beta * drawn, rewards=drawn)
+    widened = est.estimate_groups(groups, beta * drawn, rewards=drawn, reward_bounds=(0.0, 2.0), beta=beta)
+    covers = lambda t: np.mean((t.log_z_lo <= exact) & (exact <= t.log_z_hi))
+    all_equal = np.array(["all_equal_rewards" in f for f in widened.flags])
+    assert all_equal.mean() == pytest.approx(0.75**8, abs=0.02)
+    assert covers(plain) < 0.9
+    assert covers(widened) >= 0.93
+    assert np.all(widened.log_z_hi - widened.log_z_lo > 0.5)
+    n = 800 * k  # the bootstrap interval is widened the same way
+    boot = est.estimate_groups(
+        groups[:n],
+        beta * drawn[:n],
+        rewards=drawn[:n],
+        reward_bounds=(0.0, 2.0),
+        beta=beta,
+        n_boot=200,
+        rng=np.random.default_rng(4),
+    )
+    assert covers(boot) >= 0.92
 
 
 # --------------------------------------------------------------------------
@@ -142,22 +203,22 @@ def test_khat_recovers_generalized_pareto_shape(shape):
     assert abs(table.khat.mean() - shape) < 0.1
     assert np.all(np.abs(table.khat - shape) < 0.25)
     assert list(table.khat_note) == [""] * n_seeds
-    khat, note = est.pareto_khat(np.log(draws[0]))
+    khat, note = one.pareto_khat(np.log(draws[0]))
     assert khat == pytest.approx(table.khat[0], rel=1e-12) and note == ""
 
 
 @pytest.mark.parametrize("k", [5, 19, 20])
 def test_khat_is_nan_with_a_reason_for_small_k(k):
-    khat, note = est.pareto_khat(np.random.default_rng(0).normal(size=k))
+    khat, note = one.pareto_khat(np.random.default_rng(0).normal(size=k))
     assert math.isnan(khat)
     assert f"K={k}" in note
-    e = est.estimate_group(np.random.default_rng(0).normal(size=k))
+    e = one.estimate(np.random.default_rng(0).normal(size=k))
     assert math.isnan(e.khat) and e.khat_note == note and "high_khat" not in e.flags
 
 
 def test_khat_is_nan_when_tail_values_repeat():
     lw = np.concatenate([np.zeros(80), np.full(20, 2.0)])  # binary rewards, log-ratio 0
-    khat, note = est.pareto_khat(lw)
+    khat, note = one.pareto_khat(lw)
     assert math.isnan(khat)
     assert "distinct" in note
 
@@ -175,13 +236,13 @@ def test_khat_threshold():
 
 def test_flags():
     heavy = np.log(stats.genpareto.rvs(1.5, size=1000, random_state=np.random.default_rng(1)))
-    e = est.estimate_group(heavy, truncated_proposal=True)
+    e = one.estimate(heavy, truncated_proposal=True)
     assert e.khat > est.khat_threshold(1000)
     assert e.flags == ("low_ess", "high_khat", "truncated_proposal")
 
-    spread = est.estimate_group(np.linspace(0.0, 0.1, 50))
+    spread = one.estimate(np.linspace(0.0, 0.1, 50))
     assert spread.flags == ()
-    dominated = est.estimate_group(np.array([50.0, 0.0, 0.0, 0.0]), low_ess_frac=0.3)
+    dominated = one.estimate(np.array([50.0, 0.0, 0.0, 0.0]), low_ess_frac=0.3)
     assert dominated.flags == ("low_ess",)
 
 
@@ -194,7 +255,7 @@ def test_groups_match_single_group_results_in_any_row_order():
     table = est.estimate_groups(ids[perm], lw[perm], rewards=rewards[perm], truncated_proposal=True)
     assert list(table.group_id) == ["a", "b", "c"]
     for i, gid in enumerate(table.group_id):
-        single = est.estimate_group(lw[ids == gid], all_equal_rewards=(gid == "a"), truncated_proposal=True)
+        single = one.estimate(lw[ids == gid], all_equal_rewards=(gid == "a"), truncated_proposal=True)
         assert table.log_z[i] == pytest.approx(single.log_z, rel=1e-12)
         assert table.ess[i] == pytest.approx(single.ess, rel=1e-12)
         assert table.log_z_se[i] == pytest.approx(single.log_z_se, rel=1e-12)
@@ -238,10 +299,10 @@ def test_bad_log_weights_and_groups():
     with pytest.raises(IswtError, match="one value per sample"):
         est.log_weights(np.zeros(2), np.zeros(3), np.zeros(2), 1.0)
     with pytest.raises(IswtError, match="NaN"):
-        est.log_z_hat(np.array([0.0, math.nan]))
+        one.log_z_hat(np.array([0.0, math.nan]))
     with pytest.raises(IswtError, match="at least 2"):
-        est.estimate_group(np.array([0.0]))
+        one.estimate(np.array([0.0]))
     with pytest.raises(IswtError, match="'x' has 1 sample"):
         est.estimate_groups(np.array(["x", "y", "y"]), np.zeros(3))
     with pytest.raises(IswtError, match="rng"):
-        est.estimate_group(np.zeros(5), n_boot=10)
+        one.estimate(np.zeros(5), n_boot=10)
