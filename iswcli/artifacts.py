@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import functools
 import glob as globlib
-import hashlib
 import importlib
 import json
 import os
 import platform
 import tempfile
-import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,9 @@ import pyarrow.parquet as pq
 
 from iswcli import __version__
 from iswcli.errors import IswtError, first_line
+from iswcli.hashing import combined_sha256, file_sha256, hash_file, in_background, start_hashing
+
+__all__ = ["combined_sha256", "file_sha256", "in_background", "start_hashing"]  # where callers have found them
 
 KIND_KEY = b"iswt.artifact"
 PROVENANCE_KEY = b"iswt.provenance"
@@ -199,82 +200,17 @@ def resolve_files(path: str) -> list[str]:
     raise IswtError(f"{path}: no such file or directory")
 
 
-def in_background(function, *args) -> Future:
-    """Run ``function(*args)`` on a daemon thread (killed at exit, so an error never waits on it)."""
-    future: Future = Future()
-
-    def work() -> None:
-        try:
-            future.set_result(function(*args))
-        except BaseException as exc:  # handed to whoever waits on the result
-            future.set_exception(exc)
-
-    threading.Thread(target=work, daemon=True).start()
-    return future
-
-
-def _hash_file(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)  # releases the GIL: hashing overlaps the Parquet reads
-    return digest.hexdigest()
-
-
-# One hash per file version in this process, keyed by what changes when the file does.
-_HASHES: dict[tuple, Future] = {}
-_HASHES_LOCK = threading.Lock()
-
-
-def _version(path: str) -> tuple:
-    st = os.stat(path)
-    return os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def start_hashing(files: list[str]) -> None:
-    """Begin hashing ``files`` on one background thread; `file_sha256` picks the results up."""
-    todo = []
-    with _HASHES_LOCK:
-        for file in files:
-            version = _version(file)
-            if version not in _HASHES:
-                _HASHES[version] = Future()
-                todo.append((file, _HASHES[version]))
-    if todo:
-        in_background(_fill_hashes, todo)
-
-
-def _fill_hashes(todo: list[tuple[str, Future]]) -> None:
-    for file, future in todo:
-        try:
-            future.set_result(_hash_file(file))
-        except BaseException as exc:  # raised again in whoever waits for this hash
-            future.set_exception(exc)
-
-
-def file_sha256(path: str) -> str:
-    start_hashing([path])
-    with _HASHES_LOCK:
-        future = _HASHES[_version(path)]
-    return future.result()
-
-
-def combined_sha256(files: list[str]) -> str:
-    """One hash for a set of shards; a single file keeps its own hash."""
-    start_hashing(files)
-    hashes = [file_sha256(f) for f in files]
-    if len(hashes) == 1:
-        return hashes[0]
-    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
-
-
 def read_metadata(file: str) -> tuple[pa.Schema, str | None, dict[str, Any]]:
-    """Schema, kind and provenance of one Parquet file, without reading its rows."""
+    """Schema, kind and provenance of one Parquet file, without reading its rows.
+
+    Kind and provenance come from the file's key-value metadata, where a
+    streamed artifact adds them when it is finished (`ArtifactWriter`).
+    """
     try:
-        schema = pq.read_schema(file)
+        with pq.ParquetFile(file) as parquet:
+            schema, meta = parquet.schema_arrow, parquet.metadata.metadata or {}
     except (OSError, pa.ArrowException) as exc:
         raise IswtError(f"{file}: not a readable Parquet file ({first_line(exc)})") from exc
-    meta = schema.metadata or {}
     kind = meta.get(KIND_KEY, b"").decode() or None
     provenance = json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
     return schema, kind, provenance
@@ -291,6 +227,26 @@ def _warm_pandas_import() -> Future:
     return in_background(importlib.import_module, "pandas")
 
 
+def open_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = None) -> Artifact:
+    """An artifact's files, kind and provenance, checked (kind, columns, shards), without reading rows.
+
+    ``table`` is empty (the schema's columns, no rows); its content hash
+    starts in the background.
+    """
+    files = resolve_files(path)
+    start_hashing(files)
+    metas = [read_metadata(f) for f in files]
+    for file, (schema, kind, _) in zip(files, metas):
+        if kind is not None and kind != spec.kind:
+            raise IswtError(f"{file}: is a {kind} artifact, expected {spec.kind}")
+        check_columns(schema, spec, file)
+        for name in columns or []:
+            if name not in schema.names:
+                raise IswtError(f"{file}: column '{name}' is missing")
+    check_shards_agree(files, [m[2] for m in metas])
+    return Artifact(path, tuple(files), metas[0][0].empty_table(), metas[0][1], metas[0][2])
+
+
 def read_artifact(
     path: str, spec: ArtifactSpec, columns: list[str] | None = None, *, check_key: bool = True
 ) -> Artifact:
@@ -299,19 +255,11 @@ def read_artifact(
     ``check_key=False`` leaves the unique-key check to a caller that sorts by
     the key anyway and can spot duplicates as equal neighbours for free.
     """
-    files = resolve_files(path)
-    start_hashing(files)
+    opened = open_artifact(path, spec)
     _warm_pandas_import()
-    metas = [read_metadata(f) for f in files]
-    for file, (schema, kind, _) in zip(files, metas):
-        if kind is not None and kind != spec.kind:
-            raise IswtError(f"{file}: is a {kind} artifact, expected {spec.kind}")
-        check_columns(schema, spec, file)
-    check_shards_agree(files, [m[2] for m in metas])
-
     wanted = None if columns is None else list(dict.fromkeys([*spec.key, *columns]))
     tables = []
-    for file in files:
+    for file in opened.files:
         # ParquetFile, not read_table: the dataset layer costs a 0.2 s import and adds nothing for one file
         with pq.ParquetFile(file) as parquet:
             table = parquet.read(columns=wanted)
@@ -319,13 +267,7 @@ def read_artifact(
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     if check_key:
         check_unique_key(table, spec, path)
-    return Artifact(
-        path=path,
-        files=tuple(files),
-        table=table,
-        kind=metas[0][1],
-        provenance=metas[0][2],
-    )
+    return replace(opened, table=table)
 
 
 def check_columns(schema: pa.Schema, spec: ArtifactSpec, where: str) -> None:
@@ -472,28 +414,64 @@ def make_provenance(
 
 def write_artifact(table: pa.Table, path: str, spec: ArtifactSpec, provenance: dict[str, Any]) -> str:
     """Write atomically (temp file, fsync, rename) and return the file's sha256."""
-    check_columns(table.schema, spec, f"{spec.kind} being written")
-    table = conform(table, spec, keep_dictionaries=True)
-    meta = {KIND_KEY: spec.kind.encode(), PROVENANCE_KEY: json.dumps(provenance).encode()}
-    table = table.replace_schema_metadata(meta)
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        # dictionary-encode text only: numeric columns gain nothing and cost write time
-        text = [
-            f.name
-            for f in table.schema
-            if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
-        ]
-        pq.write_table(table, tmp, row_group_size=1 << 20, use_dictionary=text)
-        synced = in_background(_fsync, tmp)
-        sha = _hash_file(str(tmp))  # while the disk flushes
+    with ArtifactWriter(path, spec) as writer:
+        writer.write(table)
+        return writer.finish(provenance)
+
+
+class ArtifactWriter:
+    """An artifact written a row group at a time, atomically: nothing appears at ``path`` before `finish`.
+
+    Rows go to a temp file beside ``path``; `finish` adds the kind and the
+    provenance (known only at the end of a streamed stage) to the file's
+    metadata, syncs, hashes and renames it. Leaving the ``with`` block
+    without `finish` (an error) removes the temp file.
+
+        with ArtifactWriter(out, Z) as writer:
+            for table in batches:
+                writer.write(table)
+            sha = writer.finish(provenance)
+    """
+
+    def __init__(self, path: str, spec: ArtifactSpec):
+        self.target, self.spec = Path(path), spec
+        self.tmp = self.target.with_name(f".{self.target.name}.tmp-{os.getpid()}")
+        self.parquet = None
+
+    def __enter__(self) -> ArtifactWriter:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        check_columns(table.schema, self.spec, f"{self.spec.kind} being written")
+        table = conform(table, self.spec, keep_dictionaries=True).replace_schema_metadata(None)
+        if self.parquet is None:
+            # dictionary-encode text only: numeric columns gain nothing and cost write time
+            text = [
+                f.name
+                for f in table.schema
+                if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_dictionary(f.type)
+            ]
+            self.parquet = pq.ParquetWriter(self.tmp, table.schema, use_dictionary=text)
+        self.parquet.write_table(table, row_group_size=1 << 20)
+
+    def finish(self, provenance: dict[str, Any]) -> str:
+        if self.parquet is None:
+            self.write(self.spec.schema.empty_table())
+        self.parquet.add_key_value_metadata(
+            {KIND_KEY: self.spec.kind.encode(), PROVENANCE_KEY: json.dumps(provenance).encode()}
+        )
+        self.parquet.close()
+        synced = in_background(_fsync, self.tmp)
+        sha = hash_file(str(self.tmp))  # while the disk flushes
         synced.result()
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return sha
+        os.replace(self.tmp, self.target)
+        return sha
+
+    def __exit__(self, *exc) -> None:
+        if self.parquet is not None and self.tmp.exists():
+            self.parquet.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def _fsync(path: Path) -> None:

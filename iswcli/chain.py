@@ -12,6 +12,8 @@ are taken as they are.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,9 +21,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from iswcli import artifacts
-from iswcli.errors import IswtError
+from iswcli.errors import IswtError, first_line
+from iswcli.tasks import shard_index
 
 KEYS = ["prompt_id", "sample_idx"]
+#: Rows per batch read from the join (whole prompts are kept together, so a batch can hold a few more).
+BATCH_ROWS = 1 << 20
+#: DuckDB's working memory for the join and sort; beyond it, it spills to disk.
+MEMORY_LIMIT = "1GB"
+# marker columns of the full outer join: the row has no sample / no score
+NO_SAMPLE, NO_SCORE = "_iswt_no_sample", "_iswt_no_score"
 
 # --------------------------------------------------------------------------
 # Provenance: each artifact names the inputs it was made from
@@ -47,7 +56,7 @@ def check_made_from(art: artifacts.Artifact, role: str, source: artifacts.Artifa
 
 @dataclass(frozen=True)
 class Scored:
-    """Samples joined to their scores, sorted by (prompt_id, sample_idx).
+    """Samples joined to their scores, sorted by (prompt_id, sample_idx): the whole join or one batch of it.
 
     ``table`` holds the keys and the requested columns of both inputs;
     ``group`` numbers each row's prompt 0..P-1 in ascending prompt_id order,
@@ -92,115 +101,212 @@ def has_column(path: str, column: str) -> bool:
 def load_scored(
     samples_path, scores_path, *, sample_columns, score_columns, purpose: str, min_samples: int = 2
 ) -> Scored:
-    """Read the needed columns of both artifacts and align them row for row.
-
-    The scores must have been made from these samples; every score must have
-    its sample and every sample its score (the error names the count and the
-    first missing key), and every prompt needs at least ``min_samples``
-    samples for ``purpose``.
-    """
-    # KeyOrder refuses duplicate keys, so the reads skip their own check
-    samples = artifacts.read_artifact(samples_path, artifacts.SAMPLES, columns=sample_columns, check_key=False)
-    scores = artifacts.read_artifact(scores_path, artifacts.SCORES, columns=score_columns, check_key=False)
-    check_made_from(scores, "samples", samples)
-    left, right = KeyOrder.of(samples.table, samples_path), KeyOrder.of(scores.table, scores_path)
-    if not left.same_keys(right):
-        _explain_key_mismatch(samples.table, scores.table, samples_path, scores_path)
-    if samples.table.num_rows == 0:
-        raise IswtError(f"{samples_path}: holds no samples")
-    table = left.apply(samples.table)
-    # equal keys: the scores' own key columns add nothing, so only their values are reordered
-    values = right.apply(scores.table.drop_columns(KEYS))
-    for name in values.column_names:
-        table = table.append_column(name, values[name])
-    group, prompt_ids = left.group, left.prompt_ids
-    counts = np.bincount(group)
-    if counts.min() < min_samples:
-        first = int(np.argmin(counts))
-        raise IswtError(
-            f"{samples_path}: prompt {prompt_ids[first].as_py()!r} has {counts[first]} sample; "
-            f"{purpose} needs at least {min_samples} samples per prompt"
-        )
-    return Scored(samples, scores, table, group, prompt_ids, counts, left.key)
+    """The whole join in memory (see `ScoredStream`): for stages that need every row at once."""
+    stream = ScoredStream(
+        samples_path,
+        scores_path,
+        sample_columns=sample_columns,
+        score_columns=score_columns,
+        purpose=purpose,
+        min_samples=min_samples,
+    )
+    with stream:
+        tables = [batch.table for batch in stream]
+    return stream.batch(pa.concat_tables(tables) if tables else stream.empty())
 
 
-@dataclass(frozen=True)
-class KeyOrder:
-    """How to put a table in (prompt_id, sample_idx) order, and each sorted row's prompt number.
+class ScoredStream:
+    """Samples joined to their scores on DuckDB, read in key order a batch of whole prompts at a time.
 
-    Sorting a million strings in Arrow is the slow part of a plain sort_by, so
-    the strings are dictionary-encoded (a hash pass), only the distinct ones
-    are sorted, and the rows are ordered by one int64 key: the prompt's rank
-    in the high 32 bits, sample_idx (int32, offset to be >= 0) in the low 32.
-    Rows already in order (the usual case for samples) are not moved; after a
-    sort a duplicate key shows as two equal neighbours and is refused. Two
-    tables hold the same keys exactly when their sorted distinct prompt ids
-    and their keys are equal.
+    The scores must have been made from these samples (checked on opening,
+    before any row is read); every score must have its sample and every
+    sample its score, each key must appear once and no key may be missing
+    (the error names the count and the first offending key), and every
+    prompt needs at least ``min_samples`` samples for ``purpose``. The join
+    and its sort run out of core: DuckDB holds at most MEMORY_LIMIT and
+    spills the rest to ``spill_dir`` (a temporary directory by default), so
+    memory is bounded by the batch size, not the inputs. With ``shard``
+    (i, n) only the prompts whose sha256 falls in shard i are joined.
+
+        with ScoredStream(samples, scores, ...) as stream:
+            for batch in stream:   # Scored, prompts never split across batches
+                ...
     """
 
-    order: np.ndarray | None  # None: already in order
-    key: np.ndarray  # per sorted row
-    group: np.ndarray  # per sorted row: prompt number 0..P-1 in prompt_id order
-    prompt_ids: pa.Array  # per prompt number
+    def __init__(
+        self,
+        samples_path: str,
+        scores_path: str,
+        *,
+        sample_columns,
+        score_columns,
+        purpose: str,
+        min_samples: int = 2,
+        shard: tuple[int, int] | None = None,
+        spill_dir: str | None = None,
+        batch_rows: int = BATCH_ROWS,
+    ):
+        self.samples = artifacts.open_artifact(samples_path, artifacts.SAMPLES, sample_columns)
+        self.scores = artifacts.open_artifact(scores_path, artifacts.SCORES, score_columns)
+        check_made_from(self.scores, "samples", self.samples)
+        self.sample_columns = [c for c in sample_columns if c not in KEYS]
+        self.score_columns = [c for c in score_columns if c not in KEYS]
+        self.purpose, self.min_samples, self.shard = purpose, min_samples, shard
+        self.spill_dir, self.batch_rows = spill_dir, batch_rows
+        self.rows = 0  # joined so far
 
-    @classmethod
-    def of(cls, table: pa.Table, path: str) -> KeyOrder:
+    def __enter__(self) -> ScoredStream:
+        import duckdb
+
+        self._spill = tempfile.TemporaryDirectory(prefix=".iswt-spill-", dir=self.spill_dir)
+        self.db = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": self._spill.name})
+        self._registered: set[str] = set()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.db.close()
+        self._spill.cleanup()
+
+    def empty(self) -> pa.Table:
+        return self._query(limit=0).read_all()
+
+    def __iter__(self) -> Iterator[Scored]:
+        carry = None  # the last prompt of a batch may continue in the next one
+        previous = None  # the last key of the previous batch, for duplicates across batches
+        for record in self._query():
+            table = pa.Table.from_batches([record])
+            self._check_rows(table, previous)
+            previous = (table["prompt_id"][-1].as_py(), table["sample_idx"][-1].as_py())
+            if carry is not None:
+                table = pa.concat_tables([carry, table])
+            last = table["prompt_id"][-1]
+            tail = pc.sum(pc.equal(table["prompt_id"], last)).as_py()
+            carry = table.slice(table.num_rows - tail)
+            if table.num_rows > tail:
+                yield self.batch(table.slice(0, table.num_rows - tail))
+        if carry is not None:
+            yield self.batch(carry)
+        elif self.rows == 0:
+            raise IswtError(f"{self.samples.path}: holds no samples" + (" in this shard" if self.shard else ""))
+
+    def batch(self, table: pa.Table) -> Scored:
+        """Number the prompts of key-ordered rows and check each has enough samples."""
+        table = table.drop_columns([c for c in (NO_SAMPLE, NO_SCORE) if c in table.column_names]).combine_chunks()
+        pid = table["prompt_id"]
+        new_prompt = np.ones(table.num_rows, dtype=bool)
+        if table.num_rows > 1:
+            new_prompt[1:] = pc.not_equal(pid.slice(1), pid.slice(0, table.num_rows - 1)).to_numpy(zero_copy_only=False)
+        starts = np.flatnonzero(new_prompt)
+        group = np.cumsum(new_prompt) - 1
+        counts = np.diff(np.append(starts, table.num_rows))
+        prompt_ids = pid.take(pa.array(starts)).combine_chunks() if starts.size else pa.array([], pa.string())
+        if counts.size and counts.min() < self.min_samples:
+            first = int(np.argmin(counts))
+            raise IswtError(
+                f"{self.samples.path}: prompt {prompt_ids[first].as_py()!r} has {counts[first]} sample; "
+                f"{self.purpose} needs at least {self.min_samples} samples per prompt"
+            )
+        key = (group.astype(np.int64) << 32) | (table["sample_idx"].to_numpy().astype(np.int64) + 2**31)
+        return Scored(self.samples, self.scores, table, group, prompt_ids, counts, key)
+
+    # ------------------------------------------------------------------ the query and its checks
+
+    def _query(self, limit: int | None = None):
+        """Full outer join on the keys, in key order, as a reader of Arrow record batches."""
+        samples, scores = self._source(self.samples), self._source(self.scores)
+        columns = ", ".join([f's."{c}"' for c in self.sample_columns] + [f'c."{c}"' for c in self.score_columns])
+        sql = f"""
+            SELECT coalesce(s.prompt_id, c.prompt_id) AS prompt_id,
+                   coalesce(s.sample_idx, c.sample_idx) AS sample_idx,
+                   s.sample_idx IS NULL AND s.prompt_id IS NULL AS {NO_SAMPLE},
+                   c.sample_idx IS NULL AND c.prompt_id IS NULL AS {NO_SCORE}
+                   {", " + columns if columns else ""}
+            FROM {samples} s FULL OUTER JOIN {scores} c
+              ON s.prompt_id = c.prompt_id AND s.sample_idx = c.sample_idx
+            ORDER BY 1, 2 {"" if limit is None else f"LIMIT {limit}"}
+        """
+        try:
+            return self.db.sql(sql).to_arrow_reader(self.batch_rows)
+        except Exception as exc:  # a file DuckDB cannot read, a column of the wrong type
+            raise IswtError(f"{self.samples.path}, {self.scores.path}: cannot join ({first_line(exc)})") from exc
+
+    def _source(self, art: artifacts.Artifact) -> str:
+        """The SQL relation of an artifact's rows: its files, restricted to the shard's prompts."""
+        files = ", ".join("'" + f.replace("'", "''") + "'" for f in art.files)
+        source = f"read_parquet([{files}])"
+        if self.shard is None:
+            return source
+        name = f"shard_of_{art.kind}"
+        if name not in self._registered:
+            # a table, not a registered view: the error explanations query it from another cursor
+            self.db.register("shard_prompts", self._shard_prompts(source))
+            self.db.execute(f"CREATE TABLE {name} AS SELECT * FROM shard_prompts")
+            self.db.unregister("shard_prompts")
+            self._registered.add(name)
+        return f"(SELECT * FROM {source} WHERE prompt_id IN (SELECT prompt_id FROM {name}))"
+
+    def _shard_prompts(self, source: str) -> pa.Table:
+        """The prompt ids of ``source`` that fall in this shard (sha256 of the id, as `iswt score --shard`)."""
+        i, n = self.shard
+        distinct = self.db.sql(f"SELECT DISTINCT prompt_id FROM {source} WHERE prompt_id IS NOT NULL").arrow()
+        ids = distinct["prompt_id"].to_pylist()
+        return pa.table({"prompt_id": pa.array([p for p in ids if shard_index(p, n) == i], pa.string())})
+
+    def _check_rows(self, table: pa.Table, previous) -> None:
+        """Refuse missing keys, unmatched rows and repeated keys, naming the first one."""
+        self.rows += table.num_rows
         for name in KEYS:
             if table[name].null_count:
-                raise IswtError(f"{path}: column '{name}' has {table[name].null_count} missing value(s)")
-        if table.num_rows == 0:
-            empty = np.zeros(0, dtype=np.int64)
-            return cls(None, empty, empty, pa.array([], pa.string()))
-        group, prompt_ids = artifacts.rank_strings(table["prompt_id"])
-        sample_idx = table["sample_idx"].to_numpy().astype(np.int64)
-        key = (group << 32) | (sample_idx + 2**31)  # a fixed offset keeps keys comparable across tables
-        if np.all(key[1:] > key[:-1]):
-            return cls(None, key, group, prompt_ids)
-        order = np.argsort(key)  # keys are unique (or refused below), so stability buys nothing
-        key = key[order]
-        repeated = np.flatnonzero(key[1:] == key[:-1])
-        if repeated.size:
-            row = int(order[repeated[0]])
-            raise IswtError(f"{path}: duplicate key ({_key_text(table, row)}); each {'/'.join(KEYS)} must appear once")
-        return cls(order, key, group[order], prompt_ids)
+                row = int(np.argmax(table[name].is_null().to_numpy(zero_copy_only=False)))
+                where = self.samples.path if table[NO_SCORE][row].as_py() else self.scores.path
+                raise IswtError(f"{where}: column '{name}' has missing value(s); every row needs its key")
+        if pc.any(table[NO_SAMPLE]).as_py() or pc.any(table[NO_SCORE]).as_py():
+            self._explain_key_mismatch()
+        pid = table["prompt_id"].to_numpy(zero_copy_only=False)
+        idx = table["sample_idx"].to_numpy()
+        same = (pid[1:] == pid[:-1]) & (idx[1:] == idx[:-1])
+        if previous is not None and (pid[0], idx[0]) == previous:
+            self._explain_duplicate(pid[0], idx[0])
+        if same.any():
+            row = int(np.argmax(same))
+            self._explain_duplicate(pid[row], idx[row])
 
-    def apply(self, table: pa.Table) -> pa.Table:
-        return (table if self.order is None else table.take(pa.array(self.order))).combine_chunks()
+    def _side_query(self, sql: str, params=None):
+        """A query beside the join's open result (a connection runs one result at a time)."""
+        return self.db.cursor().execute(sql, params)
 
-    def same_keys(self, other: KeyOrder) -> bool:
-        return np.array_equal(self.key, other.key) and self.prompt_ids.equals(other.prompt_ids)
+    def _explain_duplicate(self, prompt_id, sample_idx) -> None:
+        text = f"prompt_id={prompt_id!r}, sample_idx={int(sample_idx)!r}"
+        for art in (self.samples, self.scores):
+            found = self._side_query(
+                f"SELECT count(*) FROM {self._source(art)} WHERE prompt_id = $1 AND sample_idx = $2",
+                [prompt_id, int(sample_idx)],
+            ).fetchone()[0]
+            if found > 1:
+                raise IswtError(f"{art.path}: duplicate key ({text}); each {'/'.join(KEYS)} must appear once")
+        raise IswtError(f"duplicate key ({text}) in the join of {self.samples.path} and {self.scores.path}")
 
-
-def _sorted_by_key(table: pa.Table) -> pa.Table:
-    return table.sort_by([(k, "ascending") for k in KEYS])
+    def _explain_key_mismatch(self) -> None:
+        """Say which keys are missing where: scores must cover exactly the samples."""
+        problems = []
+        for art, other, what in (
+            (self.scores, self.samples, "score(s) have no matching sample in"),
+            (self.samples, self.scores, "sample(s) have no score in"),
+        ):
+            count, first_pid, first_idx = self._side_query(
+                f"""SELECT count(*), min(a.prompt_id), arg_min(a.sample_idx, (a.prompt_id, a.sample_idx))
+                    FROM {self._source(art)} a ANTI JOIN {self._source(other)} b USING (prompt_id, sample_idx)"""
+            ).fetchone()
+            if count:
+                problems.append(
+                    f"{art.path}: {count} {what} {other.path} (first: prompt_id={first_pid!r}, "
+                    f"sample_idx={first_idx!r})"
+                )
+        raise IswtError("; ".join(problems) + "; scores must cover exactly the samples")
 
 
 def _key_text(table: pa.Table, row: int) -> str:
     return ", ".join(f"{k}={table[k][row].as_py()!r}" for k in KEYS)
-
-
-def _explain_key_mismatch(samples: pa.Table, scores: pa.Table, samples_path: str, scores_path: str) -> None:
-    """Say which keys are missing where: scores must cover exactly the samples."""
-    problems = []
-    orphans = _missing_keys(scores, samples)
-    if orphans.num_rows:
-        problems.append(
-            f"{scores_path}: {orphans.num_rows} score(s) have no matching sample in {samples_path} "
-            f"(first: {_key_text(orphans, 0)})"
-        )
-    unscored = _missing_keys(samples, scores)
-    if unscored.num_rows:
-        problems.append(
-            f"{samples_path}: {unscored.num_rows} sample(s) have no score in {scores_path} "
-            f"(first: {_key_text(unscored, 0)})"
-        )
-    raise IswtError("; ".join(problems) + "; scores must cover exactly the samples")
-
-
-def _missing_keys(table: pa.Table, other: pa.Table) -> pa.Table:
-    """Keys of ``table`` absent from ``other``, sorted."""
-    anti = table.select(KEYS).join(other.select(KEYS), keys=KEYS, join_type="left anti")
-    return _sorted_by_key(anti)
 
 
 # --------------------------------------------------------------------------

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from iswcli import artifacts, cache, console, estimators, outputs
 from iswcli import proposal as proposal_facts
-from iswcli.chain import Scored, has_column, load_scored
+from iswcli.chain import Scored, ScoredStream, has_column
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.plots import check_plot_path, write_histograms
+from iswcli.tasks import parse_shard
 
 REWARD_TRANSFORMS = ("none", "group-zscore")
+#: At most about this many per-sample log-weights go into the --plot histogram.
+PLOT_POINTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class EstimateZConfig:
     reward_transform: str = "none"
     low_ess: float = estimators.LOW_ESS_FRAC
     plot: str | None = None
+    shard: str | None = None  # i/n: this job's share of the prompts (by sha256 of prompt_id, as score)
     mismatch_threshold: float = proposal_facts.MISMATCH_THRESHOLD  # nats per sequence, sampler vs reference
     force: bool = False  # re-run even when the output is up to date
 
@@ -62,6 +68,8 @@ def validate(config: EstimateZConfig) -> None:
     artifacts.check_output_path(config.out)
     if config.plot is not None:
         check_plot_path(config.plot)
+    if config.shard is not None:
+        parse_shard(config.shard)
 
 
 def run(config: EstimateZConfig) -> dict:
@@ -82,70 +90,43 @@ def run(config: EstimateZConfig) -> dict:
         compare_gap, gap_why = proposal_facts.gap_plan(
             _provenance(config.proposal), _provenance(config.scores), use_ref
         )
-
-        scored = load_scored(
+        stream = ScoredStream(
             config.proposal,
             config.scores,
             sample_columns=(["logprob_q"] + (["logprob_model"] if compare_gap else [])) if use_ref else [],
             score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
             purpose="estimating log Z",
+            shard=None if config.shard is None else parse_shard(config.shard),
+            spill_dir=str(Path(config.out).resolve().parent),
         )
-        reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
-        target_reward = reward
-        if config.reward_transform == "group-zscore":
-            target_reward = estimators.group_zscore(reward, scored.group)
-        if use_ref:
-            ref = scored.finite("logprob_ref", config.scores, "reference log-probs must be finite")
-            q = scored.finite("logprob_q", config.proposal, "proposal log-probs must be finite")
-            lw = estimators.log_weights(ref, q, target_reward, config.beta)
-        else:
-            lw = estimators.log_weights(None, None, target_reward, config.beta)
-
-        gap = None
-        if compare_gap:
-            raw = scored.finite("logprob_model", config.proposal, "the sampler's raw log-probs must be finite")
-            gap = proposal_facts.sampler_gap(scored.group, len(scored.prompt_ids), raw, ref, config.mismatch_threshold)
-        gap_report = proposal_facts.gap_report(gap, gap_why, config.mismatch_threshold)
-
-        z = estimators.estimate_groups(
-            scored.group,
-            lw,
-            rewards=reward,
-            n_boot=config.bootstrap,
-            rng=np.random.default_rng(config.seed),
-            tempered_proposal=proposal["tempered"],
-            truncated_proposal=proposal["truncated"],
-            sampler_mismatch=None if gap is None else gap["flagged"],
-            low_ess_frac=config.low_ess,
-            # a prompt whose rewards are all equal could still hold any reward the artifact shows elsewhere;
-            # a group z-score maps such a prompt's rewards to 0, whatever it missed
-            reward_bounds=(float(reward.min()), float(reward.max())) if config.reward_transform == "none" else None,
-            beta=config.beta,
-        )
-        table = _z_table(scored.prompt_ids, z, config.beta)
-        for name, values in proposal_facts.gap_columns(gap, len(scored.prompt_ids)).items():
-            table = table.append_column(name, pa.array(values, pa.float64()))
-        provenance = artifacts.make_provenance(
-            "estimate-z",
-            asdict(config),
-            inputs={"proposal": scored.samples, "scores": scored.scores},
-            model=scored.samples.provenance.get("model"),
-            seed=config.seed,
-            beta=config.beta,
-            log_ratio=proposal_facts.LOG_RATIO_REF if use_ref else proposal_facts.LOG_RATIO_ZERO,
-            proposal_sampling=proposal,
-            sampler_gap=gap_report,
-            reward_transform=_transform_note(config.reward_transform),
-        )
-        sha = artifacts.write_artifact(table, config.out, artifacts.Z, provenance)
+        # a prompt whose rewards are all equal could still hold any reward the artifact shows elsewhere;
+        # a group z-score maps such a prompt's rewards to 0, whatever it missed
+        bounds = reward_range(stream.scores) if config.reward_transform == "none" else None
+        estimate = PromptEstimates(config, proposal, use_ref, compare_gap, bounds, total_rows(stream.samples))
+        with stream, artifacts.ArtifactWriter(config.out, artifacts.Z) as writer:
+            for batch in stream:
+                writer.write(estimate.batch(batch))
+            gap_report = proposal_facts.gap_report(estimate.gap(), gap_why, config.mismatch_threshold)
+            provenance = artifacts.make_provenance(
+                "estimate-z",
+                asdict(config),
+                inputs={"proposal": stream.samples, "scores": stream.scores},
+                model=stream.samples.provenance.get("model"),
+                seed=config.seed,
+                beta=config.beta,
+                log_ratio=proposal_facts.LOG_RATIO_REF if use_ref else proposal_facts.LOG_RATIO_ZERO,
+                proposal_sampling=proposal,
+                sampler_gap=gap_report,
+                reward_transform=_transform_note(config.reward_transform),
+            )
+            sha = writer.finish(provenance)
         if config.plot:
             # log(w_k / mean w) = lw_k - log Z_hat: 0 is a sample carrying exactly its share.
-            relative = lw - z.log_z[scored.group]
             write_histograms(
                 config.plot,
                 [
-                    (relative, "log-weight relative to the prompt mean", "lw - log Z_hat"),
-                    (z.ess_frac, "ESS / K per prompt", "ESS / K"),
+                    (estimate.joined("relative"), "log-weight relative to the prompt mean", "lw - log Z_hat"),
+                    (estimate.joined("ess_frac"), "ESS / K per prompt", "ESS / K"),
                 ],
             )
         notes = _warnings(proposal, config)
@@ -157,9 +138,101 @@ def run(config: EstimateZConfig) -> dict:
             )
         for note in notes:
             console.warn(note)
-        summary = _summary(config, sha, scored, z, use_ref, notes)
+        summary = _summary(config, sha, stream.rows, estimate, use_ref, notes)
         summary["sampler gap"] = gap_report
         return summary
+
+
+class PromptEstimates:
+    """log Z and its diagnostics, one key-ordered batch of whole prompts at a time.
+
+    Each batch becomes the z rows of its prompts; what the summary, the
+    provenance and the plot need of all prompts is kept per prompt (a few
+    floats each), and per sample only a strided subsample for the plot.
+    """
+
+    def __init__(self, config: EstimateZConfig, proposal: dict, use_ref: bool, compare_gap: bool, bounds, n_rows: int):
+        self.config, self.proposal, self.use_ref, self.compare_gap = config, proposal, use_ref, compare_gap
+        self.bounds = bounds
+        self.rng = np.random.default_rng(config.seed)
+        self.plot_stride = max(1, n_rows // PLOT_POINTS)
+        self.kept: dict[str, list[np.ndarray]] = {}
+        self.flag_counts = dict.fromkeys(estimators.FLAG_NAMES, 0)
+
+    def batch(self, scored: Scored) -> pa.Table:
+        config = self.config
+        reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
+        target_reward = reward
+        if config.reward_transform == "group-zscore":
+            target_reward = estimators.group_zscore(reward, scored.group)
+        if self.use_ref:
+            ref = scored.finite("logprob_ref", config.scores, "reference log-probs must be finite")
+            q = scored.finite("logprob_q", config.proposal, "proposal log-probs must be finite")
+            lw = estimators.log_weights(ref, q, target_reward, config.beta)
+        else:
+            lw = estimators.log_weights(None, None, target_reward, config.beta)
+        n_prompts = len(scored.prompt_ids)
+        gap = None
+        if self.compare_gap:
+            raw = scored.finite("logprob_model", config.proposal, "the sampler's raw log-probs must be finite")
+            gap = proposal_facts.sampler_gap(scored.group, n_prompts, raw, ref, config.mismatch_threshold)
+        z = estimators.estimate_groups(
+            scored.group,
+            lw,
+            rewards=reward,
+            n_boot=config.bootstrap,
+            rng=self.rng,
+            tempered_proposal=self.proposal["tempered"],
+            truncated_proposal=self.proposal["truncated"],
+            sampler_mismatch=None if gap is None else gap["flagged"],
+            low_ess_frac=config.low_ess,
+            reward_bounds=self.bounds,
+            beta=config.beta,
+        )
+        for flags in z.flags:
+            for name in flags:
+                self.flag_counts[name] += 1
+        self._keep(
+            log_z=z.log_z,
+            ess_frac=z.ess_frac,
+            khat=z.khat,
+            width=z.log_z_hi - z.log_z_lo,
+            relative=(lw - z.log_z[scored.group])[:: self.plot_stride] if config.plot else np.empty(0),
+            **({} if gap is None else {f"gap_{k}": v for k, v in gap.items()}),
+        )
+        table = _z_table(scored.prompt_ids, z, config.beta)
+        for name, values in proposal_facts.gap_columns(gap, n_prompts).items():
+            table = table.append_column(name, pa.array(values, pa.float64()))
+        return table
+
+    def _keep(self, **columns: np.ndarray) -> None:
+        for name, values in columns.items():
+            self.kept.setdefault(name, []).append(values)
+
+    def joined(self, name: str) -> np.ndarray:
+        return np.concatenate(self.kept.get(name, [np.empty(0)]))
+
+    def gap(self) -> dict[str, np.ndarray] | None:
+        if not self.compare_gap:
+            return None
+        return {k: self.joined(f"gap_{k}") for k in ("mean", "mean_abs", "max_abs", "flagged")}
+
+
+def reward_range(scores: artifacts.Artifact) -> tuple[float, float]:
+    """Lowest and highest reward of the scores, read a row group at a time."""
+    low, high = np.inf, -np.inf
+    for file in scores.files:
+        with pq.ParquetFile(file) as parquet:
+            for batch in parquet.iter_batches(columns=["reward"], batch_size=1 << 20):
+                values = batch["reward"].to_numpy(zero_copy_only=False).astype(np.float64)
+                values = values[np.isfinite(values)]  # the join refuses the rest, naming the row
+                if values.size:
+                    low, high = min(low, float(values.min())), max(high, float(values.max()))
+    return low, high
+
+
+def total_rows(art: artifacts.Artifact) -> int:
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in art.files)
 
 
 # --------------------------------------------------------------------------
@@ -228,22 +301,24 @@ def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:
     return notes
 
 
-def _summary(config, sha, scored: Scored, z: estimators.ZTable, use_ref: bool, notes: list[str]) -> dict:
-    n = z.log_z.size
-    flagged = {name: sum(name in f for f in z.flags) / n for name in estimators.FLAG_NAMES}
+def _summary(config, sha, n_samples: int, estimate: PromptEstimates, use_ref: bool, notes: list[str]) -> dict:
+    log_z, ess_frac = estimate.joined("log_z"), estimate.joined("ess_frac")
+    n = log_z.size
     rows = {
         "output": config.out,
         "sha256": sha[:16],
         "prompts": int(n),
-        "samples": int(scored.table.num_rows),
+        "samples": int(n_samples),
         "log-ratio": proposal_facts.LOG_RATIO_REF if use_ref else "0 (untruncated proposal = reference)",
         "reward transform": config.reward_transform,
-        "ESS/K": _spread(z.ess_frac),
-        "share flagged": flagged,
-        "log Z": {"min": float(z.log_z.min()), "max": float(z.log_z.max())},
-        "k-hat NaN": int(np.isnan(z.khat).sum()),
+        "ESS/K": _spread(ess_frac),
+        "share flagged": {name: count / n for name, count in estimate.flag_counts.items()},
+        "log Z": {"min": float(log_z.min()), "max": float(log_z.max())},
+        "k-hat NaN": int(np.isnan(estimate.joined("khat")).sum()),
+        "95% interval width" + (" (bootstrap)" if config.bootstrap else ""): _spread(estimate.joined("width")),
     }
-    rows["95% interval width" + (" (bootstrap)" if config.bootstrap else "")] = _spread(z.log_z_hi - z.log_z_lo)
+    if config.shard:
+        rows["shard"] = config.shard
     if notes:
         rows["notes"] = " | ".join(notes)
     return rows

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from iswcli import artifacts, cache, console, outputs, pairing
-from iswcli.chain import load_scored
+from iswcli.chain import Scored, ScoredStream
 from iswcli.errors import IswtError
 from iswcli.plots import check_plot_path, write_histograms
+from iswcli.tasks import parse_shard
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ class WeightPairsConfig:
     max_pairs_per_prompt: int | None = None
     seed: int = 0
     plot: str | None = None
+    shard: str | None = None  # i/n: this job's share of the prompts (by sha256 of prompt_id, as score)
     force: bool = False  # re-run even when the output is up to date
 
     @property
@@ -46,6 +49,8 @@ class WeightPairsConfig:
         return "first-round" if self.method == "rso" else "all"
 
 
+#: At most about this many pair weights per batch go into the --plot histogram.
+PLOT_POINTS_PER_BATCH = 1_000_000
 # Which method reads which flag; a flag given to a method that ignores it gets a warning.
 _USES = {"gamma": ("iso",), "beta": ("rso",), "num_accept": ("rso",)}
 
@@ -67,6 +72,8 @@ def validate(config: WeightPairsConfig) -> None:
     artifacts.check_output_path(config.out)
     if config.plot is not None:
         check_plot_path(config.plot)
+    if config.shard is not None:
+        parse_shard(config.shard)
 
 
 def run(config: WeightPairsConfig) -> dict:
@@ -76,12 +83,69 @@ def run(config: WeightPairsConfig) -> dict:
         cached = cache.up_to_date(config.out, "weight-pairs", asdict(config), inputs)
         if cached:
             return cached
-        scored = load_scored(
-            config.samples, config.scores, sample_columns=[], score_columns=["reward"], purpose="pairing"
+        stream = ScoredStream(
+            config.samples,
+            config.scores,
+            sample_columns=[],
+            score_columns=["reward"],
+            purpose="pairing",
+            shard=None if config.shard is None else parse_shard(config.shard),
+            spill_dir=str(Path(config.out).resolve().parent),
         )
+        pairs = PromptPairs(config)
+        with stream, artifacts.ArtifactWriter(config.out, artifacts.PAIRS) as writer:
+            for batch in stream:
+                writer.write(pairs.batch(batch))
+            if pairs.n_pairs == 0:
+                raise IswtError(
+                    f"{config.scores}: no prompt has two samples with different rewards, so there is no pair "
+                    f"(all {pairs.n_prompts} prompts dropped)"
+                )
+            provenance = artifacts.make_provenance(
+                "weight-pairs",
+                asdict(config),
+                inputs={"samples": stream.samples, "scores": stream.scores},
+                model=stream.samples.provenance.get("model"),
+                seed=config.seed,
+                method=config.method,
+                pairing=config.resolved_pairing,
+                # None: rejection sampling ran until each prompt's candidates ran out
+                num_accept=config.num_accept if config.method == "rso" else None,
+                dropped_prompts=pairs.n_dropped,
+            )
+            sha = writer.finish(provenance)
+        per_prompt, ess = pairs.joined("per_prompt"), pairs.joined("ess")
+        if config.plot:
+            write_histograms(
+                config.plot,
+                [
+                    (pairs.joined("relative"), "pair weight relative to uniform", "log10(weight x pairs in prompt)"),
+                    (ess / per_prompt, "weight ESS / pairs per prompt", "ESS / pairs"),
+                ],
+            )
+        for note in _warnings(config, pairs):
+            console.warn(note)
+        return _summary(config, sha, pairs, per_prompt, ess)
+
+
+class PromptPairs:
+    """Pairs of one key-ordered batch of whole prompts at a time, written as they are made.
+
+    What the summary, the provenance and the plot need of all prompts is
+    kept per kept prompt (pairs, ESS, acceptance rate); pair weights for the
+    plot only as a strided subsample.
+    """
+
+    def __init__(self, config: WeightPairsConfig):
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+        self.kept: dict[str, list[np.ndarray]] = {}
+        self.n_prompts = self.n_pairs = self.n_dropped = 0
+        self.first_dropped: str | None = None
+
+    def batch(self, scored: Scored) -> pa.Table:
+        config = self.config
         reward = scored.finite("reward", config.scores, "rewards must be finite numbers")
-        # Without --num-accept rejection sampling runs until the candidates run out.
-        num_accept = config.num_accept or int(scored.counts.max())
         pairs = pairing.weight_pairs(
             scored.group,
             scored.table["sample_idx"].to_numpy(),
@@ -90,44 +154,28 @@ def run(config: WeightPairsConfig) -> dict:
             pairing=config.resolved_pairing,
             gamma=config.gamma,
             beta=config.beta,
-            num_accept=num_accept,
+            # Without --num-accept rejection sampling runs until the candidates run out.
+            num_accept=config.num_accept or int(scored.counts.max()),
             max_pairs_per_prompt=config.max_pairs_per_prompt,
-            rng=np.random.default_rng(config.seed),
+            rng=self.rng,
         )
-        if pairs.weight.size == 0:
-            raise IswtError(
-                f"{config.scores}: no prompt has two samples with different rewards, so there is no pair "
-                f"(all {pairs.n_prompts} prompts dropped)"
-            )
-
-        provenance = artifacts.make_provenance(
-            "weight-pairs",
-            asdict(config),
-            inputs={"samples": scored.samples, "scores": scored.scores},
-            model=scored.samples.provenance.get("model"),
-            seed=config.seed,
-            method=config.method,
-            pairing=config.resolved_pairing,
-            num_accept=num_accept if config.method == "rso" else None,
-            dropped_prompts=int(pairs.dropped_prompt_ids.size),
-        )
-        sha = artifacts.write_artifact(_pairs_table(pairs, scored.prompt_ids), config.out, artifacts.PAIRS, provenance)
         per_prompt, ess = _pairs_and_ess(pairs)
+        self.n_prompts += pairs.n_prompts
+        self.n_pairs += pairs.weight.size
+        self.n_dropped += pairs.dropped_prompt_ids.size
+        if self.first_dropped is None and pairs.dropped_prompt_ids.size:
+            self.first_dropped = scored.prompt_ids[int(pairs.dropped_prompt_ids[0])].as_py()
+        relative = np.empty(0)
         if config.plot:
-            write_histograms(
-                config.plot,
-                [
-                    (
-                        np.log10(pairs.weight * np.repeat(per_prompt, per_prompt)),
-                        "pair weight relative to uniform",
-                        "log10(weight x pairs in prompt)",
-                    ),
-                    (ess / per_prompt, "weight ESS / pairs per prompt", "ESS / pairs"),
-                ],
-            )
-        for note in _warnings(config, pairs, scored.prompt_ids):
-            console.warn(note)
-        return _summary(config, sha, pairs, per_prompt, ess)
+            stride = max(1, pairs.weight.size // PLOT_POINTS_PER_BATCH)
+            relative = np.log10(pairs.weight * np.repeat(per_prompt, per_prompt))[::stride]
+        for name, values in (("per_prompt", per_prompt), ("ess", ess), ("rate", pairs.acceptance_rate)):
+            self.kept.setdefault(name, []).append(values)
+        self.kept.setdefault("relative", []).append(relative)
+        return _pairs_table(pairs, scored.prompt_ids)
+
+    def joined(self, name: str) -> np.ndarray:
+        return np.concatenate(self.kept.get(name, [np.empty(0)]))
 
 
 def _pairs_and_ess(pairs: pairing.PairsTable) -> tuple[np.ndarray, np.ndarray]:
@@ -162,34 +210,34 @@ def _pairs_table(pairs: pairing.PairsTable, prompt_ids: pa.Array) -> pa.Table:
     )
 
 
-def _warnings(config: WeightPairsConfig, pairs: pairing.PairsTable, prompt_ids: pa.Array) -> list[str]:
+def _warnings(config: WeightPairsConfig, pairs: PromptPairs) -> list[str]:
     notes = []
     for name, methods in _USES.items():
         if getattr(config, name) is not None and config.method not in methods:
             notes.append(f"--{name.replace('_', '-')} is ignored with --method {config.method}")
-    dropped = pairs.dropped_prompt_ids
-    if dropped.size:
-        first = prompt_ids[int(dropped[0])].as_py()
-        notes.append(f"{dropped.size} prompt(s) dropped: no untied pair (first: {first!r})")
+    if pairs.n_dropped:
+        notes.append(f"{pairs.n_dropped} prompt(s) dropped: no untied pair (first: {pairs.first_dropped!r})")
     return notes
 
 
-def _summary(config, sha, pairs: pairing.PairsTable, per_prompt: np.ndarray, ess: np.ndarray) -> dict:
+def _summary(config, sha, pairs: PromptPairs, per_prompt: np.ndarray, ess: np.ndarray) -> dict:
     rows = {
         "output": config.out,
         "sha256": sha[:16],
         "method": config.method,
         "pairing": config.resolved_pairing,
         "prompts in": pairs.n_prompts,
-        "pairs": int(pairs.weight.size),
+        "pairs": int(pairs.n_pairs),
         "pairs per prompt": {"mean": float(per_prompt.mean()), "max": int(per_prompt.max())},
-        "dropped prompts": int(pairs.dropped_prompt_ids.size),
+        "dropped prompts": int(pairs.n_dropped),
         "weight ESS per prompt": {
             "median": float(np.median(ess)),
             "median / pairs": float(np.median(ess / per_prompt)),
         },
     }
+    if config.shard:
+        rows["shard"] = config.shard
     if config.method == "rso":
-        rate = pairs.acceptance_rate
+        rate = pairs.joined("rate")
         rows["acceptance rate"] = {"mean": float(rate.mean()), "min": float(rate.min()), "max": float(rate.max())}
     return rows

@@ -1,0 +1,83 @@
+"""Content hashes of files, computed once per file version and in the background.
+
+Every artifact a stage reads is hashed (provenance records the hashes of its
+inputs); hashing runs on a daemon thread while the stage reads and computes,
+and a file hashed in this process is not hashed again while its size, mtime
+and inode stay the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from concurrent.futures import Future
+
+
+def in_background(function, *args) -> Future:
+    """Run ``function(*args)`` on a daemon thread (killed at exit, so an error never waits on it)."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            future.set_result(function(*args))
+        except BaseException as exc:  # handed to whoever waits on the result
+            future.set_exception(exc)
+
+    threading.Thread(target=work, daemon=True).start()
+    return future
+
+
+def hash_file(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)  # releases the GIL: hashing overlaps the Parquet reads
+    return digest.hexdigest()
+
+
+# One hash per file version in this process, keyed by what changes when the file does.
+_HASHES: dict[tuple, Future] = {}
+_HASHES_LOCK = threading.Lock()
+
+
+def _version(path: str) -> tuple:
+    st = os.stat(path)
+    return os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def start_hashing(files: list[str]) -> None:
+    """Begin hashing ``files`` on one background thread; `file_sha256` picks the results up."""
+    todo = []
+    with _HASHES_LOCK:
+        for file in files:
+            version = _version(file)
+            if version not in _HASHES:
+                _HASHES[version] = Future()
+                todo.append((file, _HASHES[version]))
+    if todo:
+        in_background(_fill_hashes, todo)
+
+
+def _fill_hashes(todo: list[tuple[str, Future]]) -> None:
+    for file, future in todo:
+        try:
+            future.set_result(hash_file(file))
+        except BaseException as exc:  # raised again in whoever waits for this hash
+            future.set_exception(exc)
+
+
+def file_sha256(path: str) -> str:
+    start_hashing([path])
+    with _HASHES_LOCK:
+        future = _HASHES[_version(path)]
+    return future.result()
+
+
+def combined_sha256(files: list[str]) -> str:
+    """One hash for a set of shards; a single file keeps its own hash."""
+    start_hashing(files)
+    hashes = [file_sha256(f) for f in files]
+    if len(hashes) == 1:
+        return hashes[0]
+    return hashlib.sha256("\n".join(hashes).encode()).hexdigest()
