@@ -45,35 +45,6 @@ _CHUNK_ELEMENTS = 1 << 26
 
 
 @dataclass(frozen=True)
-class PromptPairs:
-    """One prompt's pairs: positions into its reward array, log weights and weights.
-
-    ``acceptance_rate`` is set for rso and NaN otherwise.
-    """
-
-    chosen: np.ndarray
-    rejected: np.ndarray
-    log_weight_base: np.ndarray
-    margin_score: np.ndarray
-    weight: np.ndarray
-    acceptance_rate: float = math.nan
-
-
-@dataclass(frozen=True)
-class RsoAcceptance:
-    """Outcome of rejection sampling on one prompt's candidates.
-
-    ``accepted`` holds candidate positions in acceptance order;
-    ``acceptance_rate`` is accepted / examined, where every acceptance test
-    (one uniform draw against one candidate) counts as one examination.
-    """
-
-    accepted: np.ndarray
-    n_examined: int
-    acceptance_rate: float
-
-
-@dataclass(frozen=True)
 class PairsTable:
     """Columns of the pairs artifact plus the counts the summary needs.
 
@@ -152,13 +123,6 @@ def margin_log_score(r_w, r_l):
         np.log(score, out=score)
         score += _LOG_HALF
     return _as_result(score)
-
-
-def iso_log_weight(r_w, r_l, gamma: float):
-    """Unnormalized ISO log weight: (r_w + r_l)/gamma + log(sigmoid(r_w - r_l) - 1/2)."""
-    gamma = _positive(gamma, "gamma")
-    total = (np.asarray(r_w, dtype=np.float64) + np.asarray(r_l, dtype=np.float64)) / gamma
-    return _as_result(total + np.asarray(margin_log_score(r_w, r_l)))
 
 
 # --------------------------------------------------------------------------
@@ -254,19 +218,6 @@ def _candidate_rows(rewards: np.ndarray, pairing: str, rng):
     return _pairs_tournament(rewards, rng)
 
 
-def candidate_pairs(rewards, pairing: str, rng: np.random.Generator | None = None):
-    """Candidate (chosen, rejected) positions for one prompt's rewards, ties never paired.
-
-    'all': every ordered pair with r_w > r_l, ascending by w then l.
-    'first-round': shuffle with ``rng``, pair 0-1, 2-3, ..., skip ties.
-    'tournament': single-elimination bracket on a shuffled order; the higher
-    reward advances (on a tie the earlier bracket slot advances, no pair).
-    """
-    rewards = _finite_array(rewards, "reward")
-    _, w, l = _candidate_rows(rewards[None, :], _pairing_name(pairing), rng)
-    return w, l
-
-
 # --------------------------------------------------------------------------
 # Statistical rejection sampling
 # --------------------------------------------------------------------------
@@ -316,37 +267,6 @@ def _rso_rows(score: np.ndarray, num_accept: int, rng: np.random.Generator):
         still = (n_accepted[active] < target) & remaining[active].any(axis=1)
         active = active[still]
     return accepted, n_accepted, n_examined
-
-
-def rso_accept(
-    rewards,
-    beta: float,
-    num_accept: int,
-    rng: np.random.Generator,
-    log_pi_ratio=None,
-) -> RsoAcceptance:
-    """Statistical rejection sampling of one prompt's candidates toward pi * exp(r/beta).
-
-    Candidates are drawn from pi (or from q, with ``log_pi_ratio`` = log pi -
-    log q per candidate). See `_rso_rows` for the loop; it stops when
-    ``num_accept`` candidates are accepted or the candidates run out, and
-    always terminates.
-    """
-    rewards = _finite_array(rewards, "reward")
-    beta = _positive(beta, "beta")
-    num_accept = _count(num_accept, "num_accept")
-    _need_rng(rng, "rejection sampling")
-    if rewards.size == 0:
-        raise IswtError("rejection sampling needs at least 1 candidate")
-    score = rewards / beta
-    if log_pi_ratio is not None:
-        ratio = _finite_array(log_pi_ratio, "log_pi_ratio")
-        if ratio.shape != rewards.shape:
-            raise IswtError("log_pi_ratio must have one value per candidate")
-        score = score + ratio
-    accepted, n_accepted, n_examined = _rso_rows(score[None, :], num_accept, rng)
-    n = int(n_accepted[0])
-    return RsoAcceptance(accepted[0, :n].copy(), int(n_examined[0]), n / int(n_examined[0]))
 
 
 # --------------------------------------------------------------------------
@@ -534,48 +454,3 @@ def pair_weight_ess(prompt_ids, weight):
     total = np.bincount(inverse, weights=weight, minlength=unique.size)
     square = np.bincount(inverse, weights=weight * weight, minlength=unique.size)
     return unique, total * total / square
-
-
-# --------------------------------------------------------------------------
-# One-prompt conveniences (thin wrappers over the grouped driver)
-# --------------------------------------------------------------------------
-
-
-def _prompt_pairs(rewards, **options) -> PromptPairs:
-    """Run `weight_pairs` on one prompt whose samples are numbered 0..K-1."""
-    rewards = _finite_array(rewards, "reward")
-    table = weight_pairs(np.zeros(rewards.size, dtype=np.int64), np.arange(rewards.size), rewards, **options)
-    rate = float(table.acceptance_rate[0]) if table.acceptance_rate.size else math.nan
-    return PromptPairs(
-        chosen=table.chosen_idx,
-        rejected=table.rejected_idx,
-        log_weight_base=table.log_weight_base,
-        margin_score=table.margin_score,
-        weight=table.weight,
-        acceptance_rate=rate,
-    )
-
-
-def iso_pairs(rewards, gamma: float, *, pairing: str = "all", rng=None, max_pairs: int | None = None) -> PromptPairs:
-    """ISO-weighted pairs of one prompt (weights softmax-normalized over its pairs)."""
-    return _prompt_pairs(rewards, method="iso", gamma=gamma, pairing=pairing, rng=rng, max_pairs_per_prompt=max_pairs)
-
-
-def direct_pairs(rewards, *, pairing: str = "all", rng=None, max_pairs: int | None = None) -> PromptPairs:
-    """Uniformly weighted pairs of one prompt."""
-    return _prompt_pairs(rewards, method="direct", pairing=pairing, rng=rng, max_pairs_per_prompt=max_pairs)
-
-
-def rso_pairs(
-    rewards, beta: float, num_accept: int, pairing: str, rng: np.random.Generator, *, max_pairs: int | None = None
-) -> PromptPairs:
-    """Rejection-sample one prompt's candidates, pair the accepted ones, weight uniformly."""
-    return _prompt_pairs(
-        rewards,
-        method="rso",
-        beta=beta,
-        num_accept=num_accept,
-        pairing=pairing,
-        rng=rng,
-        max_pairs_per_prompt=max_pairs,
-    )

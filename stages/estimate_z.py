@@ -102,7 +102,7 @@ def run(config: EstimateZConfig) -> dict:
         # a prompt whose rewards are all equal could still hold any reward the artifact shows elsewhere;
         # a group z-score maps such a prompt's rewards to 0, whatever it missed
         bounds = reward_range(stream.scores) if config.reward_transform == "none" else None
-        estimate = PromptEstimates(config, proposal, use_ref, compare_gap, bounds, total_rows(stream.samples))
+        estimate = EstimatesByBatch(config, proposal, use_ref, compare_gap, bounds, total_rows(stream.samples))
         with stream, artifacts.ArtifactWriter(config.out, artifacts.Z) as writer:
             for batch in stream:
                 writer.write(estimate.batch(batch))
@@ -143,7 +143,7 @@ def run(config: EstimateZConfig) -> dict:
         return summary
 
 
-class PromptEstimates:
+class EstimatesByBatch:
     """log Z and its diagnostics, one key-ordered batch of whole prompts at a time.
 
     Each batch becomes the z rows of its prompts; what the summary, the
@@ -301,7 +301,7 @@ def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:
     return notes
 
 
-def _summary(config, sha, n_samples: int, estimate: PromptEstimates, use_ref: bool, notes: list[str]) -> dict:
+def _summary(config, sha, n_samples: int, estimate: EstimatesByBatch, use_ref: bool, notes: list[str]) -> dict:
     log_z, ess_frac = estimate.joined("log_z"), estimate.joined("ess_frac")
     n = log_z.size
     rows = {

@@ -92,7 +92,7 @@ def run(config: WeightPairsConfig) -> dict:
             shard=None if config.shard is None else parse_shard(config.shard),
             spill_dir=str(Path(config.out).resolve().parent),
         )
-        pairs = PromptPairs(config)
+        pairs = PairsByBatch(config)
         with stream, artifacts.ArtifactWriter(config.out, artifacts.PAIRS) as writer:
             for batch in stream:
                 writer.write(pairs.batch(batch))
@@ -128,7 +128,7 @@ def run(config: WeightPairsConfig) -> dict:
         return _summary(config, sha, pairs, per_prompt, ess)
 
 
-class PromptPairs:
+class PairsByBatch:
     """Pairs of one key-ordered batch of whole prompts at a time, written as they are made.
 
     What the summary, the provenance and the plot need of all prompts is
@@ -210,7 +210,7 @@ def _pairs_table(pairs: pairing.PairsTable, prompt_ids: pa.Array) -> pa.Table:
     )
 
 
-def _warnings(config: WeightPairsConfig, pairs: PromptPairs) -> list[str]:
+def _warnings(config: WeightPairsConfig, pairs: PairsByBatch) -> list[str]:
     notes = []
     for name, methods in _USES.items():
         if getattr(config, name) is not None and config.method not in methods:
@@ -220,7 +220,7 @@ def _warnings(config: WeightPairsConfig, pairs: PromptPairs) -> list[str]:
     return notes
 
 
-def _summary(config, sha, pairs: PromptPairs, per_prompt: np.ndarray, ess: np.ndarray) -> dict:
+def _summary(config, sha, pairs: PairsByBatch, per_prompt: np.ndarray, ess: np.ndarray) -> dict:
     rows = {
         "output": config.out,
         "sha256": sha[:16],

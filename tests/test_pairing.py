@@ -8,6 +8,7 @@ from scipy import stats
 
 from iswcli import pairing as pr
 from iswcli.errors import IswtError
+from tests import per_prompt as one
 
 
 class FixedKeys:
@@ -46,7 +47,7 @@ def test_margin_log_score_is_stable_at_both_ends():
 
 def test_iso_weights_of_a_three_sample_prompt_by_hand():
     rewards, gamma = [1.0, 0.0, 2.0], 0.5
-    got = pr.iso_pairs(rewards, gamma)
+    got = one.iso_pairs(rewards, gamma)
     assert _pairs(got.chosen, got.rejected) == [(0, 1), (2, 0), (2, 1)]
     unnormalized = [
         math.exp((1 + 0) / gamma) * (_sigmoid(1.0) - 0.5),
@@ -57,12 +58,12 @@ def test_iso_weights_of_a_three_sample_prompt_by_hand():
     np.testing.assert_allclose(got.weight, expected, rtol=1e-12)
     np.testing.assert_allclose(np.exp(got.log_weight_base), unnormalized, rtol=1e-12)
     np.testing.assert_allclose(got.margin_score, [math.log(_sigmoid(d) - 0.5) for d in (1.0, 1.0, 2.0)], rtol=1e-12)
-    assert pr.iso_log_weight(2.0, 1.0, gamma) == pytest.approx(math.log(unnormalized[1]), rel=1e-12)
+    assert one.iso_log_weight(2.0, 1.0, gamma) == pytest.approx(math.log(unnormalized[1]), rel=1e-12)
 
 
 def test_iso_weights_with_huge_rewards_and_tiny_gamma():
     rewards = np.array([100.0, 99.0, 100.0, 0.0, 50.0, 99.999])
-    got = pr.iso_pairs(rewards, gamma=0.05)
+    got = one.iso_pairs(rewards, gamma=0.05)
     assert np.all(np.isfinite(got.weight)) and np.all(np.isfinite(got.log_weight_base))
     assert got.weight.sum() == pytest.approx(1.0)
     assert (0, 2) not in _pairs(got.chosen, got.rejected) and (2, 0) not in _pairs(got.chosen, got.rejected)
@@ -83,25 +84,25 @@ def test_iso_weights_with_huge_rewards_and_tiny_gamma():
 
 
 def test_all_pairs_skip_ties_in_a_fixed_order():
-    w, l = pr.candidate_pairs([1.0, 0.0, 2.0, 2.0], "all")
+    w, l = one.candidate_pairs([1.0, 0.0, 2.0, 2.0], "all")
     assert _pairs(w, l) == [(0, 1), (2, 0), (2, 1), (3, 0), (3, 1)]
 
 
 def test_first_round_pairs_neighbours_of_the_shuffle():
     rewards = [2.0, 7.0, 1.0, 8.0, 2.0, 8.0]
-    w, l = pr.candidate_pairs(rewards, "first-round", FixedKeys([0, 1, 2, 3, 4, 5]))
+    w, l = one.candidate_pairs(rewards, "first-round", FixedKeys([0, 1, 2, 3, 4, 5]))
     assert _pairs(w, l) == [(1, 0), (3, 2), (5, 4)]
     # shuffled order 5, 3, 1, 0, 2, 4: matches 5-3 (tie, no pair), 1-0, 2-4
-    w, l = pr.candidate_pairs(rewards, "first-round", FixedKeys([3, 2, 4, 1, 5, 0]))
+    w, l = one.candidate_pairs(rewards, "first-round", FixedKeys([3, 2, 4, 1, 5, 0]))
     assert _pairs(w, l) == [(1, 0), (4, 2)]
     # odd count: the last of the shuffle sits out; ties are skipped
-    w, l = pr.candidate_pairs([1.0, 1.0, 3.0, 0.0, 5.0], "first-round", FixedKeys([0, 1, 2, 3, 4]))
+    w, l = one.candidate_pairs([1.0, 1.0, 3.0, 0.0, 5.0], "first-round", FixedKeys([0, 1, 2, 3, 4]))
     assert _pairs(w, l) == [(2, 3)]
 
 
 def test_tournament_bracket_by_hand():
     rewards = [2.0, 7.0, 1.0, 8.0, 2.0, 8.0]
-    w, l = pr.candidate_pairs(rewards, "tournament", FixedKeys([0, 1, 2, 3, 4, 5]))
+    w, l = one.candidate_pairs(rewards, "tournament", FixedKeys([0, 1, 2, 3, 4, 5]))
     # round 1: 1>0, 3>2, 5>4; round 2: 3>1, 5 has a bye; final 3 vs 5 is a tie: no pair
     assert _pairs(w, l) == [(1, 0), (3, 2), (5, 4), (3, 1)]
 
@@ -110,7 +111,7 @@ def test_tournament_structure_on_random_brackets():
     rng = np.random.default_rng(0)
     for _ in range(20):
         rewards = rng.permutation(8).astype(float)
-        w, l = pr.candidate_pairs(rewards, "tournament", rng)
+        w, l = one.candidate_pairs(rewards, "tournament", rng)
         assert len(w) == 7
         assert np.all(rewards[w] > rewards[l])
         champion = int(np.argmax(rewards))
@@ -123,7 +124,7 @@ def test_tournament_structure_on_random_brackets():
 def test_first_round_on_random_shuffles_is_a_perfect_matching():
     rng = np.random.default_rng(1)
     rewards = rng.permutation(10).astype(float)
-    w, l = pr.candidate_pairs(rewards, "first-round", rng)
+    w, l = one.candidate_pairs(rewards, "first-round", rng)
     assert len(w) == 5 and sorted(np.concatenate([w, l]).tolist()) == list(range(10))
 
 
@@ -146,7 +147,7 @@ def test_weight_pairs_groups_drops_and_matches_single_prompts():
         mine = table.prompt_id == pid
         assert table.weight[mine].sum() == pytest.approx(1.0)
         rows = ids == pid
-        single = pr.iso_pairs(rewards[rows], 0.5)
+        single = one.iso_pairs(rewards[rows], 0.5)
         np.testing.assert_array_equal(table.chosen_idx[mine], sample_idx[rows][single.chosen])
         np.testing.assert_array_equal(table.rejected_idx[mine], sample_idx[rows][single.rejected])
         np.testing.assert_allclose(table.weight[mine], single.weight, rtol=1e-12)
@@ -157,16 +158,16 @@ def test_weight_pairs_groups_drops_and_matches_single_prompts():
 
 
 def test_direct_is_uniform_and_max_pairs_keeps_the_heaviest():
-    got = pr.direct_pairs([0.0, 1.0, 2.0, 3.0])
+    got = one.direct_pairs([0.0, 1.0, 2.0, 3.0])
     np.testing.assert_allclose(got.weight, np.full(6, 1 / 6))
     np.testing.assert_array_equal(got.log_weight_base, np.zeros(6))
 
-    capped = pr.direct_pairs([0.0, 1.0, 2.0, 3.0], max_pairs=2, rng=np.random.default_rng(0))
+    capped = one.direct_pairs([0.0, 1.0, 2.0, 3.0], max_pairs=2, rng=np.random.default_rng(0))
     np.testing.assert_allclose(capped.weight, [0.5, 0.5])
 
     rewards = [0.0, 1.0, 2.0, 3.0]
-    full = pr.iso_pairs(rewards, 1.0)
-    top = pr.iso_pairs(rewards, 1.0, max_pairs=3, rng=np.random.default_rng(0))
+    full = one.iso_pairs(rewards, 1.0)
+    top = one.iso_pairs(rewards, 1.0, max_pairs=3, rng=np.random.default_rng(0))
     heaviest = set(_pairs(full.chosen[np.argsort(full.weight)[-3:]], full.rejected[np.argsort(full.weight)[-3:]]))
     assert set(_pairs(top.chosen, top.rejected)) == heaviest
     kept = np.array([full.log_weight_base[i] for i in np.argsort(full.weight)[-3:]])
@@ -199,7 +200,7 @@ def test_rso_accepts_from_the_tilted_distribution():
     draws = rng.choice(POOL_PI.size, size=(runs, k), p=POOL_PI)
     counts = np.zeros(POOL_PI.size)
     for y in draws:
-        result = pr.rso_accept(POOL_REWARD[y], POOL_BETA, 1, rng)
+        result = one.rso_accept(POOL_REWARD[y], POOL_BETA, 1, rng)
         counts[y[result.accepted[0]]] += 1
     assert stats.chisquare(counts, runs * _tilted()).pvalue > 0.001
 
@@ -212,7 +213,7 @@ def test_rso_with_a_proposal_ratio_targets_pi():
     log_ratio = np.log(POOL_PI) - np.log(q)
     counts = np.zeros(POOL_PI.size)
     for y in draws:
-        result = pr.rso_accept(POOL_REWARD[y], POOL_BETA, 1, rng, log_pi_ratio=log_ratio[y])
+        result = one.rso_accept(POOL_REWARD[y], POOL_BETA, 1, rng, log_pi_ratio=log_ratio[y])
         counts[y[result.accepted[0]]] += 1
     assert stats.chisquare(counts, runs * _tilted()).pvalue > 0.001
 
@@ -221,20 +222,20 @@ def test_rso_ends_when_candidates_run_out():
     rewards = np.array([3.0, 1.0, 4.0, 0.0, 2.0])
     # tiny beta: each pass accepts only its best candidate, so acceptance goes
     # by descending reward and passes test 5 + 4 + 3 + 2 + 1 candidates
-    result = pr.rso_accept(rewards, 1e-3, 10, np.random.default_rng(0))
+    result = one.rso_accept(rewards, 1e-3, 10, np.random.default_rng(0))
     assert result.accepted.tolist() == [2, 0, 4, 1, 3]
     assert result.n_examined == 15
     assert result.acceptance_rate == pytest.approx(5 / 15)
     # huge beta: everything is accepted in the first pass
-    result = pr.rso_accept(rewards, 1e9, 10, np.random.default_rng(0))
+    result = one.rso_accept(rewards, 1e9, 10, np.random.default_rng(0))
     assert sorted(result.accepted.tolist()) == [0, 1, 2, 3, 4] and result.acceptance_rate == 1.0
-    result = pr.rso_accept(rewards, 1e-3, 2, np.random.default_rng(0))
+    result = one.rso_accept(rewards, 1e-3, 2, np.random.default_rng(0))
     assert result.accepted.tolist() == [2, 0]
 
 
 def test_rso_pairs_and_grouped_acceptance_rates():
     rng = np.random.default_rng(4)
-    got = pr.rso_pairs(np.arange(10.0), 1.0, 4, "first-round", rng)
+    got = one.rso_pairs(np.arange(10.0), 1.0, 4, "first-round", rng)
     assert len(got.chosen) == 2 and 0.0 < got.acceptance_rate <= 1.0
     np.testing.assert_allclose(got.weight, [0.5, 0.5])
 
@@ -266,16 +267,14 @@ def test_bad_gamma(gamma):
 @pytest.mark.parametrize("beta", [0.0, -1.0, math.inf])
 def test_bad_beta(beta):
     with pytest.raises(IswtError, match="beta"):
-        pr.rso_accept([0.0, 1.0], beta, 1, np.random.default_rng(0))
-    with pytest.raises(IswtError, match="beta"):
-        pr.rso_pairs([0.0, 1.0], beta, 2, "first-round", np.random.default_rng(0))
+        pr.weight_pairs(
+            ["a", "a"], [0, 1], [0.0, 1.0], method="rso", beta=beta, num_accept=1, rng=np.random.default_rng(0)
+        )
 
 
 def test_bad_rewards_keys_and_options():
     with pytest.raises(IswtError, match="reward contains NaN"):
         pr.weight_pairs(["a", "a"], [0, 1], [0.0, math.nan], method="direct")
-    with pytest.raises(IswtError, match="NaN"):
-        pr.iso_pairs([1.0, math.nan, 0.0], 1.0)
     with pytest.raises(IswtError, match="duplicate"):
         pr.weight_pairs(["a", "a", "a"], [0, 1, 1], [0.0, 1.0, 2.0], method="direct")
     with pytest.raises(IswtError, match="'b' has 1 sample"):
@@ -283,8 +282,10 @@ def test_bad_rewards_keys_and_options():
     with pytest.raises(IswtError, match="method"):
         pr.weight_pairs(["a", "a"], [0, 1], [0.0, 1.0], method="best")
     with pytest.raises(IswtError, match="pairing"):
-        pr.candidate_pairs([0.0, 1.0], "swiss")
+        pr.weight_pairs(["a", "a"], [0, 1], [0.0, 1.0], method="direct", pairing="swiss")
     with pytest.raises(IswtError, match="rng"):
-        pr.candidate_pairs([0.0, 1.0], "tournament")
+        pr.weight_pairs(["a", "a"], [0, 1], [0.0, 1.0], method="direct", pairing="tournament")
     with pytest.raises(IswtError, match="num_accept"):
-        pr.rso_accept([0.0, 1.0], 1.0, 0, np.random.default_rng(0))
+        pr.weight_pairs(
+            ["a", "a"], [0, 1], [0.0, 1.0], method="rso", beta=1.0, num_accept=0, rng=np.random.default_rng(0)
+        )
