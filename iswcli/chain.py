@@ -144,7 +144,7 @@ class ScoredStream:
         min_samples: int = 2,
         shard: tuple[int, int] | None = None,
         spill_dir: str | None = None,
-        batch_rows: int = BATCH_ROWS,
+        batch_rows: int | None = None,
     ):
         self.samples = artifacts.open_artifact(samples_path, artifacts.SAMPLES, sample_columns)
         self.scores = artifacts.open_artifact(scores_path, artifacts.SCORES, score_columns)
@@ -152,7 +152,7 @@ class ScoredStream:
         self.sample_columns = [c for c in sample_columns if c not in KEYS]
         self.score_columns = [c for c in score_columns if c not in KEYS]
         self.purpose, self.min_samples, self.shard = purpose, min_samples, shard
-        self.spill_dir, self.batch_rows = spill_dir, batch_rows
+        self.spill_dir, self.batch_rows = spill_dir, batch_rows or BATCH_ROWS
         self.rows = 0  # joined so far
 
     def __enter__(self) -> ScoredStream:
@@ -248,7 +248,7 @@ class ScoredStream:
     def _shard_prompts(self, source: str) -> pa.Table:
         """The prompt ids of ``source`` that fall in this shard (sha256 of the id, as `iswt score --shard`)."""
         i, n = self.shard
-        distinct = self.db.sql(f"SELECT DISTINCT prompt_id FROM {source} WHERE prompt_id IS NOT NULL").arrow()
+        distinct = self.db.sql(f"SELECT DISTINCT prompt_id FROM {source} WHERE prompt_id IS NOT NULL").to_arrow_table()
         ids = distinct["prompt_id"].to_pylist()
         return pa.table({"prompt_id": pa.array([p for p in ids if shard_index(p, n) == i], pa.string())})
 
