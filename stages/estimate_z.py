@@ -1,15 +1,16 @@
 """`iswt estimate-z`: freeze each prompt's importance-sampling estimate of log Z.
 
 Read top to bottom: validate flags, decide from the proposal's provenance
-which log-ratio applies, read only the columns that needs (keys, reward,
-logprob_q and logprob_ref when used; never the token lists), join scores to
-samples on (prompt_id, sample_idx), compute log-weights and the per-prompt
-estimates with `iswcli.estimators`, write the z artifact atomically and
-summarize. Everything after the reads is whole-array numpy.
+which log-ratio applies, open the join of samples and scores (only the
+columns that needs: keys, reward, logprob_q and logprob_ref when used; never
+the token lists), then per batch of whole prompts compute log-weights and
+the per-prompt estimates with `iswcli.estimators` and write them as a row
+group of the z artifact; finish it with its provenance and summarize.
 
-The join, its consistency checks and the finite-column check live in
-`iswcli.chain`, shared with every stage that reads these artifacts; the
---plot is drawn with `iswcli.plots`.
+The join runs out of core on DuckDB (`iswcli.chain.ScoredStream`, shared
+with every stage that reads these artifacts, with its consistency checks),
+so memory is bounded by a batch, not by the inputs; --shard takes one
+share of the prompts. The --plot is drawn with `iswcli.plots`.
 """
 
 from __future__ import annotations

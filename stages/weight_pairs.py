@@ -1,13 +1,16 @@
 """`iswt weight-pairs`: preference pairs from scored samples, weighted per prompt.
 
-Read top to bottom: validate flags, read the keys of the samples and the
-rewards of the scores (nothing else), align them row for row, build and
-weight the pairs with `iswcli.pairing.weight_pairs` (whole-array numpy per
-group size), write the pairs artifact atomically and summarize.
+Read top to bottom: validate flags, open the join of the samples' keys and
+the scores' rewards (nothing else), then per batch of whole prompts build
+and weight the pairs with `iswcli.pairing.weight_pairs` (whole-array numpy
+per group size) and write them as row groups of the pairs artifact; finish
+it with its provenance and summarize.
 
-Prompts are passed to the pairing driver as integer codes in prompt_id
-order, so sorting and grouping never touch Python strings; the strings come
-back with one Arrow take when the table is built.
+The join runs out of core on DuckDB (`iswcli.chain.ScoredStream`), so
+memory is bounded by a batch of prompts and its pairs, not by the inputs;
+--shard takes one share of the prompts. Within a batch, prompts are integer
+codes in prompt_id order, so sorting and grouping never touch Python
+strings; the strings come back as the dictionary of the prompt_id column.
 """
 
 from __future__ import annotations
