@@ -90,7 +90,7 @@ def run_iswt(args, out: Path) -> dict:
 
     table = pq.read_table(out, columns=["n_tokens", "prompt_token_ids", "token_logprobs_q", "token_logprobs_model"])
     lengths = table.column("n_tokens").to_pylist()
-    rate = json.loads(done.stdout)["tokens/s (this run)"]
+    rate = json.loads(done.stdout)["tokens_per_s"]
     return {
         "tokens": sum(lengths),
         "lengths": lengths,

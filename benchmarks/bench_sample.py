@@ -72,7 +72,7 @@ def iswt_run(args, python: str, backend: str) -> dict:
         import pyarrow.parquet as pq
 
         tokens = sum(pq.read_table(out, columns=["n_tokens"]).column("n_tokens").to_pylist())
-        rate = summary["tokens/s (this run)"]
+        rate = summary["tokens_per_s"]
         return {"tokens": tokens, "wall": wall, "sampling": tokens / rate if rate else float("nan")}
 
 

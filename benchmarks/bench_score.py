@@ -66,9 +66,11 @@ def bench(samples: str, out: str, workers: int, batch_size: int) -> dict:
     console.settings.quiet = True
     config = ScoreConfig(samples=samples, reward="code", out=out, workers=workers, batch_size=batch_size)
     started = time.perf_counter()
-    summary = run(config)
+    result = run(config)
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "samples/s": summary["samples"] / seconds, "pass rate": summary["pass rate"]}
+    if isinstance(result, dict):  # --against a revision from before the stages returned typed results
+        return {"seconds": seconds, "samples/s": result["samples"] / seconds, "pass rate": result["pass rate"]}
+    return {"seconds": seconds, "samples/s": result.samples / seconds, "pass rate": result.pass_rate}
 
 
 def bench_in(root: str, samples: str, out: str, workers: int, batch_size: int) -> dict:

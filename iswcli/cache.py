@@ -14,6 +14,7 @@ from typing import Any
 
 from iswcli import artifacts
 from iswcli.errors import IswtError
+from iswcli.results import StageResult
 
 # Flags that change how a stage runs, not what it writes.
 IGNORED = frozenset({"force", "workers", "resume", "device", "quiet", "report_to"})
@@ -90,11 +91,18 @@ def input_ref(path: str) -> InputRef:
     return InputRef(tuple(files))
 
 
-def up_to_date(out: str, stage: str, config: dict, inputs: dict[str, Any], model: dict | None = None) -> dict | None:
-    """The summary to show instead of re-running, or None when the stage must run."""
+def up_to_date(
+    out: str,
+    stage: str,
+    config: dict,
+    inputs: dict[str, Any],
+    model: dict | None = None,
+    result: type[StageResult] = StageResult,
+) -> StageResult | None:
+    """The stage's `result` type marked reused, to return instead of re-running; None when the stage must run."""
     if config.get("force") or not is_fresh(out, stage, config, inputs, model):
         return None
     from iswcli import console
 
     console.warn(f"{out} is up to date (same config, inputs and model); nothing to do, --force re-runs")
-    return {"output": out, "status": "up to date, not re-run"}
+    return result(output=out, reused=True)

@@ -1,23 +1,41 @@
 """The `iswt` command: one small function per subcommand.
 
-Each command parses its flags into the stage's frozen config, calls the
-stage's run(), and prints the summary. Domain errors become one line on
+Each command parses its flags (those several share: iswcli/options.py) into
+the stage's frozen config, calls the stage's run(), and prints the typed
+result it returns (iswcli/render.py). Domain errors become one line on
 stderr and exit code 2 (a traceback only with --debug). Heavy libraries are
 imported inside the stages, so `iswt --help` stays instant.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
 
-from iswcli import __version__, console
+from iswcli import __version__, console, render
 from iswcli.errors import IswtError
+from iswcli.options import (
+    AdapterOpt,
+    BackendOpt,
+    CompareOpt,
+    DtypeOpt,
+    ForceOpt,
+    GpuMemoryOpt,
+    LimitOpt,
+    MaxModelLenOpt,
+    ModelOpt,
+    OutOpt,
+    PlotOpt,
+    PromptsOpt,
+    RunsArg,
+    SeedOpt,
+    SplitOpt,
+    TaskOpt,
+    TensorParallelOpt,
+)
 
 app = typer.Typer(
     name="iswt",
@@ -69,35 +87,6 @@ def domain_errors():
             raise
         console.fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)")
         raise typer.Exit(1) from None
-
-
-# Options shared by the commands that load a model or read prompts.
-ModelOpt = Annotated[str, typer.Option("--model", help="Alias (smollm2-135m), local HF model directory, or hub id.")]
-AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="A peft adapter directory loaded on top.")]
-TaskOpt = Annotated[
-    Optional[str], typer.Option("--task", help="Built-in task: arith, arith:1..3, humaneval (default arith).")
-]
-PromptsOpt = Annotated[
-    Optional[str], typer.Option("--prompts", help="Prompt file (jsonl, json, csv, parquet) or hf:NAME[:SPLIT].")
-]
-SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train or test, where the source has splits.")]
-LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="Use only the first N prompts.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; same seed, same hardware, same output.")]
-OutOpt = Annotated[str, typer.Option("--out", help="Output .parquet path.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Re-run even when the output is up to date.")]
-# Generation engine options shared by sample and evaluate (the last three: vLLM only).
-BackendOpt = Annotated[str, typer.Option("--backend", help="hf (transformers) or vllm.")]
-DtypeOpt = Annotated[
-    str,
-    typer.Option(
-        "--dtype", help="float32 (default: the reference's dtype, so q's numbers are pi_ref's), bfloat16, float16."
-    ),
-]
-TensorParallelOpt = Annotated[int, typer.Option("--tensor-parallel-size", help="vLLM: GPUs per engine.")]
-GpuMemoryOpt = Annotated[float, typer.Option("--gpu-memory-utilization", help="vLLM: share of GPU memory to use.")]
-MaxModelLenOpt = Annotated[
-    Optional[int], typer.Option("--max-model-len", help="vLLM: context length to reserve (default: the model's).")
-]
 
 
 @app.command()
@@ -161,7 +150,7 @@ def sample(
         force=force,
     )
     with domain_errors():
-        console.show_summary("iswt sample", run(config))
+        render.show_result("iswt sample", run(config))
 
 
 @app.command()
@@ -214,10 +203,7 @@ def score(
         force=force,
     )
     with domain_errors():
-        console.show_summary("iswt score", run(config))
-
-
-PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Also draw histograms to this .png file.")]
+        render.show_result("iswt score", run(config))
 
 
 @app.command("estimate-z")
@@ -265,7 +251,7 @@ def estimate_z(
         force=force,
     )
     with domain_errors():
-        console.show_summary("iswt estimate-z", run(config))
+        render.show_result("iswt estimate-z", run(config))
 
 
 @app.command("weight-pairs")
@@ -308,7 +294,7 @@ def weight_pairs(
         force=force,
     )
     with domain_errors():
-        console.show_summary("iswt weight-pairs", run(config))
+        render.show_result("iswt weight-pairs", run(config))
 
 
 @app.command()
@@ -409,7 +395,7 @@ def train(
         force=force,
     )
     with domain_errors():
-        console.show_summary("iswt train", run(config))
+        render.show_result("iswt train", run(config))
 
 
 @app.command()
@@ -437,18 +423,7 @@ def report(
         config = ReportConfig(
             inputs=tuple(inputs), out=out, title=title, gammas=gamma_values, bootstrap=bootstrap, seed=seed
         )
-        console.show_summary("iswt report", run(config))
-
-
-# Commands that can instead compare earlier outputs: `--compare A B ...`.
-RunsArg = Annotated[
-    Optional[list[str]],
-    typer.Argument(help="With --compare: the files to compare (the first is the reference).", show_default=False),
-]
-CompareOpt = Annotated[
-    bool,
-    typer.Option("--compare", help="Compare the files given as arguments: CIs over prompts, paired Δ to the first."),
-]
+        render.show_result("iswt report", run(config))
 
 
 def _is_compare(compare: bool, runs: Optional[list[str]], out: Optional[str]) -> bool:
@@ -460,38 +435,6 @@ def _is_compare(compare: bool, runs: Optional[list[str]], out: Optional[str]) ->
     if not compare and out is None:
         raise IswtError("--out: required (the .parquet file to write)")
     return compare
-
-
-def _print_comparison(title: str, result: dict) -> None:
-    """Runs side by side: mean [95% CI] per run, and under each later run its paired Δ to the first."""
-    if console.settings.json:
-        print(json.dumps({"title": title, **result}, default=str))
-        return
-    if console.settings.quiet:
-        return
-    from rich.table import Table
-
-    per_run = ", ".join(str(c) for c in result["prompts_per_run"])
-    caption = f"{result['prompts_common']} prompts common to all runs (per run: {per_run})"
-    if "k" in result:
-        caption += f"; first {result['k']} samples per prompt"
-    caption += "; 95% bootstrap CIs over prompts; Δ: paired difference to the first run"
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
-    table.add_column("metric", style="bold")
-    for name in console.short_names(result["runs"]):  # whole paths get cut to the same few characters
-        table.add_column(name, overflow="fold")
-    for row in result["metrics"]:
-        cells = [_ci(cell) for cell in row["runs"]]
-        deltas = [f"\nΔ {_ci(d, signed=True)}" for d in row["diff_to_first"][1:]]
-        table.add_row(row["metric"], cells[0], *(c + d for c, d in zip(cells[1:], deltas)))
-    console.out.print(table)
-
-
-def _ci(cell: dict, signed: bool = False) -> str:
-    if not math.isfinite(cell["estimate"]):  # e.g. no prompt has a value in both runs
-        return "n/a (no prompt with a value in both)" if signed else "n/a"
-    fmt = "+.3f" if signed else ".3f"
-    return f"{cell['estimate']:{fmt}} [{cell['lo']:{fmt}}, {cell['hi']:{fmt}}]"
 
 
 @app.command()
@@ -551,7 +494,7 @@ def evaluate(
 
     with domain_errors():
         if _is_compare(compare, runs, out):
-            _print_comparison("iswt evaluate --compare", stage.compare(runs or [], n, seed))
+            render.show_comparison("iswt evaluate --compare", stage.compare(runs or [], n, seed))
             return
         config = stage.EvaluateConfig(
             out=out,
@@ -583,7 +526,7 @@ def evaluate(
             z=z,
             ref_model=ref_model,
         )
-        console.show_summary("iswt evaluate", stage.run(config))
+        render.show_result("iswt evaluate", stage.run(config))
 
 
 @app.command("judge-diversity")
@@ -616,7 +559,7 @@ def judge_diversity(
 
     with domain_errors():
         if _is_compare(compare, runs, out):
-            _print_comparison("iswt judge-diversity --compare", stage.compare(runs or [], seed))
+            render.show_comparison("iswt judge-diversity --compare", stage.compare(runs or [], seed))
             return
         if samples is None:
             raise IswtError("--samples: required (the eval artifact whose responses to judge)")
@@ -633,7 +576,7 @@ def judge_diversity(
             device=device,
             force=force,
         )
-        console.show_summary("iswt judge-diversity", stage.run(config))
+        render.show_result("iswt judge-diversity", stage.run(config))
 
 
 @app.command()
@@ -643,32 +586,7 @@ def info(path: Annotated[str, typer.Argument(help="A .parquet file, a directory 
 
     with domain_errors():
         described = describe(path)
-    if console.settings.json:
-        print(json.dumps(described, default=str))
-        return
-    _print_description(described)
-
-
-def _print_description(d: dict) -> None:
-    from rich.table import Table
-
-    out = console.out
-    out.print(f"[bold]{d['path']}[/bold]  kind: {d['kind'] or 'unknown'}  rows: {d['rows']}  files: {len(d['files'])}")
-    out.print(f"sha256: {d['sha256']}")
-    prov = d["provenance"]
-    if prov:
-        out.print(
-            f"made by: iswt {prov.get('stage')} (v{prov.get('iswt_version')}) at {prov.get('created_at')}, "
-            f"seed {prov.get('seed')}"
-        )
-        out.print_json(json.dumps({k: prov[k] for k in ("config", "inputs", "model") if prov.get(k)}, default=str))
-    table = Table(title="columns", title_justify="left")
-    table.add_column("name", style="bold")
-    table.add_column("type")
-    table.add_column("summary")
-    for name, kind in d["schema"]:
-        table.add_row(name, kind, d["columns"][name])
-    out.print(table)
+    render.show_description(described)
 
 
 def main() -> None:

@@ -1,8 +1,7 @@
-"""Terminal output: progress bars, summary tables, warnings; silent with --quiet."""
+"""Terminal output: progress bars, warnings, errors; silent with --quiet (the tables: iswcli/render.py)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
 
 @dataclass
@@ -63,21 +61,6 @@ def progress(total: int, label: str, rate_unit: str = "tok/s") -> Iterator[Progr
         yield ProgressHandle(bar, task)
 
 
-def show_summary(title: str, rows: dict[str, Any]) -> None:
-    """The closing table of a stage, or one JSON object with --json."""
-    if settings.json:
-        print(json.dumps({"title": title, **rows}, default=str))
-        return
-    if settings.quiet:
-        return
-    table = Table(title=title, show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in rows.items():
-        table.add_row(key, _fmt(value))
-    out.print(table)
-
-
 def short_names(paths: list) -> list[str]:
     """Names for table headers and legends: each path's file stem, with parent folders added until unique."""
     depth = 1
@@ -86,14 +69,6 @@ def short_names(paths: list) -> list[str]:
         if len(set(names)) == len(names) or depth > 6:
             return names
         depth += 1
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items())
-    return str(value)
 
 
 def fail(message: str) -> None:

@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from iswcli import artifacts, cache, chain, metrics, models, outputs, rewards, tasks
 from iswcli.errors import IswtError, raise_first_failure, rule_of
+from iswcli.results import StageResult
 from stages import sample, score
 
 CORRECT_AT = 1.0
@@ -82,6 +83,43 @@ class EvaluateConfig:
     target_beta: float | None = None  # exact targets on answer sets (OUT.target.parquet); needs --reward set
     z: str | None = None  # an estimate-z artifact whose log Z is measured against the exact one
     ref_model: str | None = None  # the reference of the target pi*; None: MODEL without the adapter
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateResult(StageResult):
+    """The pooled metrics and where things went; the per-prompt ones are in OUT and its summary file."""
+
+    sha256: str
+    summary_path: str  # OUT.summary.json
+    reward: str
+    prompts: int
+    samples_per_prompt: int
+    pooled: dict[str, float]  # metric (Mean@k, pass@k, maj@k, mean reward, win rate) -> mean over prompts
+    rewards_all_0_or_1: bool
+    sampling: str  # generated, reused (up to date beside OUT) or given (evaluate_samples)
+    scoring: str  # scored or reused
+    target: dict | None = None  # with --target-beta: the exact target's summary
+    win: dict | None = None  # with --baseline: the judge, pairs judged and the win rate's 95% CI
+
+    def rows(self) -> dict:
+        """Pooled metrics first, where things went last."""
+        rows: dict[str, Any] = {
+            "prompts": self.prompts,
+            "samples per prompt": self.samples_per_prompt,
+            "reward": self.reward,
+            **self.pooled,
+        }
+        if not self.rewards_all_0_or_1:
+            rows["note"] = f"rewards are not all 0/1; {CORRECT_RULE}"
+        if self.target is not None:
+            from iswcli import exact_targets
+
+            rows.update(exact_targets.display_rows(self.target))
+        if self.win is not None:
+            rows["win rate 95% CI"] = f"[{self.win['ci95'][0]:.3f}, {self.win['ci95'][1]:.3f}]"
+            rows["judged pairs / identical (ties)"] = f"{self.win['pairs_judged']} / {self.win['identical_pairs']}"
+        where = {"output": self.output, "sha256": self.sha256[:16], "summary": self.summary_path}
+        return {**rows, **where, "samples": self.sampling, "scores": self.scoring}
 
 
 @dataclass
@@ -196,7 +234,7 @@ def check_prompts(config: EvaluateConfig) -> list[str]:
     return [p.prompt_id for p in prompts]
 
 
-def run(config: EvaluateConfig) -> dict:
+def run(config: EvaluateConfig) -> EvaluateResult:
     config = resolve(config)
     validate(config)
     with outputs.claim(config.out, {"--baseline": config.baseline, "--prompts": config.prompts}):
@@ -210,18 +248,18 @@ def run(config: EvaluateConfig) -> dict:
 
 def generate(config: EvaluateConfig) -> str:
     """The sample stage, which skips itself when the samples beside OUT are up to date."""
-    return "reused" if "status" in sample.run(sample_config(config)) else "generated"
+    return "reused" if sample.run(sample_config(config)).reused else "generated"
 
 
 def run_score(sc: score.ScoreConfig) -> str:
     """The score stage, which skips itself when these very samples were scored the same way."""
-    return "reused" if "status" in score.run(sc) else "scored"
+    return "reused" if score.run(sc).reused else "scored"
 
 
 # --------------------------------------------------------------------------- assembly
 
 
-def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "given") -> dict:
+def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "given") -> EvaluateResult:
     """Score a samples artifact with the score stage, then build OUT and its summary.
 
     `run` calls this on what the sample stage drew; called directly, it
@@ -276,7 +314,20 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
     summary_path = beside(config.out, ".summary.json")
     summary_json = json.dumps({"eval": config.out, "sha256": sha, **summary}, indent=2, default=str)
     outputs.write_atomically(summary_path, summary_json)
-    return display(config, summary, sha, summary_path, {"samples": how, "scores": scored})
+    return EvaluateResult(
+        output=config.out,
+        sha256=sha,
+        summary_path=summary_path,
+        reward=config.reward,
+        prompts=summary["prompts"],
+        samples_per_prompt=k,
+        pooled=summary["pooled"],
+        rewards_all_0_or_1=summary["rewards_all_0_or_1"],
+        sampling=how,
+        scoring=scored,
+        target=summary.get("target"),
+        win=summary.get("win"),
+    )
 
 
 def assemble(joined: pa.Table, reward: str) -> pa.Table:
@@ -380,28 +431,6 @@ def summarize(config: EvaluateConfig, groups: list[Group], values: dict, k: int,
         ci = metrics.bootstrap_ci(values["win rate"], metrics.N_BOOT, config.seed)
         summary["win"] = {**win, "win_rate": ci.estimate, "ci95": [ci.lo, ci.hi]}
     return summary
-
-
-def display(config: EvaluateConfig, summary: dict, sha: str, summary_path: str, steps: dict) -> dict:
-    """The closing table: pooled metrics first, where things went last."""
-    rows: dict[str, Any] = {
-        "prompts": summary["prompts"],
-        "samples per prompt": summary["samples_per_prompt"],
-        "reward": config.reward,
-        **summary["pooled"],
-    }
-    if not summary["rewards_all_0_or_1"]:
-        rows["note"] = f"rewards are not all 0/1; {CORRECT_RULE}"
-    if "target" in summary:
-        from iswcli import exact_targets
-
-        rows.update(exact_targets.display_rows(summary["target"]))
-    if "win" in summary:
-        win = summary["win"]
-        rows["win rate 95% CI"] = f"[{win['ci95'][0]:.3f}, {win['ci95'][1]:.3f}]"
-        rows["judged pairs / identical (ties)"] = f"{win['pairs_judged']} / {win['identical_pairs']}"
-    rows.update({"output": config.out, "sha256": sha[:16], "summary": summary_path, **steps})
-    return rows
 
 
 # --------------------------------------------------------------------------- win rate

@@ -32,6 +32,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,7 @@ import pyarrow as pa
 from iswcli import artifacts, cache, console, diversity, metrics, models, outputs, tasks
 from iswcli.errors import IswtError, raise_first_failure, rule_of
 from iswcli.generation import SamplingParams
+from iswcli.results import StageResult
 
 METRICS = ("n_strategies", "distinct_1", "distinct_2", "self_bleu", "embed_dispersion")
 
@@ -56,6 +58,32 @@ class JudgeDiversityConfig:
     batch_size: int = 8  # prompts per judge forward pass and per part
     device: str = "auto"
     force: bool = False  # re-run even when the output is up to date
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeDiversityResult(StageResult):
+    sha256: str | None = None
+    prompts: int | None = None
+    responses_per_prompt_mean: float | None = None
+    judge: str | None = None
+    judge_answers_asked: int | None = None  # prompts with two or more responses
+    judge_answers_read: int | None = None  # of those, the answers a strategy count could be read from
+    unread_because: dict[str, int] | None = None  # the three commonest reasons an answer could not be read
+    metrics: dict[str, dict[str, float]] | None = None  # metric -> {"mean", "prompts" where it is defined}
+
+    def rows(self) -> dict:
+        rows: dict[str, Any] = {
+            "prompts": self.prompts,
+            "responses per prompt (mean)": self.responses_per_prompt_mean,
+            "judge": self.judge,
+            "judge answers read": f"{self.judge_answers_read} of {self.judge_answers_asked}",
+        }
+        if self.unread_because:
+            rows["unread because"] = self.unread_because
+        for name, metric in self.metrics.items():
+            rows[f"{name} (mean, {metric['prompts']} prompts)"] = metric["mean"]
+        rows.update({"output": self.output, "sha256": self.sha256[:16]})
+        return rows
 
 
 @dataclass(frozen=True)
@@ -88,14 +116,16 @@ def validate(config: JudgeDiversityConfig) -> tuple[str, models.ModelRef, str]:
     return template, judge, embed
 
 
-def run(config: JudgeDiversityConfig) -> dict:
+def run(config: JudgeDiversityConfig) -> JudgeDiversityResult:
     template, judge_ref, embed_path = validate(config)
     with outputs.claim(config.out, {"--samples": config.samples}):
         source = read_source(config)
         prompts = select(source.table, config)
         judge_path = models.local_path(judge_ref)
         identity = models.model_identity(judge_ref, judge_path, None)
-        cached = cache.up_to_date(config.out, "judge-diversity", asdict(config), {"samples": source}, identity)
+        cached = cache.up_to_date(
+            config.out, "judge-diversity", asdict(config), {"samples": source}, identity, result=JudgeDiversityResult
+        )
         if cached:
             return cached
         # loaded before OUT.partial/ exists, so a judge that cannot load leaves nothing behind
@@ -261,7 +291,7 @@ def embed_dispersions(prompts: list[Prompt], embed_path: str) -> dict[str, float
 # --------------------------------------------------------------------------- summary
 
 
-def summarize(config: JudgeDiversityConfig, sha: str) -> dict:
+def summarize(config: JudgeDiversityConfig, sha: str) -> JudgeDiversityResult:
     """Means over the prompts where each metric is defined, and how often the judge could be read."""
     table = artifacts.read_artifact(config.out, artifacts.DIVERSITY).table
     counts = table.column("n_strategies").to_pylist()
@@ -271,19 +301,21 @@ def summarize(config: JudgeDiversityConfig, sha: str) -> dict:
         if raw is not None
     ]
     unread = Counter(how for c, how in asked if math.isnan(c))
-    summary = {
-        "prompts": table.num_rows,
-        "responses per prompt (mean)": metrics.nanmean(table.column("n_responses").to_pylist()),
-        "judge": config.judge,
-        "judge answers read": f"{len(asked) - sum(unread.values())} of {len(asked)}",
-    }
-    if unread:
-        summary["unread because"] = dict(unread.most_common(3))
+    means = {}
     for name in METRICS:
         values = np.asarray(table.column(name).to_pylist(), dtype=float)
-        summary[f"{name} (mean, {int((~np.isnan(values)).sum())} prompts)"] = metrics.nanmean(values)
-    summary.update({"output": config.out, "sha256": sha[:16]})
-    return summary
+        means[name] = {"mean": metrics.nanmean(values), "prompts": int((~np.isnan(values)).sum())}
+    return JudgeDiversityResult(
+        output=config.out,
+        sha256=sha,
+        prompts=table.num_rows,
+        responses_per_prompt_mean=metrics.nanmean(table.column("n_responses").to_pylist()),
+        judge=config.judge,
+        judge_answers_asked=len(asked),
+        judge_answers_read=len(asked) - sum(unread.values()),
+        unread_because=dict(unread.most_common(3)),
+        metrics=means,
+    )
 
 
 # --------------------------------------------------------------------------- compare

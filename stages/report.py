@@ -38,6 +38,7 @@ from iswcli.report.sections import (
     rewards_section,
     training_section,
 )
+from iswcli.results import StageResult
 
 DEFAULT_GAMMAS = (0.5, 1.0, 2.0, 4.0)
 
@@ -57,6 +58,28 @@ class ReportConfig:
         return out.with_name(f"{out.stem}_figures")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReportResult(StageResult):
+    """output is the .html page."""
+
+    figures_dir: str
+    figures_written: int
+    sections: tuple[str, ...]  # section titles, in page order
+    artifacts: dict[str, int]  # artifact kind -> artifacts reported
+    train_runs: int
+    notes: int  # inputs skipped or read only in part, each noted in the page
+
+    def rows(self) -> dict:
+        return {
+            "output": self.output,
+            "figures": f"{self.figures_dir} ({self.figures_written} PNG)",
+            "sections": ", ".join(self.sections),
+            "artifacts": self.artifacts,
+            "train runs": self.train_runs,
+            "skipped": self.notes,
+        }
+
+
 def validate(config: ReportConfig) -> None:
     if not config.inputs:
         raise IswtError("give at least one artifact, run directory or directory to report on")
@@ -72,7 +95,7 @@ def validate(config: ReportConfig) -> None:
     artifacts.check_parent_writable(config.out, "--out")
 
 
-def run(config: ReportConfig) -> dict:
+def run(config: ReportConfig) -> ReportResult:
     validate(config)
     with outputs.claim(config.out, {f"argument {i + 1}": path for i, path in enumerate(config.inputs)}):
         found = discover(config.inputs, exclude=(Path(config.out), config.figures_dir))
@@ -105,11 +128,12 @@ def run(config: ReportConfig) -> dict:
             console.warn(note)
         if len(found.notes) > 5:
             console.warn(f"... and {len(found.notes) - 5} more notes (listed in the report)")
-        return {
-            "output": config.out,
-            "figures": f"{figures.directory} ({len(figures.written)} PNG)",
-            "sections": ", ".join(s.title for s in sections),
-            "artifacts": {kind: len(found.of_kind(kind)) for kind in artifacts.SPECS if found.of_kind(kind)},
-            "train runs": len(found.runs),
-            "skipped": len(found.notes),
-        }
+        return ReportResult(
+            output=config.out,
+            figures_dir=str(figures.directory),
+            figures_written=len(figures.written),
+            sections=tuple(s.title for s in sections),
+            artifacts={kind: len(found.of_kind(kind)) for kind in artifacts.SPECS if found.of_kind(kind)},
+            train_runs=len(found.runs),
+            notes=len(found.notes),
+        )

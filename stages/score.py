@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from iswcli import artifacts, cache, console, models, outputs, rewards, tasks
 from iswcli.errors import IswtError, raise_first_failure, rule_of
+from iswcli.results import StageResult
 
 ON_ERROR = ("fail", "skip")
 FIELD_ALIASES = {"test": "tests"}  # the code reward also accepts 'tests'
@@ -86,6 +87,50 @@ class Sample:
         return self.item.key
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScoreResult(StageResult):
+    sha256: str | None = None
+    reward: str | None = None  # the --reward spec
+    samples: int | None = None
+    prompts: int | None = None
+    skipped_non_finite: int | None = None  # samples left out for a NaN/inf reward (--on-error skip)
+    # Over the rewards written; None when every sample was skipped.
+    reward_mean: float | None = None
+    reward_std: float | None = None
+    pass_rate: float | None = None  # also None when the rewards are not all 0 or 1
+    histogram: list[tuple[str, int]] | None = None  # (value or bin, samples) in increasing order
+    prompts_all_rewards_equal: int | None = None  # prompts whose samples carry no preference signal
+    logprob_ref_mean: float | None = None  # with --ref-model
+    sandbox: str | None = None  # the isolation the code reward ran under
+    samples_per_s: float | None = None  # samples scored by this run (a resumed run: its own) per second
+
+    def rows(self) -> dict:
+        rows: dict[str, Any] = {
+            "output": self.output,
+            "sha256": self.sha256[:16],
+            "reward": self.reward,
+            "samples": self.samples,
+            "prompts": self.prompts,
+            "skipped (non-finite reward)": self.skipped_non_finite,
+        }
+        if self.reward_mean is not None:
+            rows.update(
+                {
+                    "reward mean": self.reward_mean,
+                    "reward std": self.reward_std,
+                    "pass rate": "n/a (rewards are not 0/1)" if self.pass_rate is None else self.pass_rate,
+                    "histogram": text_histogram(self.histogram),
+                    "prompts with all rewards equal": self.prompts_all_rewards_equal,
+                }
+            )
+        if self.logprob_ref_mean is not None:
+            rows["logprob_ref mean"] = self.logprob_ref_mean
+        if self.sandbox is not None:
+            rows["sandbox"] = self.sandbox
+        rows["samples/s (this run)"] = self.samples_per_s
+        return rows
+
+
 def validate(config: ScoreConfig) -> None:
     checks = [
         (config.workers >= 1, f"--workers {config.workers}: must be at least 1"),
@@ -116,10 +161,11 @@ def resolve_ref(spec: str) -> models.ModelRef:
         raise IswtError(f"--ref-model {spec}: {rule_of(exc)}") from None
 
 
-def run(config: ScoreConfig) -> dict:
+def run(config: ScoreConfig) -> ScoreResult:
     validate(config)
     with outputs.claim(config.out, {"--samples": config.samples, "--baseline": config.baseline}):
-        cached = cache.up_to_date(config.out, "score", asdict(config), {"samples": cache.input_ref(config.samples)})
+        inputs = {"samples": cache.input_ref(config.samples)}
+        cached = cache.up_to_date(config.out, "score", asdict(config), inputs, result=ScoreResult)
         if cached:
             return cached
         samples_art = read_samples(config)
@@ -385,27 +431,31 @@ def _read_skipped(writer: artifacts.PartWriter) -> list[dict]:
 # --------------------------------------------------------------------------- summary
 
 
-def text_histogram(values: list[float], bins: int = 10, width: int = 30) -> str:
-    """One line per distinct value when there are few, else per equal-width bin."""
+def histogram(values: list[float], bins: int = 10) -> list[tuple[str, int]]:
+    """Samples per distinct value when there are few, else per equal-width bin."""
     distinct = sorted(set(values))
     if len(distinct) <= bins:
-        labelled = [(f"{v:.4g}", values.count(v)) for v in distinct]
-    else:
-        lo, hi = distinct[0], distinct[-1]
-        step = (hi - lo) / bins
-        counts = [0] * bins
-        for v in values:
-            counts[min(int((v - lo) / step), bins - 1)] += 1
-        labelled = [(f"[{lo + i * step:.3g}, {lo + (i + 1) * step:.3g})", c) for i, c in enumerate(counts)]
+        return [(f"{v:.4g}", values.count(v)) for v in distinct]
+    lo, hi = distinct[0], distinct[-1]
+    step = (hi - lo) / bins
+    counts = [0] * bins
+    for v in values:
+        counts[min(int((v - lo) / step), bins - 1)] += 1
+    return [(f"[{lo + i * step:.3g}, {lo + (i + 1) * step:.3g})", c) for i, c in enumerate(counts)]
+
+
+def text_histogram(labelled: list[tuple[str, int]], width: int = 30) -> str:
+    """One line per bin: its label, a bar and its count."""
     top = max(c for _, c in labelled)
     pad = max(len(label) for label, _ in labelled)
     return "\n".join(f"{label:>{pad}} {'#' * round(width * c / top):<{width}} {c}" for label, c in labelled)
 
 
-def pass_rate(values: list[float]) -> float | str:
+def pass_rate(values: list[float]) -> float | None:
+    """The share of rewards equal to 1, when every reward is 0 or 1."""
     if all(v in (0.0, 1.0) for v in values):
         return sum(values) / len(values)
-    return "n/a (rewards are not 0/1)"
+    return None
 
 
 def all_equal_prompts(prompt_ids: list[str], values: list[float]) -> int:
@@ -416,31 +466,31 @@ def all_equal_prompts(prompt_ids: list[str], values: list[float]) -> int:
     return sum(len(v) == 1 for v in by_prompt.values())
 
 
-def summarize(config: ScoreConfig, sha: str, n_skipped: int, scored: int, seconds: float, reward_record: dict) -> dict:
+def summarize(
+    config: ScoreConfig, sha: str, n_skipped: int, scored: int, seconds: float, reward_record: dict
+) -> ScoreResult:
     table = artifacts.read_artifact(config.out, artifacts.SCORES).table
     values = table.column("reward").to_pylist()
     prompt_ids = table.column("prompt_id").to_pylist()
-    summary: dict[str, Any] = {
-        "output": config.out,
-        "sha256": sha[:16],
-        "reward": config.reward,
-        "samples": len(values),
-        "prompts": len(set(prompt_ids)),
-        "skipped (non-finite reward)": n_skipped,
-    }
+    over_rewards: dict[str, Any] = {}
     if values:
-        summary.update(
-            {
-                "reward mean": statistics.fmean(values),
-                "reward std": statistics.pstdev(values),
-                "pass rate": pass_rate(values),
-                "histogram": text_histogram(values),
-                "prompts with all rewards equal": all_equal_prompts(prompt_ids, values),
-            }
-        )
-    if "logprob_ref" in table.column_names and values:
-        summary["logprob_ref mean"] = statistics.fmean(table.column("logprob_ref").to_pylist())
-    if "sandbox" in reward_record:
-        summary["sandbox"] = reward_record["sandbox"]["isolation"]
-    summary["samples/s (this run)"] = scored / seconds if seconds > 0 else 0.0
-    return summary
+        over_rewards = {
+            "reward_mean": statistics.fmean(values),
+            "reward_std": statistics.pstdev(values),
+            "pass_rate": pass_rate(values),
+            "histogram": histogram(values),
+            "prompts_all_rewards_equal": all_equal_prompts(prompt_ids, values),
+        }
+        if "logprob_ref" in table.column_names:
+            over_rewards["logprob_ref_mean"] = statistics.fmean(table.column("logprob_ref").to_pylist())
+    return ScoreResult(
+        output=config.out,
+        sha256=sha,
+        reward=config.reward,
+        samples=len(values),
+        prompts=len(set(prompt_ids)),
+        skipped_non_finite=n_skipped,
+        **over_rewards,
+        sandbox=reward_record["sandbox"]["isolation"] if "sandbox" in reward_record else None,
+        samples_per_s=scored / seconds if seconds > 0 else 0.0,
+    )

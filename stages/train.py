@@ -28,6 +28,7 @@ from accelerate import Accelerator
 
 from iswcli import artifacts, cache, chain, console, losses, models, outputs, run_dir, tracking, train_data
 from iswcli.errors import IswtError, raise_first_failure
+from iswcli.results import StageResult
 
 LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
 STEP0_TOLERANCE = 1e-4
@@ -72,6 +73,30 @@ class TrainConfig:
     device: str = "auto"
     report_to: str = "none"  # also log each step to tensorboard, trackio or wandb
     force: bool = False  # retrain even when the run directory is up to date
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult(StageResult):
+    """output is the run directory."""
+
+    loss: str | None = None
+    examples: int | None = None  # samples (or pairs) trained on
+    steps: int | None = None
+    loss_first: float | None = None  # the loss at the first logged step
+    loss_last: float | None = None
+    log_ratio_mean_last: float | None = None  # NaN for losses that log none
+    tokens_per_s_mean: float | None = None
+
+    def rows(self) -> dict:
+        return {
+            "run": self.output,
+            "loss": self.loss,
+            "examples": self.examples,
+            "steps": self.steps,
+            "loss first → last": f"{self.loss_first:.4g} → {self.loss_last:.4g}",
+            "mean log-ratio (last)": self.log_ratio_mean_last,
+            "tokens/s (mean)": self.tokens_per_s_mean,
+        }
 
 
 def validate(c: TrainConfig) -> None:
@@ -127,7 +152,7 @@ def resolve_beta(c: TrainConfig) -> TrainConfig:
     return replace(c, beta=z_beta)
 
 
-def _up_to_date(c: TrainConfig) -> dict | None:
+def _up_to_date(c: TrainConfig) -> TrainResult | None:
     """A finished run from this config, these inputs and this model needs no retraining."""
     if c.resume or not (Path(c.out) / "manifest.json").exists():
         return None
@@ -139,7 +164,7 @@ def _up_to_date(c: TrainConfig) -> dict | None:
     inputs = {role: cache.input_ref(path) for role, path in named.items() if path is not None}
     ref = models.resolve_model(c.model)
     identity = models.model_identity(ref, models.local_path(ref), c.adapter)
-    return cache.up_to_date(c.out, "train", asdict(c), inputs, identity)
+    return cache.up_to_date(c.out, "train", asdict(c), inputs, identity, result=TrainResult)
 
 
 def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifacts.Artifact]]:
@@ -159,7 +184,7 @@ def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifac
     return data, inputs
 
 
-def run(c: TrainConfig) -> dict:
+def run(c: TrainConfig) -> TrainResult:
     validate(c)
     # every process of an `accelerate launch` runs this; the main one holds the run directory
     with outputs.claim(c.out, _input_flags(c)) if _is_main_launch_process() else nullcontext():
@@ -170,7 +195,7 @@ def _is_main_launch_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _train(c: TrainConfig) -> dict:
+def _train(c: TrainConfig) -> TrainResult:
     cached = _up_to_date(c)
     if cached:
         return cached
@@ -532,14 +557,15 @@ def _log_table(rows: list[dict]) -> pa.Table:
     return pa.table({k: [r.get(k, float("nan")) for r in rows] for k in keys})
 
 
-def _summary(c, log_rows, total_steps, data) -> dict:
+def _summary(c, log_rows, total_steps, data) -> TrainResult:
     first, last = log_rows[0], log_rows[-1]
-    return {
-        "run": c.out,
-        "loss": c.loss,
-        "examples": len(data.examples),
-        "steps": total_steps,
-        "loss first → last": f"{first['loss']:.4g} → {last['loss']:.4g}",
-        "mean log-ratio (last)": last.get("log_ratio_mean", float("nan")),
-        "tokens/s (mean)": float(np.mean([r["tokens_per_s"] for r in log_rows])),
-    }
+    return TrainResult(
+        output=c.out,
+        loss=c.loss,
+        examples=len(data.examples),
+        steps=total_steps,
+        loss_first=first["loss"],
+        loss_last=last["loss"],
+        log_ratio_mean_last=last.get("log_ratio_mean", float("nan")),
+        tokens_per_s_mean=float(np.mean([r["tokens_per_s"] for r in log_rows])),
+    )

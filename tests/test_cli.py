@@ -98,6 +98,30 @@ def test_info_on_sharded_artifact(cli, tiny_model_dir, tmp_path):
     assert "token_logprobs_q" in table.stdout and "made by: iswt sample" in table.stdout
 
 
+def test_json_prints_the_typed_result_and_marks_a_cache_hit_reused(cli, tiny_model_dir, tmp_path):
+    import dataclasses
+
+    from stages.sample import SampleConfig, SampleResult, run
+
+    out = tmp_path / "samples.parquet"
+    args = ["sample", "--model", tiny_model_dir, "--limit", "2", "--n", "2", "--max-new-tokens", "4", "--out", out]
+    first = cli("--json", *args)
+    assert first.exit_code == 0, first.stderr
+    ran = json.loads(first.stdout)
+    assert ran["title"] == "iswt sample" and ran["reused"] is False
+    assert ran["samples"] == 4 and len(ran["sha256"]) == 64 and sum(ran["finish_reasons"].values()) == 4
+
+    again = cli("--json", *args)
+    assert again.exit_code == 0, again.stderr
+    hit = json.loads(again.stdout)
+    assert hit["reused"] is True and hit["output"] == str(out) and hit["samples"] is None  # nothing ran
+    assert "up to date, not re-run" in cli(*args).stdout  # the table says so too
+
+    config = SampleConfig(out=str(out), model=tiny_model_dir, limit=2, n=2, max_new_tokens=4, task="arith")
+    result = run(config)
+    assert dataclasses.is_dataclass(result) and isinstance(result, SampleResult) and result.reused
+
+
 def test_info_missing_path(cli, tmp_path):
     result = cli("info", tmp_path / "nothing.parquet")
     assert result.exit_code == 2
@@ -105,7 +129,7 @@ def test_info_missing_path(cli, tmp_path):
 
 
 def test_compare_cell_without_common_prompts_reads_n_a():
-    from iswcli.cli import _ci
+    from iswcli.render import _ci
 
     nan = float("nan")
     assert _ci({"estimate": nan, "lo": nan, "hi": nan}, signed=True) == "n/a (no prompt with a value in both)"

@@ -185,7 +185,7 @@ def test_rerun_reuses_samples_and_scores(cli, evaluated, tiny_model_dir):
     result = cli("--json", "evaluate", "--model", tiny_model_dir, *TINY, "--out", evaluated)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
-    assert (summary["samples"], summary["scores"]) == ("reused", "reused")
+    assert (summary["sampling"], summary["scoring"]) == ("reused", "reused")
     assert artifacts.file_sha256(str(evaluated.with_suffix(".samples.parquet"))) == before
 
 
@@ -210,7 +210,7 @@ def test_win_rate_against_a_baseline_eval(cli, evaluated, tiny_model_dir, tiny_r
         f"rm:{tiny_rm_dir}",
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["samples"] == "reused"
+    assert json.loads(result.stdout)["sampling"] == "reused"
 
     judge_rows = rows_of(evaluated.with_suffix(".judge.scores.parquet"))
     judged = {(r["prompt_id"], r["sample_idx"]): r["reward"] for r in judge_rows}
@@ -255,8 +255,8 @@ def test_identical_baseline_ties_everywhere_without_a_judge(hand, tiny_rm_dir, t
     samples, config = hand
     baseline = write_eval(tmp_path / "base.parquet", [(pid, idx, response) for pid, idx, response, _ in HAND])
     config = evaluate.EvaluateConfig(out=config.out, reward="math", baseline=baseline, judge=f"rm:{tiny_rm_dir}")
-    summary = evaluate.evaluate_samples(config, samples)
-    assert summary["win rate"] == 0.5
+    result = evaluate.evaluate_samples(config, samples)
+    assert result.pooled["win rate"] == 0.5
     assert not Path(config.out).with_suffix(".judge.samples.parquet").exists()
 
 

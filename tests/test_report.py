@@ -263,7 +263,7 @@ def test_report_of_a_pipeline_directory(cli, pipeline, tmp_path):
     assert "<th>Mean@k minus " in glance and "<caption>diversity</caption>" in glance
     assert "<caption>health of the frozen log Z</caption>" in glance and "low_ess" in glance
     assert summary["artifacts"] == {"samples": 1, "scores": 1, "z": 1, "pairs": 1, "eval": 2, "diversity": 2}
-    assert summary["train runs"] == 1
+    assert summary["train_runs"] == 1
 
     # provenance: the hashes of the inputs each section used, and flagged prompts with their flags
     scores_sha = artifacts.file_sha256(str(pipeline / "scores.parquet"))[:12]
