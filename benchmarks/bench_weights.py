@@ -101,29 +101,35 @@ def build_inputs(directory: Path, n_prompts: int, k: int, n_tokens: int, seed: i
 
 
 def _chunk(rng, lo: int, hi: int, k: int, n_tokens: int) -> tuple[pa.Table, pa.Table]:
-    """Prompts lo..hi-1, K samples each: the samples table and its scores, permuted."""
+    """Prompts lo..hi-1, K samples each: the samples table and its scores, permuted.
+
+    Constant text columns are dictionary arrays and the list columns come from
+    one random block per chunk, so building is quick next to the stages.
+    """
     n = (hi - lo) * k
     names = pa.array([f"prompt-{i:09d}" for i in range(lo, hi)])
     prompt_id = names.take(pa.array(np.repeat(np.arange(hi - lo), k)))
     sample_idx = pa.array(np.tile(np.arange(k, dtype=np.int32), hi - lo))
     logprob_q = -rng.gamma(4.0, 8.0, n)
+    token_ids = _list_column(rng, n, n_tokens, _token_ids)
+    token_logprobs = _list_column(rng, n, n_tokens, _token_logprobs)
     samples = pa.table(
         {
             "prompt_id": prompt_id,
             "sample_idx": sample_idx,
-            "task": pa.array(["arith"] * n),
+            "task": _constant("arith", n),
             "prompt": prompt_id,
-            "task_fields": pa.array(["{}"] * n),
+            "task_fields": _constant("{}", n),
             "prompt_text": prompt_id,
-            "response": pa.array(["The answer is 42."] * n),
+            "response": _constant("The answer is 42.", n),
             "prompt_token_ids": _list_column(rng, n, n_tokens // 2, _token_ids),
-            "response_token_ids": _list_column(rng, n, n_tokens, _token_ids),
-            "token_logprobs_q": _list_column(rng, n, n_tokens, _token_logprobs),
+            "response_token_ids": token_ids,
+            "token_logprobs_q": token_logprobs,
             "logprob_q": logprob_q,
-            "token_logprobs_model": _list_column(rng, n, n_tokens, _token_logprobs),
+            "token_logprobs_model": token_logprobs,
             "logprob_model": logprob_q,
             "n_tokens": pa.array(np.full(n, n_tokens, dtype=np.int32)),
-            "finish_reason": pa.array(["stop"] * n),
+            "finish_reason": _constant("stop", n),
         }
     )
     scores = pa.table(
@@ -131,11 +137,15 @@ def _chunk(rng, lo: int, hi: int, k: int, n_tokens: int) -> tuple[pa.Table, pa.T
             "prompt_id": prompt_id,
             "sample_idx": sample_idx,
             "reward": rng.normal(0.0, 1.0, n),
-            "reward_info": pa.array(["synthetic"] * n),
+            "reward_info": _constant("synthetic", n),
             "logprob_ref": logprob_q + rng.normal(0.0, 0.5, n),
         }
     ).take(pa.array(rng.permutation(n)))
     return samples, scores
+
+
+def _constant(text: str, n: int) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([text]))
 
 
 # --------------------------------------------------------------------------
