@@ -284,7 +284,7 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
     inputs: dict[str, Any] = {"samples": samples_art, "scores": scores_art}
     win = None
     if config.baseline is not None:
-        values["win rate"], win, judge_inputs = win_rates(config, samples_art, groups)
+        values["win rate"], win, judge_inputs = win_rates(config, samples_art, table, groups)
         inputs.update(judge_inputs)
     summary = summarize(config, groups, values, k, win)
     if config.target_beta is not None:  # exact pi*, Z and KL on answer sets: iswcli.exact_targets
@@ -477,11 +477,14 @@ class Duel:
         return f"{self.prompt_id}#{self.sample_idx}"
 
 
-def win_rates(config: EvaluateConfig, samples_art: artifacts.Artifact, groups: list[Group]):
-    """Per-prompt win rates against the baseline, what to record about them, and the input artifacts."""
+def win_rates(config: EvaluateConfig, samples_art: artifacts.Artifact, table: pa.Table, groups: list[Group]):
+    """Per-prompt win rates against the baseline, what to record about them, and the input artifacts.
+
+    The prompts come from the eval rows in `table`: the joined samples artifact carries no rows.
+    """
     base_art, baseline = read_baseline(config.baseline)
     check_baseline(baseline, [(g.prompt_id, i) for g in groups for i in g.sample_idx], config.baseline)
-    prompt_of = dict(columns(samples_art.table, "prompt_id", "prompt"))
+    prompt_of = dict(columns(table, "prompt_id", "prompt"))
     duels = [
         Duel(g.prompt_id, i, prompt_of[g.prompt_id], response, baseline[(g.prompt_id, i)])
         for g in groups
