@@ -32,6 +32,7 @@ from iswcli.options import (
     PromptsOpt,
     RunsArg,
     SeedOpt,
+    ShardOpt,
     SplitOpt,
     TaskOpt,
     TensorParallelOpt,
@@ -110,9 +111,7 @@ def sample(
     tensor_parallel_size: TensorParallelOpt = 1,
     gpu_memory_utilization: GpuMemoryOpt = 0.9,
     max_model_len: MaxModelLenOpt = None,
-    shard: Annotated[
-        Optional[str], typer.Option("--shard", help="i/n: this job's share of the prompts, 0 <= i < n.")
-    ] = None,
+    shard: ShardOpt = None,
     chat_template: Annotated[
         bool, typer.Option("--chat-template/--no-chat-template", help="Apply the tokenizer's chat template.")
     ] = True,
@@ -173,9 +172,7 @@ def score(
         typer.Option("--baseline", help="pairwise: a sample_idx, or a file with one response per prompt."),
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per part and per forward pass.")] = 32,
-    shard: Annotated[
-        Optional[str], typer.Option("--shard", help="i/n: this job's share of the prompts, 0 <= i < n.")
-    ] = None,
+    shard: ShardOpt = None,
     on_error: Annotated[
         str, typer.Option("--on-error", help="fail (default) or skip samples whose reward is NaN/inf.")
     ] = "fail",
@@ -223,6 +220,7 @@ def estimate_z(
         Optional[float], typer.Option("--low-ess", help="Flag low_ess below this ESS/K (default 0.1).")
     ] = None,
     plot: PlotOpt = None,
+    shard: ShardOpt = None,
     mismatch_threshold: Annotated[
         Optional[float],
         typer.Option(
@@ -247,6 +245,7 @@ def estimate_z(
         seed=seed,
         reward_transform=reward_transform,
         plot=plot,
+        shard=shard,
         **optional,
         force=force,
     )
@@ -274,6 +273,7 @@ def weight_pairs(
     ] = None,
     seed: SeedOpt = 0,
     plot: PlotOpt = None,
+    shard: ShardOpt = None,
     force: ForceOpt = False,
 ) -> None:
     """Form preference pairs per prompt and weight them (sums to 1 per prompt)."""
@@ -291,6 +291,7 @@ def weight_pairs(
         max_pairs_per_prompt=max_pairs_per_prompt,
         seed=seed,
         plot=plot,
+        shard=shard,
         force=force,
     )
     with domain_errors():

@@ -20,6 +20,7 @@ LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="Use only the f
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; same seed, same hardware, same output.")]
 OutOpt = Annotated[str, typer.Option("--out", help="Output .parquet path.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Re-run even when the output is up to date.")]
+ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="i/n: this job's share of the prompts, 0 <= i < n.")]
 PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Also draw histograms to this .png file.")]
 # Generation engine options shared by sample and evaluate (the last three: vLLM only).
 BackendOpt = Annotated[str, typer.Option("--backend", help="hf (transformers) or vllm.")]
