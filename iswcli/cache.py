@@ -97,7 +97,8 @@ def up_to_date(
     config: dict,
     inputs: dict[str, Any],
     model: dict | None = None,
-    result: type[StageResult] = StageResult,
+    *,
+    result: type[StageResult],
 ) -> StageResult | None:
     """The stage's `result` type marked reused, to return instead of re-running; None when the stage must run."""
     if config.get("force") or not is_fresh(out, stage, config, inputs, model):

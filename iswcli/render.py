@@ -16,21 +16,17 @@ from iswcli import console
 from iswcli.results import StageResult
 
 
-def show_result(title: str, result: StageResult | dict[str, Any]) -> None:
-    """A stage's closing table, or with --json its result as one JSON object.
-
-    A dict is a stage that still returns its table rows (estimate-z and weight-pairs until they return a result).
-    """
+def show_result(title: str, result: StageResult) -> None:
+    """A stage's closing table, or with --json its result as one JSON object."""
     if console.settings.json:
-        fields = result if isinstance(result, dict) else result.as_json()
-        print(json.dumps({"title": title, **fields}, default=str))
+        print(json.dumps({"title": title, **result.as_json()}, default=str))
         return
     if console.settings.quiet:
         return
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    for key, value in (result if isinstance(result, dict) else result.display()).items():
+    for key, value in result.display().items():
         table.add_row(key, _fmt(value))
     console.out.print(table)
 

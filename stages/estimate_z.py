@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +29,7 @@ from iswcli import proposal as proposal_facts
 from iswcli.chain import Scored, ScoredStream, has_column
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.plots import check_plot_path, write_histograms
+from iswcli.results import StageResult
 from iswcli.tasks import parse_shard
 
 REWARD_TRANSFORMS = ("none", "group-zscore")
@@ -73,11 +75,51 @@ def validate(config: EstimateZConfig) -> None:
         parse_shard(config.shard)
 
 
-def run(config: EstimateZConfig) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class EstimateZResult(StageResult):
+    sha256: str | None = None
+    prompts: int | None = None
+    samples: int | None = None
+    log_ratio: str | None = None  # proposal_facts.LOG_RATIO_REF or LOG_RATIO_ZERO, as in the provenance
+    reward_transform: str | None = None
+    ess_frac: dict[str, float] | None = None  # ESS/K over prompts: min, median, max
+    share_flagged: dict[str, float] | None = None  # flag -> share of prompts
+    log_z: dict[str, float] | None = None  # min, max
+    khat_nan: int | None = None
+    interval_width: dict[str, float] | None = None  # the 95% interval's width: min, median, max
+    bootstrap: bool | None = None  # the interval is a bootstrap one
+    shard: str | None = None
+    notes: tuple[str, ...] | None = None  # the warnings printed
+    sampler_gap: dict[str, Any] | None = None  # proposal.gap_report
+
+    def rows(self) -> dict:
+        zero = "0 (untruncated proposal = reference)"
+        rows: dict[str, Any] = {
+            "output": self.output,
+            "sha256": self.sha256[:16],
+            "prompts": self.prompts,
+            "samples": self.samples,
+            "log-ratio": self.log_ratio if self.log_ratio == proposal_facts.LOG_RATIO_REF else zero,
+            "reward transform": self.reward_transform,
+            "ESS/K": self.ess_frac,
+            "share flagged": self.share_flagged,
+            "log Z": self.log_z,
+            "k-hat NaN": self.khat_nan,
+            "95% interval width" + (" (bootstrap)" if self.bootstrap else ""): self.interval_width,
+        }
+        if self.shard:
+            rows["shard"] = self.shard
+        if self.notes:
+            rows["notes"] = " | ".join(self.notes)
+        rows["sampler gap"] = self.sampler_gap
+        return rows
+
+
+def run(config: EstimateZConfig) -> EstimateZResult:
     validate(config)
     with outputs.claim(config.out, {"--proposal": config.proposal, "--scores": config.scores}):
         inputs = {"proposal": cache.input_ref(config.proposal), "scores": cache.input_ref(config.scores)}
-        cached = cache.up_to_date(config.out, "estimate-z", asdict(config), inputs)
+        cached = cache.up_to_date(config.out, "estimate-z", asdict(config), inputs, result=EstimateZResult)
         if cached:
             return cached
         proposal = proposal_sampling(config.proposal)
@@ -139,9 +181,7 @@ def run(config: EstimateZConfig) -> dict:
             )
         for note in notes:
             console.warn(note)
-        summary = _summary(config, sha, stream.rows, estimate, use_ref, notes)
-        summary["sampler gap"] = gap_report
-        return summary
+        return _result(config, sha, stream.rows, estimate, use_ref, notes, gap_report)
 
 
 class EstimatesByBatch:
@@ -302,27 +342,27 @@ def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:
     return notes
 
 
-def _summary(config, sha, n_samples: int, estimate: EstimatesByBatch, use_ref: bool, notes: list[str]) -> dict:
-    log_z, ess_frac = estimate.joined("log_z"), estimate.joined("ess_frac")
-    n = log_z.size
-    rows = {
-        "output": config.out,
-        "sha256": sha[:16],
-        "prompts": int(n),
-        "samples": int(n_samples),
-        "log-ratio": proposal_facts.LOG_RATIO_REF if use_ref else "0 (untruncated proposal = reference)",
-        "reward transform": config.reward_transform,
-        "ESS/K": _spread(ess_frac),
-        "share flagged": {name: count / n for name, count in estimate.flag_counts.items()},
-        "log Z": {"min": float(log_z.min()), "max": float(log_z.max())},
-        "k-hat NaN": int(np.isnan(estimate.joined("khat")).sum()),
-        "95% interval width" + (" (bootstrap)" if config.bootstrap else ""): _spread(estimate.joined("width")),
-    }
-    if config.shard:
-        rows["shard"] = config.shard
-    if notes:
-        rows["notes"] = " | ".join(notes)
-    return rows
+def _result(
+    config, sha, n_samples: int, estimate: EstimatesByBatch, use_ref: bool, notes, gap_report
+) -> EstimateZResult:
+    log_z = estimate.joined("log_z")
+    return EstimateZResult(
+        output=config.out,
+        sha256=sha,
+        prompts=int(log_z.size),
+        samples=int(n_samples),
+        log_ratio=proposal_facts.LOG_RATIO_REF if use_ref else proposal_facts.LOG_RATIO_ZERO,
+        reward_transform=config.reward_transform,
+        ess_frac=_spread(estimate.joined("ess_frac")),
+        share_flagged={name: count / log_z.size for name, count in estimate.flag_counts.items()},
+        log_z={"min": float(log_z.min()), "max": float(log_z.max())},
+        khat_nan=int(np.isnan(estimate.joined("khat")).sum()),
+        interval_width=_spread(estimate.joined("width")),
+        bootstrap=bool(config.bootstrap),
+        shard=config.shard,
+        notes=tuple(notes),
+        sampler_gap=gap_report,
+    )
 
 
 def _spread(values: np.ndarray) -> dict:

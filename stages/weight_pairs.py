@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,7 @@ from iswcli import artifacts, cache, console, outputs, pairing
 from iswcli.chain import Scored, ScoredStream
 from iswcli.errors import IswtError
 from iswcli.plots import check_plot_path, write_histograms
+from iswcli.results import StageResult
 from iswcli.tasks import parse_shard
 
 
@@ -79,11 +81,47 @@ def validate(config: WeightPairsConfig) -> None:
         parse_shard(config.shard)
 
 
-def run(config: WeightPairsConfig) -> dict:
+@dataclass(frozen=True, kw_only=True)
+class WeightPairsResult(StageResult):
+    sha256: str | None = None
+    method: str | None = None
+    pairing: str | None = None  # resolved
+    prompts_in: int | None = None
+    pairs: int | None = None
+    pairs_per_prompt: dict[str, float] | None = None  # mean, max over kept prompts
+    dropped_prompts: int | None = None
+    weight_ess_median: float | None = None
+    weight_ess_median_per_pair: float | None = None  # median of ESS / pairs
+    shard: str | None = None
+    acceptance_rate: dict[str, float] | None = None  # rso: mean, min, max
+
+    def rows(self) -> dict:
+        rows: dict[str, Any] = {
+            "output": self.output,
+            "sha256": self.sha256[:16],
+            "method": self.method,
+            "pairing": self.pairing,
+            "prompts in": self.prompts_in,
+            "pairs": self.pairs,
+            "pairs per prompt": self.pairs_per_prompt,
+            "dropped prompts": self.dropped_prompts,
+            "weight ESS per prompt": {
+                "median": self.weight_ess_median,
+                "median / pairs": self.weight_ess_median_per_pair,
+            },
+        }
+        if self.shard:
+            rows["shard"] = self.shard
+        if self.acceptance_rate is not None:
+            rows["acceptance rate"] = self.acceptance_rate
+        return rows
+
+
+def run(config: WeightPairsConfig) -> WeightPairsResult:
     validate(config)
     with outputs.claim(config.out, {"--samples": config.samples, "--scores": config.scores}):
         inputs = {"samples": cache.input_ref(config.samples), "scores": cache.input_ref(config.scores)}
-        cached = cache.up_to_date(config.out, "weight-pairs", asdict(config), inputs)
+        cached = cache.up_to_date(config.out, "weight-pairs", asdict(config), inputs, result=WeightPairsResult)
         if cached:
             return cached
         stream = ScoredStream(
@@ -128,7 +166,7 @@ def run(config: WeightPairsConfig) -> dict:
             )
         for note in _warnings(config, pairs):
             console.warn(note)
-        return _summary(config, sha, pairs, per_prompt, ess)
+        return _result(config, sha, pairs, per_prompt, ess)
 
 
 class PairsByBatch:
@@ -223,24 +261,23 @@ def _warnings(config: WeightPairsConfig, pairs: PairsByBatch) -> list[str]:
     return notes
 
 
-def _summary(config, sha, pairs: PairsByBatch, per_prompt: np.ndarray, ess: np.ndarray) -> dict:
-    rows = {
-        "output": config.out,
-        "sha256": sha[:16],
-        "method": config.method,
-        "pairing": config.resolved_pairing,
-        "prompts in": pairs.n_prompts,
-        "pairs": int(pairs.n_pairs),
-        "pairs per prompt": {"mean": float(per_prompt.mean()), "max": int(per_prompt.max())},
-        "dropped prompts": int(pairs.n_dropped),
-        "weight ESS per prompt": {
-            "median": float(np.median(ess)),
-            "median / pairs": float(np.median(ess / per_prompt)),
-        },
-    }
-    if config.shard:
-        rows["shard"] = config.shard
-    if config.method == "rso":
-        rate = pairs.joined("rate")
-        rows["acceptance rate"] = {"mean": float(rate.mean()), "min": float(rate.min()), "max": float(rate.max())}
-    return rows
+def _result(config, sha, pairs: PairsByBatch, per_prompt: np.ndarray, ess: np.ndarray) -> WeightPairsResult:
+    rate = pairs.joined("rate")
+    return WeightPairsResult(
+        output=config.out,
+        sha256=sha,
+        method=config.method,
+        pairing=config.resolved_pairing,
+        prompts_in=pairs.n_prompts,
+        pairs=int(pairs.n_pairs),
+        pairs_per_prompt={"mean": float(per_prompt.mean()), "max": int(per_prompt.max())},
+        dropped_prompts=int(pairs.n_dropped),
+        weight_ess_median=float(np.median(ess)),
+        weight_ess_median_per_pair=float(np.median(ess / per_prompt)),
+        shard=config.shard,
+        acceptance_rate=(
+            {"mean": float(rate.mean()), "min": float(rate.min()), "max": float(rate.max())}
+            if config.method == "rso"
+            else None
+        ),
+    )

@@ -295,7 +295,7 @@ def test_estimate_z_needs_the_reference_and_reports_the_sampler_gap(cli, runs, s
         assert row["sampler_gap_max"] < 0.05  # float32 vLLM vs float32 transformers: kernel noise only
         assert "sampler_mismatch" not in row["flags"]
     summary = json.loads(result.stdout)
-    assert summary["sampler gap"]["compared"] is True
+    assert summary["sampler_gap"]["compared"] is True
 
 
 def test_evaluate_samples_through_vllm(cli, smollm_dir, tmp_path):

@@ -77,10 +77,10 @@ def test_iso_weights_of_a_three_sample_prompt_by_hand(cli, tmp_path):
     assert "z" not in pairs
     for prompt in pairs.values():
         assert sum(r["weight"] for r in prompt.values()) == pytest.approx(1.0, rel=1e-12)
-    assert summary["prompts in"] == 3 and summary["pairs"] == 5
-    assert summary["dropped prompts"] == 1
-    assert summary["pairs per prompt"] == {"mean": 2.5, "max": 3}
-    assert "acceptance rate" not in summary
+    assert summary["prompts_in"] == 3 and summary["pairs"] == 5
+    assert summary["dropped_prompts"] == 1
+    assert summary["pairs_per_prompt"] == {"mean": 2.5, "max": 3}
+    assert summary["acceptance_rate"] is None
 
 
 def test_iso_does_not_overflow_with_large_rewards_and_small_gamma(cli, tmp_path):
@@ -102,7 +102,7 @@ def test_direct_is_uniform_and_max_pairs_keeps_the_heaviest(cli, tmp_path):
     pairs = _by_prompt(out)
     assert list(pairs["x"]) == [(9, 2)]  # the largest hand-computed log weight above
     assert pairs["x"][(9, 2)]["weight"] == 1.0
-    assert summary["pairs per prompt"]["max"] == 1
+    assert summary["pairs_per_prompt"]["max"] == 1
 
 
 def test_rso_reports_its_acceptance_rate(cli, tmp_path):
@@ -113,7 +113,7 @@ def test_rso_reports_its_acceptance_rate(cli, tmp_path):
     inputs = _inputs(tmp_path, pids, idx, rewards)
     result, out = _run(cli, tmp_path, "--method", "rso", "--beta", 1e-6, inputs=inputs)
     summary = summary_of(result)
-    assert summary["acceptance rate"] == pytest.approx({"mean": 0.4, "min": 0.4, "max": 0.4})
+    assert summary["acceptance_rate"] == pytest.approx({"mean": 0.4, "min": 0.4, "max": 0.4})
     assert summary["pairing"] == "first-round"
     pairs = _by_prompt(out)
     assert [len(pairs["p"]), len(pairs["q"])] == [2, 2]  # 4 accepted, distinct rewards: 2 matches
@@ -122,7 +122,7 @@ def test_rso_reports_its_acceptance_rate(cli, tmp_path):
 
     # A huge beta accepts every candidate it tests: rate 1.
     result, _ = _run(cli, tmp_path, "--method", "rso", "--beta", 1e6, "--seed", 4, inputs=inputs)
-    assert summary_of(result)["acceptance rate"]["mean"] == pytest.approx(1.0)
+    assert summary_of(result)["acceptance_rate"]["mean"] == pytest.approx(1.0)
 
 
 def test_rso_is_reproducible_with_a_seed(cli, tmp_path):
@@ -131,10 +131,10 @@ def test_rso_is_reproducible_with_a_seed(cli, tmp_path):
     inputs = _inputs(tmp_path, pids, idx, rewards)
     flags = ("--method", "rso", "--beta", 0.5, "--pairing", "tournament", "--seed", 11)
     first, out = _run(cli, tmp_path, *flags, inputs=inputs)
-    rate = summary_of(first)["acceptance rate"]
+    rate = summary_of(first)["acceptance_rate"]
     table = pq.read_table(out)
     again, _ = _run(cli, tmp_path, *flags, "--force", inputs=inputs)  # a real second run, not the cache
-    assert summary_of(again)["acceptance rate"] == rate
+    assert summary_of(again)["acceptance_rate"] == rate
     assert pq.read_table(out).equals(table)
     assert 0 < rate["min"] <= rate["max"] <= 1
 
@@ -148,7 +148,7 @@ def test_provenance_records_both_inputs(cli, tmp_path):
     assert prov["inputs"]["samples"]["sha256"] == artifacts.file_sha256(str(tmp_path / "samples.parquet"))
     assert prov["inputs"]["scores"]["sha256"] == artifacts.file_sha256(str(tmp_path / "scores.parquet"))
     assert prov["config"]["gamma"] == 1.0 and prov["dropped_prompts"] == 1
-    assert summary["sha256"] == pairs.sha256[:16]
+    assert summary["sha256"] == pairs.sha256
     assert (tmp_path / "w.png").read_bytes()[:4] == b"\x89PNG"
 
 
