@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from iswcli import __version__
 from iswcli.errors import IswtError, first_line
-from iswcli.hashing import combined_sha256, file_sha256, hash_file, in_background, start_hashing
+from iswcli.hashing import combined_sha256, file_sha256, hash_file, in_background, remember, start_hashing
 
 __all__ = ["combined_sha256", "file_sha256", "in_background", "start_hashing"]  # where callers have found them
 
@@ -466,6 +466,7 @@ class ArtifactWriter:
         sha = hash_file(str(self.tmp))  # while the disk flushes
         synced.result()
         os.replace(self.tmp, self.target)
+        remember(str(self.target), sha)
         return sha
 
     def __exit__(self, *exc) -> None:

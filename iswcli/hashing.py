@@ -1,9 +1,12 @@
 """Content hashes of files, computed once per file version and in the background.
 
 Every artifact a stage reads is hashed (provenance records the hashes of its
-inputs); hashing runs on a daemon thread while the stage reads and computes,
-and a file hashed in this process is not hashed again while its size, mtime
-and inode stay the same.
+inputs); hashing runs on a daemon thread while the stage reads and computes.
+A hash is kept per file version (path, size, mtime in ns, inode): in this
+process, and on disk under ISWT_CACHE/sha256 (default ~/.cache/iswt), where
+the writer of an artifact leaves the hash it computed anyway. So a 25 GB
+samples file is read once to hash it, when it is written, not by every
+stage that reads it; any change to the file makes a new version.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import hashlib
 import os
 import threading
 from concurrent.futures import Future
+from pathlib import Path
+
+from iswcli.models import cache_root
 
 
 def in_background(function, *args) -> Future:
@@ -62,9 +68,47 @@ def start_hashing(files: list[str]) -> None:
 def _fill_hashes(todo: list[tuple[str, Future]]) -> None:
     for file, future in todo:
         try:
-            future.set_result(hash_file(file))
+            version = _version(file)
+            sha = _recorded(version)
+            if sha is None:
+                sha = hash_file(file)
+                _record(version, sha)
+            future.set_result(sha)
         except BaseException as exc:  # raised again in whoever waits for this hash
             future.set_exception(exc)
+
+
+def remember(path: str, sha: str) -> None:
+    """Record the hash of a file just written (by whoever computed it while writing)."""
+    version = _version(path)
+    with _HASHES_LOCK:
+        _HASHES[version] = Future()
+        _HASHES[version].set_result(sha)
+    _record(version, sha)
+
+
+def _record_path(version: tuple) -> Path:
+    key = hashlib.sha256(repr(version).encode()).hexdigest()
+    return cache_root() / "sha256" / key[:2] / key
+
+
+def _recorded(version: tuple) -> str | None:
+    try:
+        return _record_path(version).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def _record(version: tuple, sha: str) -> None:
+    """Keep the hash on disk; a cache that cannot be written only costs a re-hash later."""
+    target = _record_path(version)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+        tmp.write_text(sha)
+        os.replace(tmp, target)
+    except OSError:
+        pass
 
 
 def file_sha256(path: str) -> str:

@@ -39,6 +39,28 @@ def test_hashes_are_the_file_bytes_and_follow_rewrites(tmp_path):
     assert art.sha256 == second
 
 
+def test_a_written_artifacts_hash_is_kept_on_disk_for_other_processes(tmp_path, monkeypatch):
+    import hashlib
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("ISWT_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "scores.parquet"
+    sha = write(path)
+    records = list((tmp_path / "cache" / "sha256").rglob("*"))
+    assert [r.read_text() for r in records if r.is_file()] == [sha]
+    # another process reads the record, not the file: a forged record shows it was used
+    (record,) = [r for r in records if r.is_file()]
+    record.write_text("f" * 64)
+    child = [sys.executable, "-c", f"from iswcli import artifacts; print(artifacts.file_sha256({str(path)!r}))"]
+    assert subprocess.run(child, capture_output=True, text=True, check=True).stdout.strip() == "f" * 64
+    # any write makes a new version: hashed again from the bytes
+    with open(path, "ab") as f:
+        f.write(b"\0")
+    got = subprocess.run(child, capture_output=True, text=True, check=True).stdout.strip()
+    assert got == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_dictionary_columns_are_written_compactly_and_read_plain(tmp_path):
     table = scores_table()
     codes = pa.array([0, 0, 1], pa.int32())
