@@ -19,15 +19,15 @@
 # by `evaluate --z` (log_z_error, and whether the reported 95% interval covers the exact value).
 # The closing tables come from examples/distribution_matching_table.py.
 #
-#   make -f examples/distribution_matching.mk                   # embedded SmolLM2-135M on CPU
-#   make -f examples/distribution_matching.mk -j2 SEEDS="0 1 2" LIMIT=32
+#   make -f examples/distribution_matching.mk -j2               # embedded SmolLM2-135M on CPU (2 jobs)
+#   make -f examples/distribution_matching.mk -j4 SEEDS="0 1 2 3 4" LIMIT=32
 
 ISWT ?= iswt
 PYTHON ?= python3
 MODEL ?= smollm2-135m
 OUT ?= runs/distribution-matching
 TASK ?= sets
-LIMIT ?= 12
+LIMIT ?= 8
 N ?= 8
 T ?= 2
 RSO_N ?= $(shell echo $$(( $(N) * 4 )))
@@ -44,7 +44,7 @@ EPOCHS ?= 1
 BATCH ?= 8
 BOOTSTRAP ?= 200
 TEMPS ?= 0.7 1.5
-SEEDS ?= 0 1
+SEEDS ?= 0 1 2
 EVAL_N ?= 2
 FIRST_SEED := $(firstword $(SEEDS))
 ROUND_N := $(shell echo $$(( $(N) / $(T) )))
