@@ -111,8 +111,8 @@ def load_scored(
         min_samples=min_samples,
     )
     with stream:
-        tables = [batch.table for batch in stream]
-    return stream.batch(pa.concat_tables(tables) if tables else stream.empty())
+        tables = [batch.table for batch in stream]  # at least one: an empty join is refused
+    return stream.batch(pa.concat_tables(tables))
 
 
 class ScoredStream:
@@ -167,9 +167,6 @@ class ScoredStream:
         self.db.close()
         self._spill.cleanup()
 
-    def empty(self) -> pa.Table:
-        return self._query(limit=0).read_all()
-
     def __iter__(self) -> Iterator[Scored]:
         carry = None  # the last prompt of a batch may continue in the next one
         previous = None  # the last key of the previous batch, for duplicates across batches
@@ -211,7 +208,7 @@ class ScoredStream:
 
     # ------------------------------------------------------------------ the query and its checks
 
-    def _query(self, limit: int | None = None):
+    def _query(self):
         """Full outer join on the keys, in key order, as a reader of Arrow record batches."""
         samples, scores = self._source(self.samples), self._source(self.scores)
         columns = ", ".join([f's."{c}"' for c in self.sample_columns] + [f'c."{c}"' for c in self.score_columns])
@@ -223,7 +220,7 @@ class ScoredStream:
                    {", " + columns if columns else ""}
             FROM {samples} s FULL OUTER JOIN {scores} c
               ON s.prompt_id = c.prompt_id AND s.sample_idx = c.sample_idx
-            ORDER BY 1, 2 {"" if limit is None else f"LIMIT {limit}"}
+            ORDER BY 1, 2
         """
         try:
             return self.db.sql(sql).to_arrow_reader(self.batch_rows)
