@@ -109,11 +109,23 @@ def _sft_rows(data: TrainData, how: str) -> np.ndarray:
     return np.sort(order[first])
 
 
-def epoch_batches(n_examples: int, batch_size: int, epoch: int, seed: int) -> list[np.ndarray]:
+def epoch_batches(
+    n_examples: int, batch_size: int, epoch: int, seed: int, prompt_of: np.ndarray | None = None
+) -> list[np.ndarray]:
     """Micro-batches of example indices for one epoch, shuffled by (seed, epoch) alone.
 
     Fixed by the seed, not by a stateful loader, so a resumed run sees the
     same batches and every process of a distributed run agrees on them.
+    With ``prompt_of`` (each example's prompt) the prompts are shuffled and
+    each prompt's examples kept together (shuffled among themselves), so a
+    micro-batch holds as few distinct prompts as it can: each runs once and
+    its responses continue from it (`logprobs.shared_prompt_logprobs`).
     """
-    order = np.random.default_rng([seed, epoch]).permutation(n_examples)
+    rng = np.random.default_rng([seed, epoch])
+    if prompt_of is None:
+        order = rng.permutation(n_examples)
+    else:
+        prompts, index = np.unique(prompt_of, return_inverse=True)
+        rank = rng.permutation(prompts.size)[index.ravel()]
+        order = np.lexsort((rng.random(n_examples), rank))
     return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]

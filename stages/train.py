@@ -34,6 +34,9 @@ LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
 STEP0_TOLERANCE = 1e-4
 
 
+BATCH_ORDERS = ("by-prompt", "shuffled")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     out: str
@@ -61,6 +64,7 @@ class TrainConfig:
     schedule: str = "constant"
     weight_decay: float = 0.0
     batch_size: int = 8
+    batch_order: str = "by-prompt"  # by-prompt: a prompt's samples (or pairs) in the same micro-batch; shuffled
     grad_accum: int = 1
     max_grad_norm: float = 1.0
     epochs: int = 1
@@ -114,6 +118,10 @@ def validate(c: TrainConfig) -> None:
         ),
         (c.sft_select in ("best", "correct", "all"), f"--sft-select {c.sft_select}: must be best, correct or all"),
         (c.schedule in ("constant", "cosine"), f"--schedule {c.schedule}: must be constant or cosine"),
+        (
+            c.batch_order in BATCH_ORDERS,
+            f"--batch-order {c.batch_order}: must be one of {', '.join(BATCH_ORDERS)}",
+        ),
         (c.precision in ("fp32", "bf16"), f"--precision {c.precision}: must be fp32 or bf16"),
         (c.batch_size >= 1, f"--batch-size {c.batch_size}: must be at least 1"),
         (c.grad_accum >= 1, f"--grad-accum {c.grad_accum}: must be at least 1"),
@@ -233,7 +241,7 @@ def _train(c: TrainConfig) -> TrainResult:
 
     log_rows: list[dict] = []
     start = run_dir.load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if resume else 0
-    batch_stream = _step_batches(len(data.examples), c, per_step)
+    batch_stream = _step_batches(_example_prompts(c, data), c, per_step)
     step_loss = StepLoss(c, data, logp_ref, pad_id)
 
     tracker = tracking.Tracker(c.report_to, out, artifacts.jsonable(asdict(c))) if accelerator.is_main_process else None
@@ -410,14 +418,21 @@ def _step0_check(data, policy, logp_ref, pad_id, c: TrainConfig) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def _step_batches(n_examples: int, c: TrainConfig, per_step: int):
+def _step_batches(example_prompts: np.ndarray, c: TrainConfig, per_step: int):
     """All micro-batches in training order, epoch after epoch (seeded; see epoch_batches)."""
+    prompt_of = example_prompts if c.batch_order == "by-prompt" else None
     stream = []
     for epoch in range(c.epochs if c.max_steps is None else 10**6):
-        stream.extend(train_data.epoch_batches(n_examples, c.batch_size, epoch, c.seed))
+        stream.extend(train_data.epoch_batches(len(example_prompts), c.batch_size, epoch, c.seed, prompt_of))
         if c.max_steps is not None and len(stream) >= c.max_steps * per_step:
             break
     return stream
+
+
+def _example_prompts(c: TrainConfig, data) -> np.ndarray:
+    """Each training example's prompt: a sample's, or a pair's (both sides share it)."""
+    rows = data.examples[:, 0] if c.loss in losses.PAIR_LOSSES else data.examples
+    return data.prompt_index[rows]
 
 
 def _my_micro_batches(stream, step: int, per_step: int, accelerator) -> list[np.ndarray]:

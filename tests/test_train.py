@@ -448,3 +448,20 @@ def test_every_loss_runs_through_the_one_loop(toy_model_dir, toy_pipeline, cli, 
         # q is the policy at step 0 (temperature 1, no truncation): every ratio is 1, nothing clipped
         assert log[0]["clip_frac"] == 0.0
         assert log[0]["kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_batches_by_prompt_keep_a_prompts_examples_together_and_follow_the_seed():
+    from iswcli.train_data import epoch_batches
+
+    prompt_of = np.repeat([3, 1, 2, 0], 4)[np.random.default_rng(1).permutation(16)]  # 4 prompts x 4 samples
+    batches = epoch_batches(16, 4, epoch=0, seed=7, prompt_of=prompt_of)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(16))
+    assert all(len(set(prompt_of[b].tolist())) == 1 for b in batches)  # batch = K: one prompt each
+    again = epoch_batches(16, 4, epoch=0, seed=7, prompt_of=prompt_of)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    next_epoch = epoch_batches(16, 4, epoch=1, seed=7, prompt_of=prompt_of)
+    assert [prompt_of[b[0]] for b in next_epoch] != [prompt_of[b[0]] for b in batches]  # prompts reshuffled
+    # batch 3 over prompts of 4: each prompt spans at most two consecutive batches, never interleaved
+    order = np.concatenate(epoch_batches(16, 3, epoch=0, seed=7, prompt_of=prompt_of))
+    runs = np.flatnonzero(np.diff(prompt_of[order])).size + 1
+    assert runs == 4
