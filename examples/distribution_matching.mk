@@ -19,8 +19,8 @@
 # by `evaluate --z` (log_z_error, and whether the reported 95% interval covers the exact value).
 # The closing tables come from examples/distribution_matching_table.py.
 #
-#   make -f examples/distribution_matching.mk -j2               # embedded SmolLM2-135M on CPU (2 jobs)
-#   make -f examples/distribution_matching.mk -j4 SEEDS="0 1 2 3 4" LIMIT=32
+#   make -f examples/distribution_matching.mk                   # embedded SmolLM2-135M on CPU
+#   OMP_NUM_THREADS=2 make -f examples/distribution_matching.mk -j4 SEEDS="0 1 2 3 4" LIMIT=32   # 8+ cores
 
 ISWT ?= iswt
 PYTHON ?= python3
