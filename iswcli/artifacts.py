@@ -101,7 +101,7 @@ Z = _spec(
     ("khat", pa.float64()),
     ("khat_note", pa.string()),
     ("log_z_se", pa.float64()),
-    ("log_z_lo", pa.float64()),  # 95% interval: bootstrap percentile, else +-1.96 se; widened when rewards all equal
+    ("log_z_lo", pa.float64()),  # 95% interval (bootstrap, else +-1.96 se), widened for rewards K samples may miss
     ("log_z_hi", pa.float64()),
     ("flags", pa.list_(pa.string())),
 )
@@ -247,14 +247,8 @@ def open_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = Non
     return Artifact(path, tuple(files), metas[0][0].empty_table(), metas[0][1], metas[0][2])
 
 
-def read_artifact(
-    path: str, spec: ArtifactSpec, columns: list[str] | None = None, *, check_key: bool = True
-) -> Artifact:
-    """Read and validate an artifact; errors name the file, column and rule.
-
-    ``check_key=False`` leaves the unique-key check to a caller that sorts by
-    the key anyway and can spot duplicates as equal neighbours for free.
-    """
+def read_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = None) -> Artifact:
+    """Read and validate an artifact; errors name the file, column and rule."""
     opened = open_artifact(path, spec)
     _warm_pandas_import()
     wanted = None if columns is None else list(dict.fromkeys([*spec.key, *columns]))
@@ -265,8 +259,7 @@ def read_artifact(
             table = parquet.read(columns=wanted)
         tables.append(conform(table.replace_schema_metadata(None), spec))
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
-    if check_key:
-        check_unique_key(table, spec, path)
+    check_unique_key(table, spec, path)
     return replace(opened, table=table)
 
 
