@@ -247,6 +247,11 @@ def open_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = Non
     return Artifact(path, tuple(files), metas[0][0].empty_table(), metas[0][1], metas[0][2])
 
 
+def row_count(art: Artifact) -> int:
+    """Rows in all of an artifact's files, from their footers."""
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in art.files)
+
+
 def read_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = None) -> Artifact:
     """Read and validate an artifact; errors name the file, column and rule."""
     opened = open_artifact(path, spec)

@@ -259,14 +259,16 @@ class ScoredStream:
                 raise IswtError(f"{where}: column '{name}' has missing value(s); every row needs its key")
         if pc.any(table[NO_SAMPLE]).as_py() or pc.any(table[NO_SCORE]).as_py():
             self._explain_key_mismatch()
-        pid = table["prompt_id"].to_numpy(zero_copy_only=False)
-        idx = table["sample_idx"].to_numpy()
-        same = (pid[1:] == pid[:-1]) & (idx[1:] == idx[:-1])
-        if previous is not None and (pid[0], idx[0]) == previous:
-            self._explain_duplicate(pid[0], idx[0])
-        if same.any():
-            row = int(np.argmax(same))
-            self._explain_duplicate(pid[row], idx[row])
+        pid, idx = table["prompt_id"], table["sample_idx"]
+        first = (pid[0].as_py(), idx[0].as_py())
+        if first == previous:
+            self._explain_duplicate(*first)
+        n = table.num_rows
+        # in Arrow, not numpy: a million prompt ids per batch would each become a Python string
+        same = pc.and_(pc.equal(pid.slice(1), pid.slice(0, n - 1)), pc.equal(idx.slice(1), idx.slice(0, n - 1)))
+        if n > 1 and pc.any(same).as_py():
+            row = pc.index(same, True).as_py()
+            self._explain_duplicate(pid[row].as_py(), idx[row].as_py())
 
     def _side_query(self, sql: str, params=None):
         """A query beside the join's open result (a connection runs one result at a time)."""

@@ -60,15 +60,14 @@ def start_hashing(files: list[str]) -> None:
             version = _version(file)
             if version not in _HASHES:
                 _HASHES[version] = Future()
-                todo.append((file, _HASHES[version]))
+                todo.append((file, version, _HASHES[version]))
     if todo:
         in_background(_fill_hashes, todo)
 
 
-def _fill_hashes(todo: list[tuple[str, Future]]) -> None:
-    for file, future in todo:
+def _fill_hashes(todo: list[tuple[str, tuple, Future]]) -> None:
+    for file, version, future in todo:
         try:
-            version = _version(file)
             sha = _recorded(version)
             if sha is None:
                 sha = hash_file(file)

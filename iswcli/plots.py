@@ -9,6 +9,7 @@ file and renamed into place, so a crash never leaves half an image.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from iswcli.artifacts import check_parent_writable
 from iswcli.errors import IswtError
 from iswcli.outputs import write_atomically
 
+#: About how many values of a per-sample (or per-pair) series a --plot histogram is drawn from.
+PLOT_POINTS = 1_000_000
+
 # One colour per series, in order; colour-blind friendly (Okabe-Ito).
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
@@ -25,6 +29,17 @@ COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0
 # --------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------
+
+
+def thinned(values: np.ndarray, share: float) -> np.ndarray:
+    """Every k-th of ``values``, k such that about ``share`` x PLOT_POINTS of them remain.
+
+    A stage that streams its input keeps from each batch a share of the
+    histogram's points equal to the batch's share of the input rows, so what
+    a --plot holds stays bounded however large the input.
+    """
+    keep = max(1.0, share * PLOT_POINTS)
+    return values[:: max(1, math.ceil(values.size / keep))]
 
 
 def check_plot_path(path: str, flag: str = "--plot") -> None:

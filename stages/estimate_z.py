@@ -28,13 +28,11 @@ from iswcli import artifacts, cache, console, estimators, outputs
 from iswcli import proposal as proposal_facts
 from iswcli.chain import Scored, ScoredStream, has_column
 from iswcli.errors import IswtError, raise_first_failure
-from iswcli.plots import check_plot_path, write_histograms
+from iswcli.plots import check_plot_path, thinned, write_histograms
 from iswcli.results import StageResult
 from iswcli.tasks import parse_shard
 
 REWARD_TRANSFORMS = ("none", "group-zscore")
-#: At most about this many per-sample log-weights go into the --plot histogram.
-PLOT_POINTS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,8 @@ def run(config: EstimateZConfig) -> EstimateZResult:
         # a prompt whose rewards are all equal could still hold any reward the artifact shows elsewhere;
         # a group z-score maps such a prompt's rewards to 0, whatever it missed
         bounds = reward_range(stream.scores) if config.reward_transform == "none" else None
-        estimate = EstimatesByBatch(config, proposal, use_ref, compare_gap, bounds, total_rows(stream.samples))
+        n_rows = artifacts.row_count(stream.samples) if config.plot else 0  # to thin the plot's points
+        estimate = EstimatesByBatch(config, proposal, use_ref, compare_gap, bounds, n_rows)
         with stream, artifacts.ArtifactWriter(config.out, artifacts.Z) as writer:
             for batch in stream:
                 writer.write(estimate.batch(batch))
@@ -196,7 +195,7 @@ class EstimatesByBatch:
         self.config, self.proposal, self.use_ref, self.compare_gap = config, proposal, use_ref, compare_gap
         self.bounds = bounds
         self.rng = np.random.default_rng(config.seed)
-        self.plot_stride = max(1, n_rows // PLOT_POINTS)
+        self.n_rows = n_rows
         self.kept: dict[str, list[np.ndarray]] = {}
         self.flag_counts = dict.fromkeys(estimators.FLAG_NAMES, 0)
 
@@ -238,7 +237,7 @@ class EstimatesByBatch:
             ess_frac=z.ess_frac,
             khat=z.khat,
             width=z.log_z_hi - z.log_z_lo,
-            relative=(lw - z.log_z[scored.group])[:: self.plot_stride] if config.plot else np.empty(0),
+            relative=(thinned(lw - z.log_z[scored.group], len(lw) / self.n_rows) if config.plot else np.empty(0)),
             **({} if gap is None else {f"gap_{k}": v for k, v in gap.items()}),
         )
         table = _z_table(scored.prompt_ids, z, config.beta)
@@ -270,10 +269,6 @@ def reward_range(scores: artifacts.Artifact) -> tuple[float, float]:
                 if values.size:
                     low, high = min(low, float(values.min())), max(high, float(values.max()))
     return low, high
-
-
-def total_rows(art: artifacts.Artifact) -> int:
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in art.files)
 
 
 # --------------------------------------------------------------------------

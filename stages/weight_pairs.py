@@ -26,7 +26,7 @@ import pyarrow as pa
 from iswcli import artifacts, cache, console, outputs, pairing
 from iswcli.chain import Scored, ScoredStream
 from iswcli.errors import IswtError
-from iswcli.plots import check_plot_path, write_histograms
+from iswcli.plots import check_plot_path, thinned, write_histograms
 from iswcli.results import StageResult
 from iswcli.tasks import parse_shard
 
@@ -54,8 +54,6 @@ class WeightPairsConfig:
         return "first-round" if self.method == "rso" else "all"
 
 
-#: At most about this many pair weights per batch go into the --plot histogram.
-PLOT_POINTS_PER_BATCH = 1_000_000
 # Which method reads which flag; a flag given to a method that ignores it gets a warning.
 _USES = {"gamma": ("iso",), "beta": ("rso",), "num_accept": ("rso",)}
 
@@ -133,7 +131,7 @@ def run(config: WeightPairsConfig) -> WeightPairsResult:
             shard=None if config.shard is None else parse_shard(config.shard),
             spill_dir=str(Path(config.out).resolve().parent),
         )
-        pairs = PairsByBatch(config)
+        pairs = PairsByBatch(config, artifacts.row_count(stream.samples) if config.plot else 0)
         with stream, artifacts.ArtifactWriter(config.out, artifacts.PAIRS) as writer:
             for batch in stream:
                 writer.write(pairs.batch(batch))
@@ -177,8 +175,8 @@ class PairsByBatch:
     plot only as a strided subsample.
     """
 
-    def __init__(self, config: WeightPairsConfig):
-        self.config = config
+    def __init__(self, config: WeightPairsConfig, n_rows: int):
+        self.config, self.n_rows = config, n_rows  # n_rows: the input's, to thin the plot's points
         self.rng = np.random.default_rng(config.seed)
         self.kept: dict[str, list[np.ndarray]] = {}
         self.n_prompts = self.n_pairs = self.n_dropped = 0
@@ -208,8 +206,7 @@ class PairsByBatch:
             self.first_dropped = scored.prompt_ids[int(pairs.dropped_prompt_ids[0])].as_py()
         relative = np.empty(0)
         if config.plot:
-            stride = max(1, pairs.weight.size // PLOT_POINTS_PER_BATCH)
-            relative = np.log10(pairs.weight * np.repeat(per_prompt, per_prompt))[::stride]
+            relative = thinned(np.log10(pairs.weight * np.repeat(per_prompt, per_prompt)), len(reward) / self.n_rows)
         for name, values in (("per_prompt", per_prompt), ("ess", ess), ("rate", pairs.acceptance_rate)):
             self.kept.setdefault(name, []).append(values)
         self.kept.setdefault("relative", []).append(relative)
