@@ -1,11 +1,12 @@
 """Sampling throughput: `iswt sample` vs transformers' own batched `generate`, and the machine's compute limit.
 
-Both sides run the embedded default model in float32 on the same arithmetic
-prompts (chat template), K samples per prompt, the same batches of rows
-(prompt after prompt, `--batch-size` rows each), the same number of new
-tokens, temperature 1 without truncation, and the same torch thread count,
-each as a whole process of its own (imports, model load, sampling, writing
-the result), one after the other (`--repeat` interleaves more runs):
+Both sides run the embedded default model in float32 (or both in `--dtype
+bfloat16`) on the same arithmetic prompts (chat template), K samples per
+prompt, the same batches of rows (prompt after prompt, `--batch-size` rows
+each), the same number of new tokens, temperature 1 without truncation, and
+the same torch thread count, each as a whole process of its own (imports,
+model load, sampling, writing the result), one after the other (`--repeat`
+interleaves more runs):
 
 - iswt: the real CLI, `iswt sample ... --device cpu`, which writes both
   log-prob columns (q's and the raw model's);
@@ -27,7 +28,7 @@ but a row's last, attention over its context). achieved/limit = (minimal
 FLOPs / seconds) / matmul rate.
 
     .venv/bin/python benchmarks/bench_generate.py [--prompts 16] [--k 8] [--max-new-tokens 64]
-        [--batch-size 64] [--threads 2] [--repeat 1]
+        [--batch-size 64] [--threads 2] [--repeat 1] [--dtype float32]
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def run_iswt(args, out: Path) -> dict:
         "0",
         "--device",
         "cpu",
+        "--dtype",
+        args.dtype,
         "--out",
         str(out),
     ]
@@ -116,6 +119,8 @@ def run_generate(args, out: Path) -> dict:
         str(args.max_new_tokens),
         "--batch-size",
         str(args.batch_size),
+        "--dtype",
+        args.dtype,
     ]
     began = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=child_env(args.threads))
@@ -136,7 +141,7 @@ def child_generate(args) -> None:
 
     path = models.local_path(models.resolve_model(models.DEFAULT_MODEL))
     tokenizer = models.load_tokenizer(path)
-    model = models.load_model(path)
+    model = models.load_model(path, dtype=args.dtype)
     stop = models.stop_token_ids(model, tokenizer)
     prompts = tasks.load_prompts("arith", limit=args.prompts)
     ids = [models.render_prompt(tokenizer, tasks.messages_of(p))[1] for p in prompts]
@@ -180,15 +185,15 @@ def child_generate(args) -> None:
     Path(args.out).with_suffix(".json").write_text(json.dumps({"tokens": sum(lengths), "sampling": sampling}))
 
 
-def matmul_rate(threads: int) -> float:
-    """Best float32 GFLOP/s over the model's layer shapes at batch 64 and a square matmul, with `threads` threads."""
+def matmul_rate(threads: int, dtype: str) -> float:
+    """Best GFLOP/s in ``dtype`` over the model's layer shapes at batch 64 and a square matmul, with `threads` threads."""
     import torch
 
     torch.set_num_threads(threads)
     shapes = [(64, 576, 1536), (64, 1536, 576), (64, 576, 49152), (256, 576, 1536), (1024, 1024, 1024)]
     best = 0.0
     for m, k, n in shapes:
-        a, b = torch.randn(m, k), torch.randn(k, n)
+        a, b = torch.randn(m, k, dtype=getattr(torch, dtype)), torch.randn(k, n, dtype=getattr(torch, dtype))
         a @ b
         reps = max(3, int(2e9 / (2 * m * k * n)))
         for _ in range(3):
@@ -234,6 +239,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16"],
+        default="float32",
+        help="both sides' weights and the matmul rate (bfloat16: q is then not pi_ref, see README)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -242,8 +253,8 @@ def main() -> None:
         return
 
     print(f"load average before: {load()}", flush=True)
-    rate = matmul_rate(args.threads)
-    print(f"float32 matmul rate ({args.threads} threads): {rate:.1f} GFLOP/s (load {load()})", flush=True)
+    rate = matmul_rate(args.threads, args.dtype)
+    print(f"{args.dtype} matmul rate ({args.threads} threads): {rate:.1f} GFLOP/s (load {load()})", flush=True)
     runs: dict[str, list[dict]] = {"iswt sample": [], "transformers generate": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeat):
@@ -263,7 +274,7 @@ def main() -> None:
     print()
     print(
         f"{args.prompts} arith prompts x K={args.k}, {args.max_new_tokens} new tokens, batch {args.batch_size}, "
-        f"float32, temperature 1, {os.cpu_count()} CPUs, {args.threads} threads, best of {args.repeat}"
+        f"{args.dtype}, temperature 1, {os.cpu_count()} CPUs, {args.threads} threads, best of {args.repeat}"
     )
     print(f"{'':24}{'tokens':>8}{'whole s':>9}{'tok/s':>9}{'sampling s':>12}{'tok/s':>9}   load")
     for name, r in best.items():

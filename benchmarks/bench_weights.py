@@ -12,9 +12,12 @@ subprocess so its peak RSS can be measured (os.wait4):
 - pandas: groupby-apply building every untied pair with the same log weight
   and per-prompt softmax.
 
-It checks that both sides agree, then prints wall time, samples/s, peak RSS
-and the peak disk spill of DuckDB's out-of-core join against the targets
-(peak RSS < 4 GiB each, estimate-z >= 1M samples/s). The inputs are built a
+Each iswt stage runs twice: on scores row for row with the samples (as one
+`iswt score` writes them: read straight through) and on the same scores
+shuffled (as from shards: DuckDB's out-of-core join and sort). It checks
+that both orders give the same output and that pandas agrees, then prints
+wall time, samples/s, peak RSS and the peak disk spill of the join against
+the targets (peak RSS < 4 GiB each, estimate-z >= 1M samples/s). The inputs are built a
 chunk at a time, so the stages can be timed at sizes no table in memory
 could hold; skip pandas there:
 
@@ -46,6 +49,8 @@ GAMMA = 1.0
 RSS_TARGET_GIB = 4.0
 #: Prompts per chunk the builder generates and writes at once.
 BUILD_CHUNK_PROMPTS = 125_000
+#: The scores file of each order the stages are timed on.
+SCORES = {"aligned": "scores.parquet", "shuffled": "scores-shuffled.parquet"}
 
 
 # --------------------------------------------------------------------------
@@ -67,41 +72,47 @@ def _token_logprobs(rng, m: int) -> np.ndarray:
     return -rng.exponential(1.0, m).astype(np.float32)
 
 
-def build_inputs(directory: Path, n_prompts: int, k: int, n_tokens: int, seed: int = 0) -> tuple[str, str]:
-    """Write samples (in key order, as `iswt sample` does) and scores (shuffled, as from sharded scoring).
+def build_inputs(directory: Path, n_prompts: int, k: int, n_tokens: int, seed: int = 0) -> None:
+    """Write samples in key order, as `iswt sample` does, and the same scores in two orders.
 
-    Written a chunk of prompts at a time, so 100M samples need no more memory
-    than 2M: within a chunk the scores are permuted, and the chunks of scores
-    are written in reverse order, so the join has real work at every size.
+    ``scores.parquet`` is row for row with the samples, as one `iswt score`
+    writes them (the stages read both straight through);
+    ``scores-shuffled.parquet`` holds the same rows out of order, as when
+    shards or another tool wrote them (within a chunk the rows are permuted,
+    and the chunks are written in reverse order), so the join has real work
+    at every size. Written a chunk of prompts at a time, so 100M samples
+    need no more memory than 2M.
     """
     from iswcli import artifacts
 
     rng = np.random.default_rng(seed)
-    sample_path, score_path = str(directory / "samples.parquet"), str(directory / "scores.parquet")
     sampling = {"untruncated": True, "stop_token_ids": [2], "chat_template": True}
     config = {"temperature": 1.0, "top_p": 1.0, "top_k": 0}
     chunks = [(lo, min(lo + BUILD_CHUNK_PROMPTS, n_prompts)) for lo in range(0, n_prompts, BUILD_CHUNK_PROMPTS)]
     with (
-        artifacts.ArtifactWriter(sample_path, artifacts.SAMPLES) as samples,
-        artifacts.ArtifactWriter(score_path, artifacts.SCORES) as scores,
+        artifacts.ArtifactWriter(str(directory / "samples.parquet"), artifacts.SAMPLES) as samples,
+        artifacts.ArtifactWriter(str(directory / SCORES["aligned"]), artifacts.SCORES) as scores,
+        artifacts.ArtifactWriter(str(directory / SCORES["shuffled"]), artifacts.SCORES) as shuffled,
     ):
-        score_chunks = []
+        shuffled_chunks = []
         for lo, hi in chunks:
             chunk_samples, chunk_scores = _chunk(rng, lo, hi, k, n_tokens)
             samples.write(chunk_samples)
-            score_file = directory / f".scores-chunk-{lo}.parquet"
-            pq.write_table(chunk_scores, score_file)
-            score_chunks.append(score_file)
-        samples.finish(artifacts.make_provenance("sample", config, seed=seed, sampling=sampling))
-        for score_file in reversed(score_chunks):
-            scores.write(pq.read_table(score_file))
-            score_file.unlink()
-        scores.finish(artifacts.make_provenance("score", {}))
-    return sample_path, score_path
+            scores.write(chunk_scores)
+            shuffled_file = directory / f".scores-chunk-{lo}.parquet"
+            pq.write_table(chunk_scores.take(pa.array(rng.permutation(chunk_scores.num_rows))), shuffled_file)
+            shuffled_chunks.append(shuffled_file)
+        sample_sha = samples.finish(artifacts.make_provenance("sample", config, seed=seed, sampling=sampling))
+        made_from = {"samples": {"path": str(samples.target), "sha256": sample_sha}}
+        scores.finish(artifacts.make_provenance("score", {}, inputs=made_from))
+        for shuffled_file in reversed(shuffled_chunks):
+            shuffled.write(pq.read_table(shuffled_file))
+            shuffled_file.unlink()
+        shuffled.finish(artifacts.make_provenance("score", {}, inputs=made_from))
 
 
 def _chunk(rng, lo: int, hi: int, k: int, n_tokens: int) -> tuple[pa.Table, pa.Table]:
-    """Prompts lo..hi-1, K samples each: the samples table and its scores, permuted.
+    """Prompts lo..hi-1, K samples each: the samples table and its scores, row for row.
 
     Constant text columns are dictionary arrays and the list columns come from
     one random block per chunk, so building is quick next to the stages.
@@ -140,7 +151,7 @@ def _chunk(rng, lo: int, hi: int, k: int, n_tokens: int) -> tuple[pa.Table, pa.T
             "reward_info": _constant("synthetic", n),
             "logprob_ref": logprob_q + rng.normal(0.0, 0.5, n),
         }
-    ).take(pa.array(rng.permutation(n)))
+    )
     return samples, scores
 
 
@@ -308,6 +319,13 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=62_500)
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--tokens", type=int, default=32, help="response tokens per sample (list columns)")
+    parser.add_argument(
+        "--scores-order",
+        choices=[*SCORES, "both"],
+        default="both",
+        help="time the stages on scores row for row with the samples (as one `iswt score` writes them), "
+        "shuffled (as from shards), or both",
+    )
     parser.add_argument("--dir", help="work directory (default: a temporary one, removed afterwards)")
     parser.add_argument("--reuse", action="store_true", help="keep --dir, and reuse the inputs already in it")
     parser.add_argument("--no-baseline", action="store_true", help="skip pandas (it holds everything in memory)")
@@ -327,48 +345,76 @@ def main() -> None:
 
     # Everything heavy runs in children: Linux keeps a forked child's peak RSS
     # across exec, so a parent holding big tables would inflate every figure.
+    orders = list(SCORES) if args.scores_order == "both" else [args.scores_order]
     with contextlib.ExitStack() as stack:
         if args.reuse:
             work = Path(args.dir)
             work.mkdir(parents=True, exist_ok=True)
         else:
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(dir=args.dir)))
-        samples, scores = str(work / "samples.parquet"), str(work / "scores.parquet")
+        samples = str(work / "samples.parquet")
+        inputs = [samples, *(str(work / name) for name in SCORES.values())]
         n_samples = args.prompts * args.k
-        if not (args.reuse and os.path.exists(samples) and os.path.exists(scores)):
+        if not (args.reuse and all(os.path.exists(path) for path in inputs)):
             sizes = ["--prompts", str(args.prompts), "--k", str(args.k), "--tokens", str(args.tokens)]
             seconds, _, _ = measure([sys.executable, __file__, "--build", *sizes, str(work)])
             print(f"inputs built in {seconds:.1f} s")
-        size = (os.path.getsize(samples) + os.path.getsize(scores)) / 2**30
+        size = sum(os.path.getsize(path) for path in inputs[:2]) / 2**30
         print(f"inputs: {args.prompts:,} prompts x {args.k} = {n_samples:,} samples, {size:.2f} GiB on disk")
         rows = []
         for name in ("estimate-z", "weight-pairs"):
-            ours, theirs = str(work / f"iswt-{name}.parquet"), str(work / f"pandas-{name}.parquet")
-            seconds, rss, spill = measure(iswt_command(name, samples, scores, ours, args.max_pairs), watch=work)
-            out_gib = os.path.getsize(ours) / 2**30
-            baseline, note = None, f"output {out_gib:.2f} GiB, {pq.ParquetFile(ours).metadata.num_rows:,} rows"
-            if not args.no_baseline:
-                baseline = measure([sys.executable, __file__, "--baseline", name, samples, scores, theirs])[:2]
-                if not (name == "weight-pairs" and args.max_pairs):
-                    note += "; " + check_agreement(name, ours, theirs)
-            rows.append((name, seconds, rss, spill, n_samples / seconds, baseline, note))
-            for path in (ours, theirs):
-                Path(path).unlink(missing_ok=True)  # 100M samples make tens of GB of pairs
+            outputs = {}
+            for order in orders:
+                scores, ours = str(work / SCORES[order]), str(work / f"iswt-{name}-{order}.parquet")
+                Path(ours).unlink(missing_ok=True)  # left by an interrupted run: it would be reused, not timed
+                seconds, rss, spill = measure(iswt_command(name, samples, scores, ours, args.max_pairs), watch=work)
+                out_gib = os.path.getsize(ours) / 2**30
+                note = f"output {out_gib:.2f} GiB, {pq.ParquetFile(ours).metadata.num_rows:,} rows"
+                baseline = None
+                if not args.no_baseline and order == orders[0]:
+                    theirs = str(work / f"pandas-{name}.parquet")
+                    baseline = measure([sys.executable, __file__, "--baseline", name, samples, scores, theirs])[:2]
+                    if not (name == "weight-pairs" and args.max_pairs):
+                        note += "; pandas: " + check_agreement(name, ours, theirs)
+                    Path(theirs).unlink()
+                if outputs:
+                    note += "; " + check_same_output(ours, *outputs.values())
+                outputs[order] = ours
+                rows.append((f"{name} ({order})", seconds, rss, spill, n_samples / seconds, baseline, note))
+            for path in outputs.values():
+                Path(path).unlink()  # 100M samples make tens of GB of pairs
     report(rows)
+
+
+def check_same_output(path: str, other: str, largest: int = 20_000_000) -> str:
+    """The stage gave the same rows from both orders of the scores (compared up to ``largest`` rows)."""
+    rows = pq.ParquetFile(path).metadata.num_rows
+    if rows > largest:
+        return f"not compared with the other order ({rows:,} rows)"
+    ours, theirs = _plain(pq.read_table(path)), _plain(pq.read_table(other))
+    same = ours.schema.equals(theirs.schema) and all(
+        np.array_equal(ours[c].to_numpy(), theirs[c].to_numpy(), equal_nan=True)
+        if pa.types.is_floating(ours.schema.field(c).type)
+        else ours[c].equals(theirs[c])
+        for c in ours.column_names
+    )
+    if not same:
+        raise SystemExit(f"{path} and {other}: different rows from the two orders of the same scores")
+    return "the same rows as from the other order"
 
 
 def report(rows) -> None:
     print(
-        f"\n{'stage':<14}{'iswt s':>9}{'samples/s':>12}{'peak RSS':>10}{'spill':>9}{'pandas s':>10}{'pandas RSS':>12}"
+        f"\n{'stage':<24}{'iswt s':>9}{'samples/s':>12}{'peak RSS':>10}{'spill':>9}{'pandas s':>10}{'pandas RSS':>12}"
         "  targets"
     )
     for name, seconds, rss, spill, rate, baseline, note in rows:
         met = [f"RSS < {RSS_TARGET_GIB:.0f} GiB: {'yes' if rss < RSS_TARGET_GIB else 'NO'}"]
-        if name == "estimate-z":
+        if name.startswith("estimate-z"):
             met.append(f">= 1M samples/s: {'yes' if rate >= 1e6 else 'NO'}")
         pandas = f"{baseline[0]:>10.2f}{baseline[1]:>10.2f} G" if baseline else f"{'-':>10}{'-':>12}"
-        print(f"{name:<14}{seconds:>9.2f}{rate:>12,.0f}{rss:>8.2f} G{spill:>7.2f} G{pandas}  {', '.join(met)}")
-        print(f"{'':<14}{note}")
+        print(f"{name:<24}{seconds:>9.2f}{rate:>12,.0f}{rss:>8.2f} G{spill:>7.2f} G{pandas}  {', '.join(met)}")
+        print(f"{'':<24}{note}")
     print("\ntimes are wall clock of the whole command (interpreter start, reads, hashing, join, write).")
 
 

@@ -549,10 +549,16 @@ class PartWriter:
         self.done.add(index)
 
     def finish(self, provenance: dict[str, Any]) -> str:
-        """Concatenate the parts in order into the final artifact, then drop the parts."""
+        """Concatenate the parts into the final artifact in key order, then drop the parts.
+
+        Key order (strings by their UTF-8 bytes) whatever order the work ran
+        in, so samples and the scores made from them lie row for row and the
+        stages that join them read both straight through (`chain.ScoredStream`).
+        """
         parts = sorted(self.directory.glob("part-*.parquet"))
         tables = [pq.read_table(p) for p in parts]
         table = pa.concat_tables(tables) if tables else self.spec.schema.empty_table()
+        table = table.sort_by([(name, "ascending") for name in self.spec.key])
         sha = write_artifact(table, self.out, self.spec, provenance)
         for p in self.directory.iterdir():
             p.unlink()

@@ -125,8 +125,12 @@ class ScoredStream:
     prompt needs at least ``min_samples`` samples for ``purpose``. The join
     and its sort run out of core: DuckDB holds at most MEMORY_LIMIT and
     spills the rest to ``spill_dir`` (a temporary directory by default), so
-    memory is bounded by the batch size, not the inputs. With ``shard``
-    (i, n) only the prompts whose sha256 falls in shard i are joined.
+    memory is bounded by the batch size, not the inputs. When both inputs
+    are single files already in key order row for row (what `iswt sample`
+    and one `iswt score` write), a first pass over their keys proves it and
+    the rows are read straight through instead: the same rows in the same
+    order, without the join and its sort. With ``shard`` (i, n) only the
+    prompts whose sha256 falls in shard i are joined.
 
         with ScoredStream(samples, scores, ...) as stream:
             for batch in stream:   # Scored, prompts never split across batches
@@ -169,11 +173,10 @@ class ScoredStream:
 
     def __iter__(self) -> Iterator[Scored]:
         carry = None  # the last prompt of a batch may continue in the next one
-        previous = None  # the last key of the previous batch, for duplicates across batches
-        for record in self._query():
-            table = pa.Table.from_batches([record])
-            self._check_rows(table, previous)
-            previous = (table["prompt_id"][-1].as_py(), table["sample_idx"][-1].as_py())
+        for table in self._read_in_step() if self._in_key_order() else self._joined():
+            self.rows += table.num_rows
+            if table.num_rows == 0:
+                continue
             if carry is not None:
                 table = pa.concat_tables([carry, table])
             last = table["prompt_id"][-1]
@@ -208,6 +211,15 @@ class ScoredStream:
 
     # ------------------------------------------------------------------ the query and its checks
 
+    def _joined(self) -> Iterator[pa.Table]:
+        """DuckDB's join in key order, checked as it streams."""
+        previous = None  # the last key of the previous batch, for duplicates across batches
+        for record in self._query():
+            table = pa.Table.from_batches([record])
+            self._check_rows(table, previous)
+            previous = (table["prompt_id"][-1].as_py(), table["sample_idx"][-1].as_py())
+            yield table
+
     def _query(self):
         """Full outer join on the keys, in key order, as a reader of Arrow record batches."""
         samples, scores = self._source(self.samples), self._source(self.scores)
@@ -227,10 +239,53 @@ class ScoredStream:
         except Exception as exc:  # a file DuckDB cannot read, a column of the wrong type
             raise IswtError(f"{self.samples.path}, {self.scores.path}: cannot join ({first_line(exc)})") from exc
 
+    # ------------------------------------------------------------------ inputs already in key order
+
+    def _in_key_order(self) -> bool:
+        """Whether both inputs are one file each with the same keys row for row, strictly ascending.
+
+        Then the join is the rows side by side, in the order DuckDB's would
+        give (both compare strings by their UTF-8 bytes), every check of the
+        join already passed: no key missing, unmatched or repeated. Reads
+        only the keys, and stops at the first row that breaks the order.
+        """
+        if len(self.samples.files) != 1 or len(self.scores.files) != 1:
+            return False
+        if artifacts.row_count(self.samples) != artifacts.row_count(self.scores):
+            return False
+        last = None  # the previous chunk's last key, so the order holds across chunks
+        chunks = zip(
+            _chunks(self.samples.files[0], KEYS, self.batch_rows), _chunks(self.scores.files[0], KEYS, self.batch_rows)
+        )
+        for ours, theirs in chunks:
+            ours, theirs = _plain_keys(ours), _plain_keys(theirs)
+            if ours["prompt_id"].null_count or ours["sample_idx"].null_count or not ours.equals(theirs):
+                return False
+            keys = ours if last is None else pa.concat_tables([last, ours])
+            if not _strictly_ascending(keys["prompt_id"], keys["sample_idx"]):
+                return False
+            last = ours.slice(ours.num_rows - 1)
+        return True
+
+    def _read_in_step(self) -> Iterator[pa.Table]:
+        """Both inputs read side by side, a batch at a time (`_in_key_order` holds)."""
+        shard_ids = self._shard_prompts(_relation(self.samples)) if self.shard else None
+        score_columns = self.score_columns or ["sample_idx"]  # something to step through the scores with
+        samples = _chunks(self.samples.files[0], [*KEYS, *self.sample_columns], self.batch_rows)
+        scores = _chunks(self.scores.files[0], score_columns, self.batch_rows)
+        for ours, theirs in zip(samples, scores):
+            table = _plain_keys(ours.select(KEYS))
+            for name in self.sample_columns:
+                table = table.append_column(name, ours[name])
+            for name in self.score_columns:
+                table = table.append_column(name, theirs[name])
+            if shard_ids is not None:
+                table = table.filter(pc.is_in(table["prompt_id"], value_set=shard_ids["prompt_id"]))
+            yield table
+
     def _source(self, art: artifacts.Artifact) -> str:
         """The SQL relation of an artifact's rows: its files, restricted to the shard's prompts."""
-        files = ", ".join("'" + f.replace("'", "''") + "'" for f in art.files)
-        source = f"read_parquet([{files}])"
+        source = _relation(art)
         if self.shard is None:
             return source
         name = f"shard_of_{art.kind}"
@@ -251,7 +306,6 @@ class ScoredStream:
 
     def _check_rows(self, table: pa.Table, previous) -> None:
         """Refuse missing keys, unmatched rows and repeated keys, naming the first one."""
-        self.rows += table.num_rows
         for name in KEYS:
             if table[name].null_count:
                 row = int(np.argmax(table[name].is_null().to_numpy(zero_copy_only=False)))
@@ -302,6 +356,48 @@ class ScoredStream:
                     f"sample_idx={first_idx!r})"
                 )
         raise IswtError("; ".join(problems) + "; scores must cover exactly the samples")
+
+
+def _relation(art: artifacts.Artifact) -> str:
+    """The SQL relation of an artifact's files."""
+    files = ", ".join("'" + f.replace("'", "''") + "'" for f in art.files)
+    return f"read_parquet([{files}])"
+
+
+def _chunks(file: str, columns: list[str], rows: int) -> Iterator[pa.Table]:
+    """A Parquet file's ``columns`` in tables of exactly ``rows`` rows (the last one shorter)."""
+    import pyarrow.parquet as pq
+
+    pending, held = [], 0
+    for record in pq.ParquetFile(file).iter_batches(batch_size=rows, columns=columns):
+        pending.append(record)
+        held += record.num_rows
+        if held >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, held = rest.to_batches(), rest.num_rows
+    if held:
+        yield pa.Table.from_batches(pending)
+
+
+def _plain_keys(table: pa.Table) -> pa.Table:
+    """The key columns as DuckDB's join gives them: plain strings (not dictionary) and int64."""
+    pid = table["prompt_id"]
+    if pa.types.is_dictionary(pid.type):
+        pid = pid.cast(pid.type.value_type)
+    return pa.table({"prompt_id": pid.cast(pa.string()), "sample_idx": table["sample_idx"].cast(pa.int64())})
+
+
+def _strictly_ascending(prompt_id, sample_idx) -> bool:
+    """Each (prompt_id, sample_idx) greater than the one before (strings by their bytes, as DuckDB sorts)."""
+    n = len(prompt_id)
+    if n < 2:
+        return True
+    p0, p1 = prompt_id.slice(0, n - 1), prompt_id.slice(1)
+    i0, i1 = sample_idx.slice(0, n - 1), sample_idx.slice(1)
+    rising = pc.or_(pc.greater(p1, p0), pc.and_(pc.equal(p1, p0), pc.greater(i1, i0)))
+    return pc.all(rising).as_py()
 
 
 def _key_text(table: pa.Table, row: int) -> str:

@@ -62,7 +62,8 @@ class ZTable:
     """Column arrays of `estimate_groups`, one entry per group.
 
     Groups are in ascending order of their id (the order of ``np.unique``).
-    ``flags`` holds one tuple of flag names per group.
+    ``flag_bits`` holds each group's flags as bits (bit i: FLAG_NAMES[i]);
+    ``flags`` spells them out, one tuple of names per group.
     """
 
     group_id: np.ndarray
@@ -76,7 +77,17 @@ class ZTable:
     log_z_se: np.ndarray
     log_z_lo: np.ndarray
     log_z_hi: np.ndarray
-    flags: list[tuple[str, ...]]
+    flag_bits: np.ndarray
+
+    @property
+    def flags(self) -> list[tuple[str, ...]]:
+        spelled = [flag_names(bits) for bits in range(1 << len(FLAG_NAMES))]
+        return [spelled[bits] for bits in self.flag_bits.tolist()]
+
+
+def flag_names(bits: int) -> tuple[str, ...]:
+    """The names of the flags set in ``bits`` (bit i: FLAG_NAMES[i]), in the order of FLAG_NAMES."""
+    return tuple(name for i, name in enumerate(FLAG_NAMES) if bits >> i & 1)
 
 
 # --------------------------------------------------------------------------
@@ -369,6 +380,10 @@ def widen_for_unseen_rewards(lo, hi, lw, reward, starts, counts, reward_bounds, 
 
 def _group_layout(group_ids: np.ndarray):
     """Unique ids, a stable order that makes groups contiguous, their starts and sizes."""
+    if np.all(group_ids[1:] >= group_ids[:-1]):  # already grouped in ascending order (the stages' case): no sort
+        starts = np.flatnonzero(np.r_[True, group_ids[1:] != group_ids[:-1]])
+        counts = np.diff(np.r_[starts, group_ids.size])
+        return group_ids[starts], np.arange(group_ids.size), starts, counts
     unique, inverse, counts = np.unique(group_ids, return_inverse=True, return_counts=True)
     order = np.argsort(inverse.ravel(), kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
@@ -380,13 +395,12 @@ def _rows_of_size(values: np.ndarray, starts: np.ndarray, groups: np.ndarray, si
     return values[starts[groups][:, None] + np.arange(size)[None, :]]
 
 
-def _flag_tuples(**on) -> list[tuple[str, ...]]:
-    """One tuple of flag names per group, in the order of FLAG_NAMES; each flag a bool or a per-group array."""
-    n = len(on["low_ess"])
-    columns = np.stack(
-        [np.broadcast_to(np.asarray(on.get(name, False), dtype=bool), (n,)) for name in FLAG_NAMES], axis=1
-    )
-    return [tuple(name for name, flag in zip(FLAG_NAMES, row) if flag) for row in columns.tolist()]
+def _flag_bits(**on) -> np.ndarray:
+    """Each group's flags as bits (bit i: FLAG_NAMES[i]); each flag a bool or a per-group array."""
+    bits = np.zeros(len(on["low_ess"]), dtype=np.int64)
+    for i, name in enumerate(FLAG_NAMES):
+        bits |= np.asarray(on.get(name, False), dtype=np.int64) << i
+    return bits
 
 
 def _estimate_sorted(
@@ -414,8 +428,8 @@ def _estimate_sorted(
         lo, hi = widen_for_unseen_rewards(lo, hi, lw, rewards, starts, counts, bounds, beta, boot_level)
     high_khat = np.nan_to_num(khat, nan=-np.inf) > khat_threshold(counts)
     low_ess = stats["ess_frac"] < low_ess_frac
-    flags = _flag_tuples(low_ess=low_ess, high_khat=high_khat, all_equal_rewards=all_equal, **given_flags)
-    return dict(stats, n_samples=counts.copy(), khat=khat, khat_note=notes, log_z_lo=lo, log_z_hi=hi, flags=flags)
+    bits = _flag_bits(low_ess=low_ess, high_khat=high_khat, all_equal_rewards=all_equal, **given_flags)
+    return dict(stats, n_samples=counts.copy(), khat=khat, khat_note=notes, log_z_lo=lo, log_z_hi=hi, flag_bits=bits)
 
 
 def estimate_groups(

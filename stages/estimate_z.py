@@ -229,9 +229,8 @@ class EstimatesByBatch:
             reward_bounds=self.bounds,
             beta=config.beta,
         )
-        for flags in z.flags:
-            for name in flags:
-                self.flag_counts[name] += 1
+        for i, name in enumerate(estimators.FLAG_NAMES):
+            self.flag_counts[name] += int(np.count_nonzero(z.flag_bits >> i & 1))
         self._keep(
             log_z=z.log_z,
             ess_frac=z.ess_frac,
@@ -313,13 +312,19 @@ def _z_table(prompt_ids: pa.Array, z: estimators.ZTable, beta: float) -> pa.Tabl
             "ess_frac": z.ess_frac,
             "max_weight_share": z.max_weight_share,
             "khat": z.khat,
-            "khat_note": pa.array(z.khat_note.tolist(), pa.string()),
+            "khat_note": pa.array(z.khat_note, pa.string()),
             "log_z_se": z.log_z_se,
             "log_z_lo": z.log_z_lo,
             "log_z_hi": z.log_z_hi,
-            "flags": pa.array([list(f) for f in z.flags], pa.list_(pa.string())),
+            "flags": _flag_lists(z.flag_bits),
         }
     )
+
+
+def _flag_lists(bits: np.ndarray) -> pa.Array:
+    """The flags column: each prompt's flag names, looked up by its bits (few distinct sets, many prompts)."""
+    spelled = [list(estimators.flag_names(b)) for b in range(1 << len(estimators.FLAG_NAMES))]
+    return pa.array(spelled, pa.list_(pa.string())).take(pa.array(bits))
 
 
 def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:

@@ -22,6 +22,7 @@ def estimate(lw, *, all_equal_rewards: bool = False, **options) -> SimpleNamespa
     rewards = np.zeros(lw.size) if all_equal_rewards else np.arange(lw.size, dtype=np.float64)
     table = estimators.estimate_groups(np.zeros(lw.size, dtype=np.int64), lw, rewards=rewards, **options)
     values = {name: column[0] for name, column in vars(table).items()}
+    values["flags"] = table.flags[0]
     return SimpleNamespace(
         **{name: value.item() if isinstance(value, np.generic) else value for name, value in values.items()}
     )

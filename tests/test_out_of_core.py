@@ -16,23 +16,25 @@ from tests.test_estimate_z import write_samples, write_scores
 N_PROMPTS, K = 40, 5
 
 
-@pytest.fixture
-def inputs(tmp_path):
+def write_inputs(directory, scores_order: str):
+    """Samples in key order and their scores, ``aligned`` row for row (read straight through) or ``shuffled``."""
     rng = np.random.default_rng(0)
     ids = [f"p{i:02d}" for i in range(N_PROMPTS) for _ in range(K)]
     idx = [j for _ in range(N_PROMPTS) for j in range(K)]
     rewards = rng.integers(0, 3, len(ids)).astype(float)  # ties, all-equal prompts, dropped prompts
     lq = rng.normal(-5, 1, len(ids))
-    samples = write_samples(tmp_path / "samples.parquet", ids, idx, lq)
-    order = rng.permutation(len(ids))  # scores in another order: the join has work to do
+    lr = lq + rng.normal(0, 0.3, len(ids))
+    samples = write_samples(directory / "samples.parquet", ids, idx, lq)
+    order = rng.permutation(len(ids)) if scores_order == "shuffled" else np.arange(len(ids))
     scores = write_scores(
-        tmp_path / "scores.parquet",
-        [ids[i] for i in order],
-        [idx[i] for i in order],
-        rewards[order],
-        (lq + rng.normal(0, 0.3, len(ids)))[order],
+        directory / "scores.parquet", [ids[i] for i in order], [idx[i] for i in order], rewards[order], lr[order]
     )
     return samples, scores
+
+
+@pytest.fixture(params=["shuffled", "aligned"])
+def inputs(tmp_path, request):
+    return write_inputs(tmp_path, request.param)
 
 
 def _z(samples, scores, out, **options):
@@ -104,3 +106,60 @@ def test_a_duplicate_key_across_a_batch_boundary_is_refused(tmp_path, monkeypatc
     with pytest.raises(IswtError, match=r"samples.parquet: duplicate key \(prompt_id='b', sample_idx=1\)"):
         _z(samples, scores, tmp_path / "z.parquet")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.parquet", "scores.parquet"]
+
+
+def _joined_by_duckdb(monkeypatch) -> list[bool]:
+    """Record, for each stream opened from now on, whether it went through DuckDB's join."""
+    used = []
+    query = chain.ScoredStream._query
+
+    def spy(self):
+        used.append(True)
+        return query(self)
+
+    monkeypatch.setattr(chain.ScoredStream, "_query", spy)
+    return used
+
+
+@pytest.mark.parametrize("stage", ["estimate-z", "weight-pairs"])
+def test_inputs_in_key_order_are_read_straight_through_to_the_same_result(tmp_path, monkeypatch, stage):
+    run, spec, keys, options = {
+        "estimate-z": (_z, artifacts.Z, ["prompt_id"], {"bootstrap": 50, "seed": 3}),
+        "weight-pairs": (
+            _pairs,
+            artifacts.PAIRS,
+            ["prompt_id", "chosen_idx", "rejected_idx"],
+            {"max_pairs_per_prompt": 2, "seed": 3},  # random tie-breaking: the rng sees prompts in the same order
+        ),
+    }[stage]
+    (tmp_path / "a").mkdir(), (tmp_path / "s").mkdir()
+    aligned, shuffled = write_inputs(tmp_path / "a", "aligned"), write_inputs(tmp_path / "s", "shuffled")
+    used = _joined_by_duckdb(monkeypatch)
+    monkeypatch.setattr(chain, "BATCH_ROWS", 7)
+    straight = run(*aligned, tmp_path / "straight.parquet", **options)
+    assert used == []  # no join: both files already in key order, row for row
+    joined = run(*shuffled, tmp_path / "joined.parquet", **options)
+    assert used == [True]
+    _same(
+        artifacts.read_artifact(straight, spec).table.to_pylist(),
+        artifacts.read_artifact(joined, spec).table.to_pylist(),
+    )
+    _same(_rows(straight, spec, keys), _rows(joined, spec, keys))
+
+
+def test_inputs_out_of_key_order_or_not_row_for_row_go_through_the_join(tmp_path, monkeypatch):
+    used = _joined_by_duckdb(monkeypatch)
+    ids, idx = ["b", "b", "a", "a"], [0, 1, 0, 1]  # row for row, but not in key order
+    samples = write_samples(tmp_path / "samples.parquet", ids, idx)
+    scores = write_scores(tmp_path / "scores.parquet", ids, idx, [0.0, 1.0, 1.0, 0.0])
+    z = artifacts.read_artifact(_z(samples, scores, tmp_path / "z.parquet"), artifacts.Z).table
+    assert used == [True] and z["prompt_id"].to_pylist() == ["a", "b"]
+    # in key order, as many rows, but one key differs: the join's error, naming both sides
+    samples = write_samples(tmp_path / "sorted.parquet", ["a", "a", "b", "b"], [0, 1, 0, 1])
+    scores = write_scores(tmp_path / "scores-off.parquet", ["a", "a", "b", "b"], [0, 1, 0, 2], [0.0, 1.0, 1.0, 0.0])
+    with pytest.raises(
+        IswtError,
+        match=r"1 score\(s\) have no matching sample .*sample_idx=2.*1 sample\(s\) have no score .*sample_idx=1",
+    ):
+        _z(samples, scores, tmp_path / "z-off.parquet")
+    assert used == [True, True]
