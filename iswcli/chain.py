@@ -369,7 +369,8 @@ def _chunks(file: str, columns: list[str], rows: int) -> Iterator[pa.Table]:
     import pyarrow.parquet as pq
 
     pending, held = [], 0
-    for record in pq.ParquetFile(file).iter_batches(batch_size=rows, columns=columns):
+    # without pre-buffering: with it, pyarrow holds every row group read until the file is done (GBs at 100M)
+    for record in pq.ParquetFile(file, pre_buffer=False).iter_batches(batch_size=rows, columns=columns):
         pending.append(record)
         held += record.num_rows
         if held >= rows:
