@@ -334,10 +334,14 @@ def main() -> None:
     parser.add_argument("--max-pairs", type=int, help="weight-pairs --max-pairs-per-prompt (no pandas check)")
     parser.add_argument("--baseline", choices=list(BASELINES), help=argparse.SUPPRESS)
     parser.add_argument("--build", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--compare", choices=["same", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline:  # child process: run one pandas baseline
         BASELINES[args.baseline](*args.paths)
+        return
+    if args.compare:  # child process: compare two outputs
+        print(COMPARISONS[args.compare](*args.paths))
         return
     if args.build:  # child process: write the inputs
         build_inputs(Path(args.paths[0]), args.prompts, args.k, args.tokens)
@@ -377,19 +381,27 @@ def main() -> None:
                     theirs = str(work / f"pandas-{name}.parquet")
                     baseline = measure([sys.executable, __file__, "--baseline", name, samples, scores, theirs])[:2]
                     if not (name == "weight-pairs" and args.max_pairs):
-                        note += "; pandas: " + check_agreement(name, ours, theirs)
+                        note += "; pandas: " + compare_in_child("pandas", name, ours, theirs)
                     Path(theirs).unlink()
                 if pq.ParquetFile(ours).metadata.num_rows > COMPARED_ROWS:
                     note += "; too large to compare with the other order"
                     Path(ours).unlink()  # two sets of 750M pairs would not fit on the disk together
                 else:
                     if outputs:
-                        note += "; " + check_same_output(ours, *outputs.values())
+                        note += "; " + compare_in_child("same", ours, *outputs.values())
                     outputs[order] = ours
                 rows.append((f"{name} ({order})", seconds, rss, spill, n_samples / seconds, baseline, note))
             for path in outputs.values():
                 Path(path).unlink()  # 100M samples make tens of GB of pairs
     report(rows)
+
+
+def compare_in_child(what: str, *args: str) -> str:
+    """A comparison of COMPARISONS in a child process: tables read here would raise every later child's peak RSS."""
+    done = subprocess.run([sys.executable, __file__, "--compare", what, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(done.stderr.strip() or f"{what} comparison of {args} failed")
+    return done.stdout.strip()
 
 
 def check_same_output(path: str, other: str) -> str:
@@ -404,6 +416,10 @@ def check_same_output(path: str, other: str) -> str:
     if not same:
         raise SystemExit(f"{path} and {other}: different rows from the two orders of the same scores")
     return "the same rows as from the other order"
+
+
+#: What a child process run with --compare checks.
+COMPARISONS = {"same": check_same_output, "pandas": check_agreement}
 
 
 def report(rows) -> None:
