@@ -204,6 +204,48 @@ def matmul_rate(threads: int, dtype: str) -> float:
     return best
 
 
+def decode_step(threads: int, rows: int = 64) -> dict[str, float]:
+    """Milliseconds of one decoding step's matmuls (every linear layer of the model, then the LM head) at ``rows``.
+
+    With random weights of the embedded model's shapes, each layer its own
+    (so they stream from memory as in the model): float32 through
+    `torch.nn.functional.linear` (what the model runs), float32 with the
+    weights prepacked for oneDNN (`torch.utils.mkldnn`), and bfloat16.
+    """
+    import torch
+    import torch.utils.mkldnn
+
+    from iswcli import models
+
+    torch.set_num_threads(threads)
+    config = json.loads(
+        (Path(models.local_path(models.resolve_model(models.DEFAULT_MODEL))) / "config.json").read_text()
+    )
+    d, inter, kv = config["hidden_size"], config["intermediate_size"], config["num_key_value_heads"]
+    kv_width = kv * config["head_dim"]
+    shapes = [(d, d), (d, kv_width), (d, kv_width), (d, d), (d, inter), (d, inter), (inter, d)]  # q k v o gate up down
+    shapes = shapes * config["num_hidden_layers"] + [(d, config["vocab_size"])]
+    times = {}
+    for name, dtype, pack in (
+        ("float32", torch.float32, False),
+        ("float32, weights prepacked for oneDNN", torch.float32, True),
+        ("bfloat16", torch.bfloat16, False),
+    ):
+        layers = [torch.nn.Linear(i, o, bias=False).to(dtype) for i, o in shapes]
+        if pack:
+            layers = [torch.utils.mkldnn.to_mkldnn(layer) for layer in layers]
+        inputs = {i: torch.randn(rows, i, dtype=dtype) for i in (d, inter)}
+        with torch.inference_mode():
+            best = float("inf")
+            for _ in range(4):
+                began = time.perf_counter()
+                for (i, _), layer in zip(shapes, layers):
+                    layer(inputs[i])
+                best = min(best, time.perf_counter() - began)
+        times[name] = best * 1e3
+    return times
+
+
 def minimal_flops(prompt_lengths: list[int], lengths: list[int], k: int) -> float:
     """One prefill per distinct prompt plus every decoded token, from the model's config (matmuls and attention)."""
     from iswcli import models
@@ -295,6 +337,9 @@ def main() -> None:
     for label, seconds in (("whole process", iswt["wall"]), ("sampling loop", iswt["sampling"])):
         achieved = flops / seconds / 1e9
         print(f"iswt sample, {label}: {achieved:.1f} GFLOP/s = {achieved / rate:.0%} of the matmul rate (aim >= 40%)")
+    print(f"one decoding step's matmuls at {args.batch_size} rows (best of 4, load {load()}):")
+    for name, ms in decode_step(args.threads, args.batch_size).items():
+        print(f"  {name:40}{ms:8.1f} ms")
 
 
 if __name__ == "__main__":
