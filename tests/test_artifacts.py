@@ -161,3 +161,22 @@ def test_not_parquet_and_missing_paths(tmp_path):
         artifacts.read_artifact(str(tmp_path / "nope.parquet"), artifacts.SCORES)
     with pytest.raises(IswtError, match="no file matches"):
         artifacts.read_artifact(str(tmp_path / "x-*.parquet"), artifacts.SCORES)
+
+
+def test_parts_are_finished_in_key_order_whatever_order_they_ran_in(tmp_path):
+    # "é" sorts after "z" by its UTF-8 bytes, as DuckDB's join orders keys
+    out = str(tmp_path / "scores.parquet")
+    writer = artifacts.PartWriter(out, artifacts.SCORES, {"run": 1})
+    writer.open()
+    writer.write_part(0, scores_table(ids=("é", "b", "b"), idx=(0, 1, 0), rewards=(0.0, 1.0, 2.0)))
+    writer.write_part(1, scores_table(ids=("z", "a"), idx=(0, 10), rewards=(3.0, 4.0)))
+    writer.finish(artifacts.make_provenance("score", {}))
+    table = artifacts.read_artifact(out, artifacts.SCORES).table
+    assert list(zip(table["prompt_id"].to_pylist(), table["sample_idx"].to_pylist())) == [
+        ("a", 10),
+        ("b", 0),
+        ("b", 1),
+        ("z", 0),
+        ("é", 0),
+    ]
+    assert table["reward"].to_pylist() == [4.0, 2.0, 1.0, 3.0, 0.0]
