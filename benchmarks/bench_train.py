@@ -295,29 +295,37 @@ def child_iswt(args, work: Path) -> None:
 
 
 def iswt_steps(args, files, run_dir: Path) -> list[dict]:
-    """Per-step seconds and tokens of the iswt run: its log gives response tokens/s per step; the
-    batches follow from the seed (train_data.epoch_batches), as train draws them."""
+    """Per-step seconds and tokens of the iswt run: its log has each step's seconds and response tokens;
+    the prompt tokens follow from the step's batch (train.training_batches, the order train drew)."""
     import numpy as np
     import pyarrow.parquet as pq
 
     from iswcli import chain, train_data
+    from stages.train import TrainConfig, training_batches
 
     data, scored = train_data.load(files["samples"], files["scores"])
     train_data.attach_pairs(data, chain.load_pairs(files["pairs"], scored))
-    batches, epoch = [], 0
-    while len(batches) < args.steps:
-        batches += train_data.epoch_batches(len(data.examples), args.batch_size, epoch, args.seed)
-        epoch += 1
-    rates = pq.read_table(run_dir / "train_log.parquet").column("tokens_per_s").to_pylist()
+    config = TrainConfig(
+        out=str(run_dir),
+        samples=files["samples"],
+        scores=files["scores"],
+        loss="sigmoid",
+        pairs=files["pairs"],
+        batch_size=args.batch_size,
+        max_steps=args.steps,
+        seed=args.seed,
+    )
+    log = pq.read_table(run_dir / "train_log.parquet", columns=["seconds", "response_tokens"]).to_pylist()
     steps = []
-    for batch, rate in zip(batches, rates):
+    for batch, row in zip(training_batches(data, config, per_step=1), log):
         rows = np.concatenate([data.examples[batch, 0], data.examples[batch, 1]])
         resp = [len(data.response_tokens[r]) for r in rows]
+        assert sum(resp) == row["response_tokens"], "the batches drawn here are not the ones train drew"
         full = [len(data.prompt_tokens[r]) + n for r, n in zip(rows, resp)]
         distinct = {tuple(data.prompt_tokens[r]) for r in rows}  # what iswt runs: each distinct prompt once
         steps.append(
             {
-                "seconds": sum(resp) / rate,
+                "seconds": row["seconds"],
                 "response": sum(resp),
                 "total": sum(full),
                 "run": sum(len(p) for p in distinct) + sum(resp),

@@ -110,7 +110,12 @@ def _sft_rows(data: TrainData, how: str) -> np.ndarray:
 
 
 def epoch_batches(
-    n_examples: int, batch_size: int, epoch: int, seed: int, prompt_of: np.ndarray | None = None
+    n_examples: int,
+    batch_size: int,
+    epoch: int,
+    seed: int,
+    prompt_of: np.ndarray | None = None,
+    length_of: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """Micro-batches of example indices for one epoch, shuffled by (seed, epoch) alone.
 
@@ -120,6 +125,11 @@ def epoch_batches(
     each prompt's examples kept together (shuffled among themselves), so a
     micro-batch holds as few distinct prompts as it can: each runs once and
     its responses continue from it (`logprobs.shared_prompt_logprobs`).
+    With ``length_of`` too (each example's response tokens), a prompt's
+    examples go by length, up and down in turn from one prompt to the next,
+    so a micro-batch pads its responses to a length close to their own, also
+    where it holds the end of one prompt and the start of the next (ties in
+    random order).
     """
     rng = np.random.default_rng([seed, epoch])
     if prompt_of is None:
@@ -127,5 +137,18 @@ def epoch_batches(
     else:
         prompts, index = np.unique(prompt_of, return_inverse=True)
         rank = rng.permutation(prompts.size)[index.ravel()]
-        order = np.lexsort((rng.random(n_examples), rank))
+        tie_break = rng.random(n_examples)
+        if length_of is None:
+            order = np.lexsort((tie_break, rank))
+        else:
+            by_length = np.where(rank % 2 == 0, length_of, -np.asarray(length_of))
+            order = np.lexsort((tie_break, by_length, rank))
     return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]
+
+
+def example_lengths(data: TrainData, pairs: bool) -> np.ndarray:
+    """Response tokens per training example: a sample's, or a pair's longer side (both run in one batch)."""
+    n_tokens = data.n_tokens
+    if pairs:
+        return np.maximum(n_tokens[data.examples[:, 0]], n_tokens[data.examples[:, 1]])
+    return n_tokens[data.examples]

@@ -241,7 +241,7 @@ def _train(c: TrainConfig) -> TrainResult:
 
     log_rows: list[dict] = []
     start = run_dir.load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if resume else 0
-    batch_stream = _step_batches(_example_prompts(c, data), c, per_step)
+    batch_stream = training_batches(data, c, per_step)
     step_loss = StepLoss(c, data, logp_ref, pad_id)
 
     tracker = tracking.Tracker(c.report_to, out, artifacts.jsonable(asdict(c))) if accelerator.is_main_process else None
@@ -418,21 +418,20 @@ def _step0_check(data, policy, logp_ref, pad_id, c: TrainConfig) -> None:
 # --------------------------------------------------------------------------- steps
 
 
-def _step_batches(example_prompts: np.ndarray, c: TrainConfig, per_step: int):
+def training_batches(data, c: TrainConfig, per_step: int):
     """All micro-batches in training order, epoch after epoch (seeded; see epoch_batches)."""
-    prompt_of = example_prompts if c.batch_order == "by-prompt" else None
+    pairs = c.loss in losses.PAIR_LOSSES
+    n_examples = len(data.examples)
+    prompt_of = length_of = None
+    if c.batch_order == "by-prompt":
+        prompt_of = data.prompt_index[data.examples[:, 0] if pairs else data.examples]
+        length_of = train_data.example_lengths(data, pairs)
     stream = []
     for epoch in range(c.epochs if c.max_steps is None else 10**6):
-        stream.extend(train_data.epoch_batches(len(example_prompts), c.batch_size, epoch, c.seed, prompt_of))
+        stream.extend(train_data.epoch_batches(n_examples, c.batch_size, epoch, c.seed, prompt_of, length_of))
         if c.max_steps is not None and len(stream) >= c.max_steps * per_step:
             break
     return stream
-
-
-def _example_prompts(c: TrainConfig, data) -> np.ndarray:
-    """Each training example's prompt: a sample's, or a pair's (both sides share it)."""
-    rows = data.examples[:, 0] if c.loss in losses.PAIR_LOSSES else data.examples
-    return data.prompt_index[rows]
 
 
 def _my_micro_batches(stream, step: int, per_step: int, accelerator) -> list[np.ndarray]:
@@ -530,6 +529,8 @@ def _log_row(step, totals, lr, grad_norm, tokens, seconds, accelerator) -> dict:
         "lr": lr,
         "grad_norm": float(grad_norm),
         "tokens_per_s": all_tokens / seconds if seconds > 0 else 0.0,
+        "response_tokens": all_tokens,
+        "seconds": seconds,
         **reduced,
     }
 

@@ -212,6 +212,16 @@ def test_train_log_starts_before_any_update(toy_model_dir, toy_pipeline, cli, tm
     assert cli(*args).exit_code == 0
     log = pq.read_table(run / "train_log.parquet").to_pylist()
     assert [r["step"] for r in log] == [0, 1, 2]
+    # each step logs its seconds and the response tokens of the micro-batches it drew
+    from iswcli import train_data
+    from stages.train import TrainConfig, training_batches
+
+    data, _ = train_data.load(str(toy_pipeline / "samples.parquet"), str(toy_pipeline / "scores.parquet"))
+    train_data.select_samples(data, "tb", "best")
+    config = TrainConfig(out="", samples="", scores="", loss="tb", batch_size=16, max_steps=3)
+    drawn = [int(data.n_tokens[data.examples[b]].sum()) for b in training_batches(data, config, per_step=1)[:3]]
+    assert [r["response_tokens"] for r in log] == drawn
+    assert all(r["tokens_per_s"] * r["seconds"] == pytest.approx(r["response_tokens"]) for r in log)
     finished = (run / "manifest.json").stat().st_mtime_ns
     assert cli(*args).exit_code == 0  # same config, inputs and model: up to date, nothing retrained
     assert (run / "manifest.json").stat().st_mtime_ns == finished
@@ -465,3 +475,28 @@ def test_batches_by_prompt_keep_a_prompts_examples_together_and_follow_the_seed(
     order = np.concatenate(epoch_batches(16, 3, epoch=0, seed=7, prompt_of=prompt_of))
     runs = np.flatnonzero(np.diff(prompt_of[order])).size + 1
     assert runs == 4
+
+
+def test_batches_by_prompt_go_by_length_up_and_down_and_pad_less():
+    from iswcli.train_data import epoch_batches
+
+    rng = np.random.default_rng(3)
+    prompt_of = np.repeat(np.arange(6), 10)[rng.permutation(60)]  # 6 prompts x 10 samples
+    length_of = rng.integers(1, 65, size=60)
+    batches = epoch_batches(60, 4, epoch=0, seed=5, prompt_of=prompt_of, length_of=length_of)
+    order = np.concatenate(batches)
+    assert sorted(order.tolist()) == list(range(60))
+    # the prompts come in the same seeded order as without lengths; each prompt's run is sorted by length,
+    # ascending and descending in turn
+    plain = np.concatenate(epoch_batches(60, 4, epoch=0, seed=5, prompt_of=prompt_of))
+    assert np.array_equal(prompt_of[order], prompt_of[plain])
+    runs = np.split(order, np.flatnonzero(np.diff(prompt_of[order])) + 1)
+    assert len(runs) == 6
+    for i, run in enumerate(runs):
+        step = np.diff(length_of[run])
+        assert (step >= 0).all() if i % 2 == 0 else (step <= 0).all()
+
+    def padded(bs):  # response tokens a micro-batch runs, padding included
+        return sum(len(b) * int(length_of[b].max()) for b in bs)
+
+    assert padded(batches) < padded(epoch_batches(60, 4, epoch=0, seed=5, prompt_of=prompt_of))

@@ -46,7 +46,16 @@ DIVERSITY_METRICS = (
     ("embed_dispersion", "embedding dispersion"),
 )
 #: Train-log columns that are not parts of the loss.
-LOG_BOOKKEEPING = ("step", "loss", "lr", "grad_norm", "tokens_per_s", "log_ratio_mean")
+LOG_BOOKKEEPING = (
+    "step",
+    "loss",
+    "lr",
+    "grad_norm",
+    "tokens_per_s",
+    "response_tokens",
+    "seconds",
+    "log_ratio_mean",
+)
 
 
 def overview_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
