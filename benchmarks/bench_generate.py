@@ -25,7 +25,10 @@ square one) and counts the minimal FLOPs of the work, one prefill per distinct
 prompt (every prompt position through the layers, the LM head only at the
 last) plus every decoded token (the LM head for each, the layers for each
 but a row's last, attention over its context). achieved/limit = (minimal
-FLOPs / seconds) / matmul rate.
+FLOPs / seconds) / matmul rate. It then times one decoding step's matmuls
+alone and prints a floor for iswt's whole process: its measured start-up,
+the prefill at the matmul rate and every token fed back at its share of a
+step's matmuls, before any attention, sampling or other operation.
 
     .venv/bin/python benchmarks/bench_generate.py [--prompts 16] [--k 8] [--max-new-tokens 64]
         [--batch-size 64] [--threads 2] [--repeat 1] [--dtype float32]
@@ -337,9 +340,36 @@ def main() -> None:
     for label, seconds in (("whole process", iswt["wall"]), ("sampling loop", iswt["sampling"])):
         achieved = flops / seconds / 1e9
         print(f"iswt sample, {label}: {achieved:.1f} GFLOP/s = {achieved / rate:.0%} of the matmul rate (aim >= 40%)")
+    steps = decode_step(args.threads, args.batch_size)
     print(f"one decoding step's matmuls at {args.batch_size} rows (best of 4, load {load()}):")
-    for name, ms in decode_step(args.threads, args.batch_size).items():
+    for name, ms in steps.items():
         print(f"  {name:40}{ms:8.1f} ms")
+    floor = sampler_floor(iswt, args, rate, steps[args.dtype] / 1e3)
+    print(
+        f"floor of iswt's whole process: start-up and writing {floor['start-up']:.1f}s (measured: whole - loop) + "
+        f"prefill matmuls {floor['prefill']:.1f}s (at {rate:.0f} GFLOP/s) + decoding matmuls {floor['decode']:.1f}s "
+        f"(each token fed back at 1/{args.batch_size} of the step above) = {floor['total']:.1f}s, before any "
+        f"attention, sampling or other op: at most {gen['wall'] / floor['total'] * iswt['tokens'] / gen['tokens']:.2f}x "
+        f"generate whole process (2.5x needs iswt at {gen['wall'] / 2.5 * iswt['tokens'] / gen['tokens']:.1f}s)"
+    )
+
+
+def sampler_floor(iswt: dict, args, rate: float, step_seconds: float) -> dict[str, float]:
+    """A lower bound on iswt's whole-process seconds for this run's work: its start-up as measured, the prefill of
+    each distinct prompt at the best matmul rate, and every token fed back at its share of a full step's matmuls
+    (fewer rows per step run no faster per row)."""
+    from iswcli import models
+
+    config = json.loads(
+        (Path(models.local_path(models.resolve_model(models.DEFAULT_MODEL))) / "config.json").read_text()
+    )
+    d, inter = config["hidden_size"], config["intermediate_size"]
+    heads, kv, head_dim = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]
+    body = config["num_hidden_layers"] * (d * heads * head_dim * 2 + d * kv * head_dim * 2 + 3 * d * inter)
+    prefill = sum(iswt["prompt_lengths"][:: args.k]) * 2 * body / (rate * 1e9)
+    decode = sum(n - 1 for n in iswt["lengths"]) * step_seconds / args.batch_size
+    start_up = iswt["wall"] - iswt["sampling"]
+    return {"start-up": start_up, "prefill": prefill, "decode": decode, "total": start_up + prefill + decode}
 
 
 if __name__ == "__main__":
