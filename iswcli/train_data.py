@@ -97,6 +97,15 @@ def select_samples(data: TrainData, loss: str, sft_select: str) -> None:
     data.examples = rows
 
 
+def prompts_with_equal_rewards(data: TrainData) -> int:
+    """How many prompts give every one of their samples the same reward (no signal for tb, grpo or gspo there)."""
+    n = len(data.prompt_names)
+    low, high = np.full(n, np.inf), np.full(n, -np.inf)
+    np.minimum.at(low, data.prompt_index, data.reward)
+    np.maximum.at(high, data.prompt_index, data.reward)
+    return int(np.count_nonzero(low == high))
+
+
 def _sft_rows(data: TrainData, how: str) -> np.ndarray:
     """best: the top reward per prompt (lowest sample_idx on ties); correct: reward >= 1; all."""
     if how == "all":

@@ -189,6 +189,13 @@ def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifac
         inputs["pairs"] = pairs.artifact
     else:
         train_data.select_samples(data, c.loss, c.sft_select)
+    if c.loss in ("tb", "grpo", "gspo") and train_data.prompts_with_equal_rewards(data) == len(data.prompt_names):
+        # tb's target is then pi_ref itself and grpo's advantages are all 0: an optimizer step could only follow
+        # float noise (AdamW scales even 1e-7 gradients to full learning-rate steps)
+        console.warn(
+            f"--loss {c.loss}: every prompt's samples have the same reward in {c.scores}: there is no reward "
+            "signal to learn from"
+        )
     return data, inputs
 
 

@@ -500,3 +500,33 @@ def test_batches_by_prompt_go_by_length_up_and_down_and_pad_less():
         return sum(len(b) * int(length_of[b].max()) for b in bs)
 
     assert padded(batches) < padded(epoch_batches(60, 4, epoch=0, seed=5, prompt_of=prompt_of))
+
+
+def test_rewards_equal_within_every_prompt_are_named_as_no_signal(toy_model_dir, toy_pipeline, cli, tmp_path):
+    flat = tmp_path / "scores-flat.parquet"
+    write_scores(toy_pipeline / "samples.parquet", flat, reward_of=lambda ids: 1.0)
+    base = ["train", "--model", toy_model_dir, "--samples", toy_pipeline / "samples.parquet", "--max-steps", "1"]
+    result = cli(*base, "--scores", flat, "--loss", "grpo", "--out", tmp_path / "flat")
+    assert result.exit_code == 0, result.stderr
+    assert "every prompt's samples have the same reward" in result.stderr
+    varied = cli(*base, "--scores", toy_pipeline / "scores.parquet", "--loss", "grpo", "--out", tmp_path / "varied")
+    assert varied.exit_code == 0, varied.stderr
+    assert "same reward" not in varied.stderr
+
+
+def test_prompts_with_equal_rewards_counts_each_prompt_once():
+    from iswcli.train_data import TrainData, prompts_with_equal_rewards
+
+    index = np.array([0, 0, 1, 1, 1, 2])
+    data = TrainData(
+        prompt_ids=["a", "a", "b", "b", "b", "c"],
+        sample_idx=np.array([0, 1, 0, 1, 2, 0]),
+        prompt_tokens=[[1]] * 6,
+        response_tokens=[[2]] * 6,
+        token_logq=[[0.0]] * 6,
+        reward=np.array([0.5, 0.5, 0.0, 1.0, 0.0, 3.0]),
+        logprob_ref=None,
+        prompt_index=index,
+        prompt_names=["a", "b", "c"],
+    )
+    assert prompts_with_equal_rewards(data) == 2  # a (0.5, 0.5) and c (one sample); b varies
