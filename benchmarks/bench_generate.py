@@ -188,6 +188,20 @@ def child_generate(args) -> None:
     Path(args.out).with_suffix(".json").write_text(json.dumps({"tokens": sum(lengths), "sampling": sampling}))
 
 
+def model_config() -> dict:
+    """The embedded default model's config.json."""
+    from iswcli import models
+
+    return json.loads((Path(models.local_path(models.resolve_model(models.DEFAULT_MODEL))) / "config.json").read_text())
+
+
+def body_weights(config: dict) -> int:
+    """Weights of the layers' matmuls (q, o, k, v and the MLP) per token: half its FLOPs."""
+    d, inter, kv = config["hidden_size"], config["intermediate_size"], config["num_key_value_heads"]
+    heads, head_dim = config["num_attention_heads"], config["head_dim"]
+    return config["num_hidden_layers"] * (d * heads * head_dim * 2 + d * kv * head_dim * 2 + 3 * d * inter)
+
+
 def matmul_rate(threads: int, dtype: str) -> float:
     """Best GFLOP/s in ``dtype`` over the model's layer shapes at batch 64 and a square matmul, with `threads` threads."""
     import torch
@@ -218,12 +232,8 @@ def decode_step(threads: int, rows: int = 64) -> dict[str, float]:
     import torch
     import torch.utils.mkldnn
 
-    from iswcli import models
-
     torch.set_num_threads(threads)
-    config = json.loads(
-        (Path(models.local_path(models.resolve_model(models.DEFAULT_MODEL))) / "config.json").read_text()
-    )
+    config = model_config()
     d, inter, kv = config["hidden_size"], config["intermediate_size"], config["num_key_value_heads"]
     kv_width = kv * config["head_dim"]
     shapes = [(d, d), (d, kv_width), (d, kv_width), (d, d), (d, inter), (d, inter), (inter, d)]  # q k v o gate up down
@@ -251,15 +261,11 @@ def decode_step(threads: int, rows: int = 64) -> dict[str, float]:
 
 def minimal_flops(prompt_lengths: list[int], lengths: list[int], k: int) -> float:
     """One prefill per distinct prompt plus every decoded token, from the model's config (matmuls and attention)."""
-    from iswcli import models
 
-    config = json.loads(
-        (Path(models.local_path(models.resolve_model(models.DEFAULT_MODEL))) / "config.json").read_text()
-    )
-    d, inter, layers = config["hidden_size"], config["intermediate_size"], config["num_hidden_layers"]
-    heads, kv, head_dim = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]
-    body = layers * (d * heads * head_dim * 2 + d * kv * head_dim * 2 + 3 * d * inter)  # q,o + k,v + MLP
-    head = d * config["vocab_size"]
+    config = model_config()
+    layers, heads, head_dim = config["num_hidden_layers"], config["num_attention_heads"], config["head_dim"]
+    body = body_weights(config)
+    head = config["hidden_size"] * config["vocab_size"]
     attn_per_ctx = 4 * layers * heads * head_dim  # scores and weighted sum, per context position
 
     total = 0.0
@@ -358,15 +364,9 @@ def sampler_floor(iswt: dict, args, rate: float, step_seconds: float) -> dict[st
     """A lower bound on iswt's whole-process seconds for this run's work: its start-up as measured, the prefill of
     each distinct prompt at the best matmul rate, and every token fed back at its share of a full step's matmuls
     (fewer rows per step run no faster per row)."""
-    from iswcli import models
 
-    config = json.loads(
-        (Path(models.local_path(models.resolve_model(models.DEFAULT_MODEL))) / "config.json").read_text()
-    )
-    d, inter = config["hidden_size"], config["intermediate_size"]
-    heads, kv, head_dim = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]
-    body = config["num_hidden_layers"] * (d * heads * head_dim * 2 + d * kv * head_dim * 2 + 3 * d * inter)
-    prefill = sum(iswt["prompt_lengths"][:: args.k]) * 2 * body / (rate * 1e9)
+    config = model_config()
+    prefill = sum(iswt["prompt_lengths"][:: args.k]) * 2 * body_weights(config) / (rate * 1e9)
     decode = sum(n - 1 for n in iswt["lengths"]) * step_seconds / args.batch_size
     start_up = iswt["wall"] - iswt["sampling"]
     return {"start-up": start_up, "prefill": prefill, "decode": decode, "total": start_up + prefill + decode}

@@ -81,13 +81,13 @@ class ZTable:
 
     @property
     def flags(self) -> list[tuple[str, ...]]:
-        spelled = [flag_names(bits) for bits in range(1 << len(FLAG_NAMES))]
-        return [spelled[bits] for bits in self.flag_bits.tolist()]
+        return [FLAG_SETS[bits] for bits in self.flag_bits.tolist()]
 
 
-def flag_names(bits: int) -> tuple[str, ...]:
-    """The names of the flags set in ``bits`` (bit i: FLAG_NAMES[i]), in the order of FLAG_NAMES."""
-    return tuple(name for i, name in enumerate(FLAG_NAMES) if bits >> i & 1)
+#: The flag names of every combination of bits (index: the bits), in the order of FLAG_NAMES.
+FLAG_SETS = tuple(
+    tuple(name for i, name in enumerate(FLAG_NAMES) if bits >> i & 1) for bits in range(1 << len(FLAG_NAMES))
+)
 
 
 # --------------------------------------------------------------------------
@@ -169,6 +169,17 @@ def group_zscore(rewards, group_ids) -> np.ndarray:
     std = np.sqrt(np.bincount(inverse, weights=centered * centered) / counts)
     scale = std[inverse]
     return np.divide(centered, scale, out=np.zeros_like(centered), where=scale > 0)
+
+
+def all_equal_per_group(group_ids, values) -> np.ndarray:
+    """Per group, in ascending order of its id: whether all its values are equal."""
+    _, order, starts, _ = _group_layout(np.asarray(group_ids))
+    return _equal_within(np.asarray(values)[order], starts)
+
+
+def _equal_within(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Per group of group-contiguous ``values`` (groups begin at ``starts``): whether all its values are equal."""
+    return np.maximum.reduceat(values, starts) == np.minimum.reduceat(values, starts)
 
 
 # --------------------------------------------------------------------------
@@ -481,7 +492,7 @@ def estimate_groups(
         if r.shape != lw.shape:
             raise IswtError("rewards and log-weights must have one value per sample")
         r = r[order]
-        all_equal = np.maximum.reduceat(r, starts) == np.minimum.reduceat(r, starts)
+        all_equal = _equal_within(r, starts)
     unseen = None
     if reward_bounds is not None:
         if rewards is None or beta is None:

@@ -14,7 +14,7 @@ import numpy as np
 
 from iswcli import chain
 from iswcli.errors import IswtError
-from iswcli.estimators import group_zscore
+from iswcli.estimators import all_equal_per_group, group_zscore
 
 SAMPLE_COLUMNS = ["prompt_token_ids", "response_token_ids", "token_logprobs_q", "logprob_q"]
 
@@ -99,11 +99,7 @@ def select_samples(data: TrainData, loss: str, sft_select: str) -> None:
 
 def prompts_with_equal_rewards(data: TrainData) -> int:
     """How many prompts give every one of their samples the same reward (no signal for tb, grpo or gspo there)."""
-    n = len(data.prompt_names)
-    low, high = np.full(n, np.inf), np.full(n, -np.inf)
-    np.minimum.at(low, data.prompt_index, data.reward)
-    np.maximum.at(high, data.prompt_index, data.reward)
-    return int(np.count_nonzero(low == high))
+    return int(np.count_nonzero(all_equal_per_group(data.prompt_index, data.reward)))
 
 
 def _sft_rows(data: TrainData, how: str) -> np.ndarray:

@@ -323,8 +323,8 @@ def _z_table(prompt_ids: pa.Array, z: estimators.ZTable, beta: float) -> pa.Tabl
 
 def _flag_lists(bits: np.ndarray) -> pa.Array:
     """The flags column: each prompt's flag names, looked up by its bits (few distinct sets, many prompts)."""
-    spelled = [list(estimators.flag_names(b)) for b in range(1 << len(estimators.FLAG_NAMES))]
-    return pa.array(spelled, pa.list_(pa.string())).take(pa.array(bits))
+    spelled = pa.array([list(names) for names in estimators.FLAG_SETS], pa.list_(pa.string()))
+    return spelled.take(pa.array(bits))
 
 
 def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:
