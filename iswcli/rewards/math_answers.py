@@ -28,35 +28,95 @@ from iswcli.rewards.base import (
 #
 # - the Unicode minus sign (U+2212, and the full-width U+FF0D): the library
 #   does not see it, so "−5" was read as 5;
+# - numbers grouped in other locales' styles (1.000.000, 1'000'000,
+#   10,00,000, 1 000 000 with thin or no-break spaces, 1.234,5): read as
+#   their first group (1.000 = 1); rewritten as plain numbers. A lone "1.000"
+#   stays the English 1.0;
 # - numbers in scientific notation (2.5e3, 3.2e-2) outside LaTeX: read as 2.5
 #   or 3; rewritten as plain decimals;
 # - plain-text mixed numbers ("2 1/2"): read as 2 * 1/2 = 1; rewritten as the
 #   improper fraction 5/2 (LaTeX's 2\frac{1}{2} the library already reads);
 # - an escaped dollar sign before a number outside math mode ("\$1,250"):
 #   nothing was read; the sign is dropped;
-# - LaTeX after "the answer is" / "Answer:" without $...$ delimiters ("The
-#   answer is 3\sqrt{2}."): read as its leading number; put between dollars;
+# - a dollar sign used as currency in prose ("$12.50 and the tip is $3"):
+#   read as a LaTeX span between two dollar signs; a "$" before a number is
+#   dropped when no closing "$" follows on its line, when the next "$" starts
+#   another amount, or when the span between them is prose;
+# - several \boxed{} answers: read as the set of them when "and", "or" or a
+#   comma separates them; the last box is the final answer (the convention of
+#   the common math graders: a set answer is written inside one box), so the
+#   earlier boxes are unboxed;
+# - "the answer to <the question restated> is": the library reads the first
+#   number after "answer", so "The answer to 3 + 5 is 7" gave 8; the
+#   restatement is dropped;
+# - the bare answer after "the answer is" / "Answer:" without $...$
+#   delimiters, read as its first number: LaTeX ("3\sqrt{2}", "2^{10}",
+#   "x^2 + 1": 3, 2 and 1) and lists, tuples and intervals of numbers ("3,4"
+#   as 3.4, "3, 4" and "3 and 4" as 3, "(1, 2]" as 2) are put between dollars
+#   (lists as "3, 4"), up to the first word of prose;
 # - a full stop right after a number ("The answer is 10/3."): read as a
 #   decimal point (10/3. is the float 3.333..., which does not verify against
 #   10/3); dropped when whitespace or the end of the text follows.
 
 _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\uff0d": "-"})
+_GROUPED = re.compile(
+    r"(?<![\w.,'\u2019])(?:"
+    r"\d{1,3}(?:\.\d{3}){2,}(?:,\d+)?"  # 1.000.000 (de)
+    r"|\d{1,3}(?:\.\d{3})+,\d+"  # 1.234,5 (de)
+    r"|\d{1,3}(?:['\u2019]\d{3})+(?:\.\d+)?"  # 1'000'000 (ch)
+    r"|\d{1,2}(?:,\d{2})+,\d{3}(?:\.\d+)?"  # 10,00,000 (in)
+    r"|\d{1,3}(?:[\u00a0\u2009\u202f]\d{3})+(?:,\d+)?"  # 1 000 000 with a thin or no-break space (fr, SI)
+    r"|\d{1,3}(?: \d{3})+,\d+"  # 1 234,5 (fr)
+    r")(?![\w.,'\u2019]?\d)"
+)
 _SCIENTIFIC = re.compile(r"(?<![\w.\\^{])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d{1,3})(?!\w|\.\d)")
 _MIXED_NUMBER = re.compile(r"(?<![\w.,/\\{}^])(\d+)[ \t]+(\d+)/(\d+)(?!\w|\.\d|[/^])")
 _ESCAPED_DOLLAR = re.compile(r"\\\$(?=[ \t]?[\d.])")
+_DOLLAR = re.compile(r"(?<![\\$])\$(?!\$)")
+_AMOUNT_AFTER = re.compile(r"[ \t]?-?\.?\d")
+_BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_RESTATED = re.compile(r"\banswer\s+(?:to|for|of)\b(?:[^\n.!?$]|\.(?=\d)){1,80}?\s(?:is|equals)\b", re.IGNORECASE)
 _FULL_STOP = re.compile(r"(?<=\d)\.(?=\s|$)")
-_ANSWER_PHRASE = re.compile(r"answer\s*(?:is|:|=)[\s:]*", re.IGNORECASE)
+_ANSWER_PHRASE = re.compile(r"answer\s*(?:is|:|=)[\s:*]*", re.IGNORECASE)
+# A word of prose: two or more letters on their own, not a LaTeX command's
+# name and not a variable's product such as 2xy.
+_PROSE_WORD = re.compile(r"(?<![\\\w])[A-Za-z]{2,}")
+_SENTENCE_END = re.compile(r"[.!?](?=\s|$)")
+# LaTeX in a bare answer; a unit's power ("8 m^3") is not: math-verify reads
+# it as the number, and in math mode as a product with m.
+_LATEX_MARKUP = re.compile(r"[\\{}^_]")
+_UNIT_POWER = re.compile(r"(?<=\d)\s*(?:mm|cm|dm|m|km|in|ft|yd|mi)\^[23]\b")
+# A list item: a number, with thousands separators only in groups of three
+# (so "3,400" is one item and "3,4" two).
+_ITEM = r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+(?!,\d{3}(?!\d)))(?:\.\d+)?(?:/\d+)?"
+_LIST_SEP = r"\s*(?:,|;|,?\s+and\b)\s*"
+_NUMBER_LIST = re.compile(rf"({_ITEM})((?:{_LIST_SEP}{_ITEM})+)(?![\d.,]|\s*[-+*/^=])")
+_BRACKETED = re.compile(rf"[(\[]\s*{_ITEM}(?:\s*,\s*{_ITEM})+\s*[)\]](?!\s*[-+*/^=])")
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
 
 
 def normalize_math_text(text: str) -> str:
     """`text` with the forms math-verify misreads rewritten (see above)."""
     text = text.translate(_MINUS_SIGNS)
+    text = _GROUPED.sub(_ungrouped, text)
     text = _SCIENTIFIC.sub(_decimal, text)
     text = _MIXED_NUMBER.sub(_improper, text)
     text = _ESCAPED_DOLLAR.sub("", text)
+    text = "\n".join(_drop_currency_dollars(line) for line in text.split("\n"))
+    text = _unbox_all_but_last(text)
+    text = _RESTATED.sub("answer is", text)
     text = _FULL_STOP.sub("", text)
-    return _delimit_bare_latex_answer(text)
+    return _delimit_bare_answer(text)
+
+
+def _ungrouped(match: re.Match) -> str:
+    """A locale-grouped number as plain digits: the last "," or "." followed
+    by other than three digits is the decimal mark."""
+    digits = re.sub(r"[^\d,.]", "", match.group(0))
+    whole, mark, fraction = re.match(r"(.*?)(?:([.,])(\d{1,2}|\d{4,}))?$", digits).groups()
+    if mark is None and "," in digits and "." not in digits and digits.count(",") == 1:
+        whole, fraction = digits.split(",")  # 1 234,5: the comma after spaces
+    return re.sub(r"\D", "", whole) + (f".{fraction}" if fraction else "")
 
 
 def _decimal(match: re.Match) -> str:
@@ -73,20 +133,88 @@ def _improper(match: re.Match) -> str:
     return f"{whole * den + num}/{den}"
 
 
-def _delimit_bare_latex_answer(text: str) -> str:
-    """Put $...$ around LaTeX that follows the last answer phrase on its line
-    when the line has no math delimiters of its own."""
+def _drop_currency_dollars(line: str) -> str:
+    """`line` without the "$" signs that mark amounts of money rather than math."""
+    signs = [m.start() for m in _DOLLAR.finditer(line)]
+    currency = []
+    i = 0
+    while i < len(signs):
+        start, end = signs[i], signs[i + 1] if i + 1 < len(signs) else None
+        if _AMOUNT_AFTER.match(line, start + 1) and (
+            end is None or _AMOUNT_AFTER.match(line, end + 1) or _PROSE_WORD.search(_masked(line[start + 1 : end]))
+        ):
+            currency.append(start)
+            i += 1
+        else:
+            i += 2  # a math span: skip its closing sign
+    return "".join(c for k, c in enumerate(line) if k not in set(currency))
+
+
+def _brace_end(text: str, open_at: int) -> int:
+    """The index of the "}" closing the "{" at `open_at`, else -1."""
+    depth = 0
+    for k in range(open_at, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[k], 0)
+        if depth == 0:
+            return k
+    return -1
+
+
+def _unbox_all_but_last(text: str) -> str:
+    """`text` with every \\boxed{x} (or \\fbox{x}) but the last written x."""
+    boxes, after = [], 0
+    for m in _BOX.finditer(text):
+        close = _brace_end(text, m.end() - 1)
+        if m.start() >= after and close >= 0:
+            boxes.append((m.start(), m.end(), close))
+            after = close
+    for start, inner, close in reversed(boxes[:-1]):
+        text = text[:start] + text[inner:close] + text[close + 1 :]
+    return text
+
+
+def _masked(text: str) -> str:
+    """`text` with LaTeX command names and brace groups blanked (same length),
+    so that only the words of prose in it stay letters."""
+    text = re.sub(r"\\[A-Za-z]+", lambda m: "\\" + "#" * (len(m.group(0)) - 1), text)
+    while True:
+        blanked = re.sub(r"\{[^{}]*\}", lambda m: "#" * len(m.group(0)), text)
+        if blanked == text:
+            return text
+        text = blanked
+
+
+def _delimit_bare_answer(text: str) -> str:
+    """Put $...$ around the answer after the last answer phrase, when its
+    line has no math delimiters and it is LaTeX or a list of numbers."""
     phrases = list(_ANSWER_PHRASE.finditer(text))
     if not phrases:
         return text
     start = phrases[-1].end()
     end = text.find("\n", start)
     end = len(text) if end < 0 else end
-    rest = text[start:end]
-    if "\\" not in rest or any(d in text[phrases[-1].start() : end] for d in ("$", "\\(", "\\[")):
+    if any(d in text[phrases[-1].start() : end] for d in ("$", "\\(", "\\[")):
         return text
-    answer = rest.strip().rstrip(".").strip()
-    return f"{text[:start]}${answer}$.{text[end:]}" if answer else text
+    rest = text[start:end]
+    listed = _NUMBER_LIST.match(rest) or _BRACKETED.match(rest)
+    if listed:
+        return f"{text[:start]}${_as_set(listed.group(0))}${rest[listed.end() :]}{text[end:]}"
+    masked = _masked(rest)
+    prose = (m for m in _PROSE_WORD.finditer(masked) if m.group(0) != "and")  # "and" joins list items
+    cut = min((m.start() for m in (next(prose, None), _SENTENCE_END.search(masked)) if m), default=len(rest))
+    answer = re.sub(r"(?:[\s,;*]|\band\b)+$", "", rest[:cut])
+    if not _LATEX_MARKUP.search(_UNIT_POWER.sub("", answer)):
+        return text
+    joined = re.sub(r"\s*,?\s+and\s+", ", ", answer)
+    return f"{text[:start]}${joined}${rest[len(answer) :]}{text[end:]}"
+
+
+def _as_set(listed: str) -> str:
+    """A plain-text list of numbers as LaTeX: items joined by ", ", thousands
+    separators dropped; a tuple or interval as written."""
+    if listed[0] in "([":
+        return listed
+    return ", ".join(item.replace(",", "") for item in re.findall(_ITEM, listed))
 
 
 def _parse_math(text: str, timeout_s: int) -> list:
