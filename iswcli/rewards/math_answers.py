@@ -42,6 +42,9 @@ from iswcli.rewards.base import (
 #   read as a LaTeX span between two dollar signs; a "$" before a number is
 #   dropped when no closing "$" follows on its line, when the next "$" starts
 #   another amount, or when the span between them is prose;
+# - a ratio or a time in plain text ("4:3", "3:45"): read as its first
+#   number; put between dollars (math-verify reads $4:3$ as the ratio), on
+#   lines without math delimiters;
 # - several \boxed{} answers: read as the set of them when "and", "or" or a
 #   comma separates them; the last box is the final answer (the convention of
 #   the common math graders: a set answer is written inside one box), so the
@@ -74,6 +77,7 @@ _MIXED_NUMBER = re.compile(r"(?<![\w.,/\\{}^])(\d+)[ \t]+(\d+)/(\d+)(?!\w|\.\d|[
 _ESCAPED_DOLLAR = re.compile(r"\\\$(?=[ \t]?[\d.])")
 _DOLLAR = re.compile(r"(?<![\\$])\$(?!\$)")
 _AMOUNT_AFTER = re.compile(r"[ \t]?-?\.?\d")
+_RATIO = re.compile(r"(?<![\w.:,/\\])\d+(?:\.\d+)?(?::\d+(?:\.\d+)?)+(?![\w:]|[.,]\d)")
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _RESTATED = re.compile(r"\banswer\s+(?:to|for|of)\b(?:[^\n.!?$]|\.(?=\d)){1,80}?\s(?:is|equals)\b", re.IGNORECASE)
 _FULL_STOP = re.compile(r"(?<=\d)\.(?=\s|$)")
@@ -102,7 +106,7 @@ def normalize_math_text(text: str) -> str:
     text = _SCIENTIFIC.sub(_decimal, text)
     text = _MIXED_NUMBER.sub(_improper, text)
     text = _ESCAPED_DOLLAR.sub("", text)
-    text = "\n".join(_drop_currency_dollars(line) for line in text.split("\n"))
+    text = "\n".join(_delimit_ratios(_drop_currency_dollars(line)) for line in text.split("\n"))
     text = _unbox_all_but_last(text)
     text = _RESTATED.sub("answer is", text)
     text = _FULL_STOP.sub("", text)
@@ -148,6 +152,13 @@ def _drop_currency_dollars(line: str) -> str:
         else:
             i += 2  # a math span: skip its closing sign
     return "".join(c for k, c in enumerate(line) if k not in set(currency))
+
+
+def _delimit_ratios(line: str) -> str:
+    """`line` with its plain-text ratios between dollars, unless it has math delimiters."""
+    if any(d in line for d in ("$", "\\(", "\\[")):
+        return line
+    return _RATIO.sub(lambda m: f"${m.group(0)}$", line)
 
 
 def _brace_end(text: str, open_at: int) -> int:
