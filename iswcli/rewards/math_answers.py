@@ -114,13 +114,11 @@ def normalize_math_text(text: str) -> str:
 
 
 def _ungrouped(match: re.Match) -> str:
-    """A locale-grouped number as plain digits: the last "," or "." followed
-    by other than three digits is the decimal mark."""
-    digits = re.sub(r"[^\d,.]", "", match.group(0))
-    whole, mark, fraction = re.match(r"(.*?)(?:([.,])(\d{1,2}|\d{4,}))?$", digits).groups()
-    if mark is None and "," in digits and "." not in digits and digits.count(",") == 1:
-        whole, fraction = digits.split(",")  # 1 234,5: the comma after spaces
-    return re.sub(r"\D", "", whole) + (f".{fraction}" if fraction else "")
+    """A locale-grouped number as plain digits: its first separator groups
+    the digits; a comma left after that is the decimal mark (1.234,5)."""
+    number = match.group(0)
+    grouping = re.search(r"\D", number).group(0)
+    return re.sub(r"\s", "", number.replace(grouping, "")).replace(",", ".")
 
 
 def _decimal(match: re.Match) -> str:
@@ -140,18 +138,17 @@ def _improper(match: re.Match) -> str:
 def _drop_currency_dollars(line: str) -> str:
     """`line` without the "$" signs that mark amounts of money rather than math."""
     signs = [m.start() for m in _DOLLAR.finditer(line)]
-    currency = []
-    i = 0
+    currency, i = set(), 0
     while i < len(signs):
         start, end = signs[i], signs[i + 1] if i + 1 < len(signs) else None
         if _AMOUNT_AFTER.match(line, start + 1) and (
             end is None or _AMOUNT_AFTER.match(line, end + 1) or _PROSE_WORD.search(_masked(line[start + 1 : end]))
         ):
-            currency.append(start)
+            currency.add(start)
             i += 1
         else:
             i += 2  # a math span: skip its closing sign
-    return "".join(c for k, c in enumerate(line) if k not in set(currency))
+    return "".join(c for k, c in enumerate(line) if k not in currency)
 
 
 def _delimit_ratios(line: str) -> str:
