@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,7 +137,7 @@ def run(config: EstimateZConfig) -> EstimateZResult:
             score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
             purpose="estimating log Z",
             shard=None if config.shard is None else parse_shard(config.shard),
-            spill_dir=str(Path(config.out).resolve().parent),
+            spill_beside=config.out,
         )
         # a prompt whose rewards are all equal could still hold any reward the artifact shows elsewhere;
         # a group z-score maps such a prompt's rewards to 0, whatever it missed

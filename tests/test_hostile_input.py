@@ -69,3 +69,44 @@ def test_warnings_and_tables_print_brackets_and_colons_verbatim(cli, tmp_path, c
 )
 def test_usage_errors_are_one_line(cli, args, shown):
     assert_one_line_error(cli(*args), shown)
+
+
+# --------------------------------------------------------------------------- 3. nothing silently wrong
+
+
+def _with_wide_ids(path: str) -> None:
+    """Rewrite an artifact as a tool outside iswt might: int64 sample_idx k * 2**33 + 7 (int32 keeps only 7)."""
+    meta = pq.ParquetFile(path).metadata.metadata
+    table = pq.read_table(path)
+    wide = pa.array([k * 2**33 + 7 for k in table["sample_idx"].to_pylist()], pa.int64())
+    table = table.set_column(table.schema.get_field_index("sample_idx"), "sample_idx", wide)
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+@pytest.mark.parametrize(
+    "stage", [["weight-pairs", "--method", "iso", "--gamma", "1"], ["estimate-z", "--beta", "1", "--proposal"]]
+)
+def test_sample_idx_wider_than_int32_is_refused(cli, tmp_path, stage):
+    samples = write_samples(tmp_path / "s.parquet", PIDS, IDX)
+    scores = write_scores(tmp_path / "c.parquet", PIDS, IDX, REWARDS)
+    for path in (samples, scores):
+        _with_wide_ids(path)
+    flag = [] if stage[0] == "estimate-z" else ["--samples"]
+    result = cli(*stage, *flag, samples, "--scores", scores, "--out", tmp_path / "o.parquet")
+    assert_one_line_error(result, "column 'sample_idx' holds 17179869191", "does not fit in int32")
+    assert _files(tmp_path) == ["c.parquet", "s.parquet"]
+
+
+# --------------------------------------------------------------------------- 4. nothing left behind
+
+
+def test_a_killed_runs_spill_directory_is_swept_by_the_next_run(cli, tmp_path):
+    samples = write_samples(tmp_path / "s.parquet", PIDS, IDX)
+    scores = write_scores(tmp_path / "c.parquet", PIDS, IDX, REWARDS)
+    stale = tmp_path / ".z.parquet.tmp-spill-dead"  # what `kill -9` of estimate-z leaves: DuckDB's spill directory
+    (stale / "duckdb_temp_storage").mkdir(parents=True)
+    result = cli(
+        "estimate-z", "--beta", "1", "--proposal", samples, "--scores", scores, "--out", tmp_path / "z.parquet"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert _files(tmp_path) == ["c.parquet", "s.parquet", "z.parquet"]
