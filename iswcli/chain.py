@@ -231,12 +231,17 @@ class ScoredStream:
 
     def _joined(self) -> Iterator[pa.Table]:
         """DuckDB's join in key order, checked as it streams."""
+        import duckdb
+
         previous = None  # the last key of the previous batch, for duplicates across batches
-        for record in self._query():
-            table = pa.Table.from_batches([record])
-            self._check_rows(table, previous)
-            previous = (table["prompt_id"][-1].as_py(), table["sample_idx"][-1].as_py())
-            yield table
+        try:
+            for record in self._query():
+                table = pa.Table.from_batches([record])
+                self._check_rows(table, previous)
+                previous = (table["prompt_id"][-1].as_py(), table["sample_idx"][-1].as_py())
+                yield table
+        except duckdb.Error as exc:  # a corrupt page under an intact footer fails only when its rows are read
+            raise IswtError(f"{self.samples.path}, {self.scores.path}: cannot join ({first_line(exc)})") from exc
 
     def _query(self):
         """Full outer join on the keys, in key order, as a reader of Arrow record batches."""
@@ -388,14 +393,15 @@ def _chunks(file: str, columns: list[str], rows: int) -> Iterator[pa.Table]:
 
     pending, held = [], 0
     # without pre-buffering: with it, pyarrow holds every row group read until the file is done (GBs at 100M)
-    for record in pq.ParquetFile(file, pre_buffer=False).iter_batches(batch_size=rows, columns=columns):
-        pending.append(record)
-        held += record.num_rows
-        if held >= rows:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, rows)
-            rest = table.slice(rows)
-            pending, held = rest.to_batches(), rest.num_rows
+    with artifacts.readable(file):  # a corrupt page fails here, mid-file
+        for record in pq.ParquetFile(file, pre_buffer=False).iter_batches(batch_size=rows, columns=columns):
+            pending.append(record)
+            held += record.num_rows
+            if held >= rows:
+                table = pa.Table.from_batches(pending)
+                yield table.slice(0, rows)
+                rest = table.slice(rows)
+                pending, held = rest.to_batches(), rest.num_rows
     if held:
         yield pa.Table.from_batches(pending)
 

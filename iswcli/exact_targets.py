@@ -478,9 +478,9 @@ def evaluate_targets(
 
 def read_target_values(path: str) -> dict[str, dict[str, float]]:
     """prompt_id -> {metric: value} of a target artifact (for --compare and the report)."""
-    import pyarrow.parquet as pq
+    from iswcli import artifacts
 
-    table = pq.read_table(path, columns=["prompt_id", *SUMMARY_METRICS])
+    table = artifacts.read_artifact(path, target_spec(), columns=SUMMARY_METRICS).table  # refuses garbage by name
     rows = table.to_pylist()
     return {r["prompt_id"]: {k: (float("nan") if r[k] is None else r[k]) for k in SUMMARY_METRICS} for r in rows}
 

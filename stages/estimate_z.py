@@ -260,7 +260,10 @@ def reward_range(scores: artifacts.Artifact) -> tuple[float, float]:
     """Lowest and highest reward of the scores, read a row group at a time."""
     low, high = np.inf, -np.inf
     for file in scores.files:
-        with pq.ParquetFile(file, pre_buffer=False) as parquet:  # pre-buffering holds every row group read
+        with (
+            artifacts.readable(file),
+            pq.ParquetFile(file, pre_buffer=False) as parquet,
+        ):  # pre-buffering holds every row group read
             for batch in parquet.iter_batches(columns=["reward"], batch_size=1 << 20):
                 values = batch["reward"].to_numpy(zero_copy_only=False).astype(np.float64)
                 values = values[np.isfinite(values)]  # the join refuses the rest, naming the row

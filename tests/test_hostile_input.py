@@ -6,12 +6,15 @@ lost; user text (paths, ids, flag values, answers) printed verbatim.
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from iswcli import console
 from tests.test_estimate_z import assert_one_line_error, write_samples, write_scores
+from tests.test_evaluate import write_eval
 
 PIDS = ["a", "a", "a", "b", "b", "b"]
 IDX = [0, 1, 2, 0, 1, 2]
@@ -71,6 +74,87 @@ def test_usage_errors_are_one_line(cli, args, shown):
     assert_one_line_error(cli(*args), shown)
 
 
+# --------------------------------------------------------------------------- 2. refusals, not internal errors
+
+
+def _corrupt_pages(path: str) -> str:
+    """Overwrite every data page and keep the footer: the file opens, its rows do not read."""
+    data = bytearray(open(path, "rb").read())
+    footer = int.from_bytes(data[-8:-4], "little")
+    data[4 : len(data) - 8 - footer] = b"\xab" * (len(data) - 12 - footer)
+    open(path, "wb").write(data)
+    return path
+
+
+def _garbage_target(tmp_path) -> list:
+    keys = [(pid, j, "") for pid in ("a", "b") for j in (0, 1)]
+    a, b = write_eval(tmp_path / "a.parquet", keys), write_eval(tmp_path / "b.parquet", keys)
+    (tmp_path / "a.target.parquet").write_bytes(b"not parquet")
+    write_scores(tmp_path / "b.target.parquet", PIDS, IDX, REWARDS)  # another kind of artifact
+    return ["evaluate", "--compare", a, b]
+
+
+INTERNAL_ERROR_CASES = {
+    "negative seed in estimate-z": (
+        lambda t: ["estimate-z", "--beta", "1", "--seed", "-1", "--proposal", "s.parquet", "--scores", "c.parquet"],
+        "--seed",
+    ),
+    "negative seed in weight-pairs": (
+        lambda t: [
+            "weight-pairs",
+            "--method",
+            "rso",
+            "--seed",
+            "-1",
+            "--samples",
+            "s.parquet",
+            "--scores",
+            "c.parquet",
+        ],
+        "--seed",
+    ),
+    "corrupt pages in a scores file": (
+        lambda t: ["estimate-z", "--beta", "1", "--proposal", "s.parquet", "--scores", _corrupt_pages("c.parquet")],
+        "c.parquet: not a readable Parquet file",
+    ),
+    "corrupt pages shown by info": (lambda t: ["info", _corrupt_pages("s.parquet")], "not a readable Parquet file"),
+    "compare with garbage targets": (_garbage_target, "a.target.parquet: not a readable Parquet file"),
+    "report figures path is a file": (
+        lambda t: (open("r_figures", "w").close(), ["report", "c.parquet", "--out", "r.html"])[1],
+        "r_figures, which is a file",
+    ),
+    "run directory that takes no files": (
+        lambda t: ["train", "--loss", "sft", "--force", "--samples", "s.parquet", "--scores", "c.parquet"],
+        "cannot create files in /proc/self",
+    ),
+    "sample count past int32": (lambda t: ["sample", "--n", "2147483648"], "--n 2147483648: must be below 2^31"),
+}
+OUT = {"run directory that takes no files": "/proc/self/iswt-run", "compare with garbage targets": None}
+
+
+@pytest.mark.parametrize("case", sorted(INTERNAL_ERROR_CASES))
+def test_bad_input_is_refused_not_an_internal_error(cli, tmp_path, monkeypatch, case):
+    monkeypatch.chdir(tmp_path)
+    write_samples(tmp_path / "s.parquet", PIDS, IDX)
+    write_scores(tmp_path / "c.parquet", PIDS, IDX, REWARDS)
+    make_args, shown = INTERNAL_ERROR_CASES[case]
+    args = make_args(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    out = OUT.get(case, "o.parquet")
+    if out and "--out" not in args and args[0] != "info":
+        args += ["--out", out]
+    assert_one_line_error(cli(*args), shown)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_cache_directory_that_is_a_file_is_refused_before_the_model_is_made(cli, tmp_path, monkeypatch):
+    (tmp_path / "cache").write_text("")
+    monkeypatch.setenv("ISWT_CACHE", str(tmp_path / "cache"))
+    result = cli("sample", "--limit", "1", "--n", "1", "--out", tmp_path / "s.parquet")
+    assert_one_line_error(result, "ISWT_CACHE", "cache is a file, not a directory")
+    assert _files(tmp_path) == ["cache"]
+
+
 # --------------------------------------------------------------------------- 3. nothing silently wrong
 
 
@@ -110,3 +194,4 @@ def test_a_killed_runs_spill_directory_is_swept_by_the_next_run(cli, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     assert _files(tmp_path) == ["c.parquet", "s.parquet", "z.parquet"]
+
