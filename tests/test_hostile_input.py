@@ -195,3 +195,40 @@ def test_a_killed_runs_spill_directory_is_swept_by_the_next_run(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     assert _files(tmp_path) == ["c.parquet", "s.parquet", "z.parquet"]
 
+
+def test_a_file_rewritten_in_place_with_its_mtime_set_back_is_hashed_again(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("ISWT_CACHE", str(tmp_path / "cache"))
+    samples = write_samples(tmp_path / "s.parquet", PIDS, IDX)
+    scores = write_scores(tmp_path / "c.parquet", PIDS, IDX, REWARDS)
+    other = write_scores(tmp_path / "other.parquet", PIDS, IDX, [4.0 if r == 3.0 else r for r in REWARDS])
+    assert os.path.getsize(scores) == os.path.getsize(other)
+    args = (
+        "--json",
+        "estimate-z",
+        "--beta",
+        "1",
+        "--proposal",
+        samples,
+        "--scores",
+        scores,
+        "--out",
+        tmp_path / "z.parquet",
+    )
+    assert cli(*args).exit_code == 0
+    before = pq.read_table(tmp_path / "z.parquet")["log_z"].to_pylist()
+    st = os.stat(scores)
+    with open(scores, "r+b") as f:  # same inode, same size
+        f.write(open(other, "rb").read())
+    os.utime(scores, ns=(st.st_atime_ns, st.st_mtime_ns))
+    result = cli(*args)
+    assert result.exit_code == 0 and "up to date" not in result.stderr
+    assert pq.read_table(tmp_path / "z.parquet")["log_z"].to_pylist() != before
+
+
+def test_a_tracker_that_cannot_write_is_refused_before_training(cli, tmp_path, monkeypatch):
+    pytest.importorskip("trackio")
+    (tmp_path / "trackio").write_text("")
+    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+    args = ["train", "--loss", "sft", "--report-to", "trackio", "--samples", "s.parquet", "--scores", "c.parquet"]
+    assert_one_line_error(cli(*args, "--out", tmp_path / "run"), "TRACKIO_DIR", "is a file, not a directory")
+    assert _files(tmp_path) == ["trackio"]
