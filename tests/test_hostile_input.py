@@ -6,6 +6,7 @@ lost; user text (paths, ids, flag values, answers) printed verbatim.
 
 from __future__ import annotations
 
+import json
 import os
 
 import pyarrow as pa
@@ -232,3 +233,104 @@ def test_a_tracker_that_cannot_write_is_refused_before_training(cli, tmp_path, m
     args = ["train", "--loss", "sft", "--report-to", "trackio", "--samples", "s.parquet", "--scores", "c.parquet"]
     assert_one_line_error(cli(*args, "--out", tmp_path / "run"), "TRACKIO_DIR", "is a file, not a directory")
     assert _files(tmp_path) == ["trackio"]
+
+
+# --------------------------------------------------------------------------- 4 and 5. answer sets checked first
+
+PROMPTS = [
+    {"prompt_id": "colour", "prompt": "Say red", "answers": {"Red": 1.0}},
+    {"prompt_id": "planet", "prompt": "Name a planet", "answers": {"Mars": 1.0, "Venus": 0.5}},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_samples(tiny_model_dir, tmp_path_factory):
+    """Two prompts with answer sets, 2 samples each of at most 4 tokens, from the tiny model."""
+    from typer.testing import CliRunner
+
+    from iswcli.cli import app
+
+    where = tmp_path_factory.mktemp("tiny-samples")
+    prompts = where / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps(p) + "\n" for p in PROMPTS))
+    out = where / "samples.parquet"
+    args = ["sample", "--model", tiny_model_dir, "--prompts", prompts, "--n", "2", "--max-new-tokens", "4"]
+    result = CliRunner().invoke(app, [str(a) for a in [*args, "--batch-size", "1", "--out", out]])
+    assert result.exit_code == 0, result.stderr
+    return str(prompts), str(out)
+
+
+def _with_last_answers(samples: str, answers, path) -> str:
+    """The samples with the last prompt's answer set replaced (as a hand-edited prompts file would give)."""
+    meta = pq.ParquetFile(samples).metadata.metadata
+    table = pq.read_table(samples)
+    fields = [
+        json.dumps({**json.loads(f), "answers": answers}) if pid == "planet" else f
+        for pid, f in zip(table["prompt_id"].to_pylist(), table["task_fields"].to_pylist())
+    ]
+    table = table.set_column(table.schema.get_field_index("task_fields"), "task_fields", pa.array(fields))
+    pq.write_table(table.replace_schema_metadata(meta), path)
+    return str(path)
+
+
+BAD_ANSWERS = {
+    "empty": ({}, "must be a non-empty object"),
+    "a list": (["Mars"], "must be a non-empty object"),
+    "a non-number reward": ({"Mars": "one"}, "rewards must be finite numbers"),
+    "a NaN reward": ({"Mars": float("nan")}, "rewards must be finite numbers"),
+    "an empty string": ("", "is not a JSON object"),
+    "a stop token inside": ({"Red<|im_end|>": 1.0}, "contains a stop token"),
+    "longer than the samples": ({"one two three four five six": 1.0}, "more than --max-new-tokens 4"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_ANSWERS))
+def test_bad_answer_sets_are_refused_before_scoring_and_leave_nothing(cli, tiny_samples, tmp_path, case):
+    answers, shown = BAD_ANSWERS[case]
+    samples = _with_last_answers(tiny_samples[1], answers, tmp_path / "s.parquet")
+    result = cli("score", "--samples", samples, "--reward", "set", "--batch-size", "1", "--out", tmp_path / "o.parquet")
+    assert_one_line_error(result, "prompt_id='planet'", shown)  # one line: no progress bar before it
+    assert _files(tmp_path) == ["s.parquet"]
+
+
+def _evaluate_args(tiny_model_dir, prompts, out):
+    return ["evaluate", "--model", tiny_model_dir, "--prompts", prompts, "--reward", "set", "--n", "2",
+            "--max-new-tokens", "4", "--target-beta", "1", "--out", out]  # fmt: skip
+
+
+def _z_of_beta_2(tmp_path, samples):
+    scores = write_scores(tmp_path / "c.parquet", PIDS, IDX, REWARDS)
+    own = write_samples(tmp_path / "own.parquet", PIDS, IDX)
+    return ["--z", _estimate_z(own, scores, tmp_path / "z.parquet")]
+
+
+def _estimate_z(samples, scores, out) -> str:
+    from typer.testing import CliRunner
+
+    from iswcli.cli import app
+
+    args = ["estimate-z", "--beta", "2", "--proposal", samples, "--scores", scores, "--out", out]
+    assert CliRunner().invoke(app, [str(a) for a in args]).exit_code == 0
+    return str(out)
+
+
+EVALUATE_CASES = {
+    "z of another beta": (_z_of_beta_2, "has beta 2.0, but --target-beta is 1.0"),
+    "z that is a samples file": (lambda t, s: ["--z", s], "is a samples artifact, expected z"),
+    "answers as a list": (lambda t, s: [], "must be a non-empty object"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVALUATE_CASES))
+def test_evaluate_refuses_before_sampling(cli, tiny_model_dir, tiny_samples, tmp_path, case):
+    prompts, samples = tiny_samples
+    if case == "answers as a list":
+        listed = [{**p, "answers": list(p["answers"])} for p in PROMPTS]
+        prompts = tmp_path / "p.jsonl"
+        prompts.write_text("".join(json.dumps(p) + "\n" for p in listed))
+    make_flags, shown = EVALUATE_CASES[case]
+    flags = make_flags(tmp_path, samples)
+    before = _files(tmp_path)
+    result = cli(*_evaluate_args(tiny_model_dir, prompts, tmp_path / "e.parquet"), *flags)
+    assert_one_line_error(result, shown)
+    assert _files(tmp_path) == before
