@@ -26,6 +26,8 @@ from iswcli.errors import IswtError, first_line
 from iswcli.tasks import shard_index
 
 KEYS = ["prompt_id", "sample_idx"]
+#: The largest magnitude a reward or log-prob may have: finite, and still finite when doubled or subtracted.
+LARGEST = 1e300
 #: Rows per batch read (whole prompts are kept together, so a batch can hold a few more); DuckDB gives 122,880.
 BATCH_ROWS = 1 << 17
 #: DuckDB's working memory for the join and sort; beyond it, it spills to disk.
@@ -85,6 +87,13 @@ class Scored:
             raise IswtError(
                 f"{path}: column '{column}' has {int(bad.sum())} {what} value(s), first at "
                 f"({self.key_text(row)}); {rule}"
+            )
+        huge = np.abs(values) > LARGEST
+        if huge.any():
+            row = int(np.argmax(huge))
+            raise IswtError(
+                f"{path}: column '{column}' holds {values[row]:g} at ({self.key_text(row)}); values beyond "
+                f"±{LARGEST:g} overflow the log-domain sums (the square of a log-weight, exp of a difference)"
             )
         return values
 

@@ -334,3 +334,15 @@ def test_evaluate_refuses_before_sampling(cli, tiny_model_dir, tiny_samples, tmp
     result = cli(*_evaluate_args(tiny_model_dir, prompts, tmp_path / "e.parquet"), *flags)
     assert_one_line_error(result, shown)
     assert _files(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [["estimate-z", "--beta", "2", "--proposal"], ["weight-pairs", "--method", "iso", "--gamma", "1", "--samples"]],
+)
+def test_a_reward_too_large_to_compute_with_is_named_in_one_line(cli, tmp_path, stage):
+    samples = write_samples(tmp_path / "s.parquet", PIDS, IDX)
+    scores = write_scores(tmp_path / "c.parquet", PIDS, IDX, [0.0, 1e308, *REWARDS[2:]])
+    result = cli(*stage, samples, "--scores", scores, "--out", tmp_path / "o.parquet")
+    assert_one_line_error(result, "c.parquet: column 'reward' holds 1e+308 at (prompt_id='a', sample_idx=1)")
+    assert _files(tmp_path) == ["c.parquet", "s.parquet"]
