@@ -16,7 +16,9 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -206,14 +208,31 @@ def read_metadata(file: str) -> tuple[pa.Schema, str | None, dict[str, Any]]:
     Kind and provenance come from the file's key-value metadata, where a
     streamed artifact adds them when it is finished (`ArtifactWriter`).
     """
-    try:
-        with pq.ParquetFile(file) as parquet:
-            schema, meta = parquet.schema_arrow, parquet.metadata.metadata or {}
-    except (OSError, pa.ArrowException) as exc:
-        raise IswtError(f"{file}: not a readable Parquet file ({first_line(exc)})") from exc
+    with readable(file), pq.ParquetFile(file) as parquet:
+        schema, meta = parquet.schema_arrow, parquet.metadata.metadata or {}
     kind = meta.get(KIND_KEY, b"").decode() or None
     provenance = json.loads(meta[PROVENANCE_KEY]) if PROVENANCE_KEY in meta else {}
     return schema, kind, provenance
+
+
+@contextmanager
+def readable(file: str) -> Iterator[None]:
+    """Wrap every read of a Parquet file's footer or rows: a file pyarrow cannot read is one line naming it.
+
+    An intact footer over corrupt data pages passes `read_metadata`; the
+    rows fail only when read, wherever that happens.
+    """
+    try:
+        yield
+    except (OSError, pa.ArrowException) as exc:
+        raise IswtError(f"{file}: not a readable Parquet file ({first_line(exc)})") from exc
+
+
+def read_rows(file: str, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file's rows (``columns`` of them), without its key-value metadata."""
+    # ParquetFile, not read_table: the dataset layer costs a 0.2 s import and adds nothing for one file
+    with readable(file), pq.ParquetFile(file) as parquet:
+        return parquet.read(columns=columns).replace_schema_metadata(None)
 
 
 @functools.cache
@@ -259,10 +278,7 @@ def read_artifact(path: str, spec: ArtifactSpec, columns: list[str] | None = Non
     wanted = None if columns is None else list(dict.fromkeys([*spec.key, *columns]))
     tables = []
     for file in opened.files:
-        # ParquetFile, not read_table: the dataset layer costs a 0.2 s import and adds nothing for one file
-        with pq.ParquetFile(file) as parquet:
-            table = parquet.read(columns=wanted)
-        tables.append(conform(table.replace_schema_metadata(None), spec))
+        tables.append(conform(read_rows(file, wanted), spec))
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     check_unique_key(table, spec, path)
     return replace(opened, table=table)
@@ -488,12 +504,13 @@ def check_output_path(path: str, flag: str = "--out") -> None:
     check_parent_writable(path, flag)
 
 
-def check_parent_writable(path: str, flag: str) -> None:
-    """The nearest existing directory above ``path`` takes a new file: tried for real, with a probe removed at once.
+def check_parent_writable(path: str, flag: str, *, directory: bool = False) -> None:
+    """The nearest existing directory above ``path`` (from ``path`` itself when it names a directory to write
+    into) takes a new file: tried for real, with a probe removed at once.
 
     Permission bits do not tell (root passes them; /proc refuses files anyway).
     """
-    parent = Path(path).parent
+    parent = Path(path) if directory else Path(path).parent
     existing = next((p for p in [parent, *parent.parents] if p.exists()), Path("."))
     if not existing.is_dir():
         raise IswtError(f"{flag} {path}: {existing} is a file, not a directory")

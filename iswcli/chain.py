@@ -15,6 +15,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +26,8 @@ from iswcli.errors import IswtError, first_line
 from iswcli.tasks import shard_index
 
 KEYS = ["prompt_id", "sample_idx"]
+#: The largest magnitude a reward or log-prob may have: finite, and still finite when doubled or subtracted.
+LARGEST = 1e300
 #: Rows per batch read (whole prompts are kept together, so a batch can hold a few more); DuckDB gives 122,880.
 BATCH_ROWS = 1 << 17
 #: DuckDB's working memory for the join and sort; beyond it, it spills to disk.
@@ -85,6 +88,13 @@ class Scored:
                 f"{path}: column '{column}' has {int(bad.sum())} {what} value(s), first at "
                 f"({self.key_text(row)}); {rule}"
             )
+        huge = np.abs(values) > LARGEST
+        if huge.any():
+            row = int(np.argmax(huge))
+            raise IswtError(
+                f"{path}: column '{column}' holds {values[row]:g} at ({self.key_text(row)}); values beyond "
+                f"±{LARGEST:g} overflow the log-domain sums (the square of a log-weight, exp of a difference)"
+            )
         return values
 
 
@@ -124,7 +134,9 @@ class ScoredStream:
     (the error names the count and the first offending key), and every
     prompt needs at least ``min_samples`` samples for ``purpose``. The join
     and its sort run out of core: DuckDB holds at most MEMORY_LIMIT and
-    spills the rest to ``spill_dir`` (a temporary directory by default), so
+    spills the rest to a temp directory beside ``spill_beside`` (the output;
+    named like its other temp files, so the next run on that output removes
+    what a killed run left) or in the system's temp directory, so
     memory is bounded by the batch size, not the inputs. When both inputs
     are single files already in key order row for row (what `iswt sample`
     and one `iswt score` write), a first pass over their keys proves it and
@@ -147,7 +159,7 @@ class ScoredStream:
         purpose: str,
         min_samples: int = 2,
         shard: tuple[int, int] | None = None,
-        spill_dir: str | None = None,
+        spill_beside: str | None = None,
         batch_rows: int | None = None,
     ):
         self.samples = artifacts.open_artifact(samples_path, artifacts.SAMPLES, sample_columns)
@@ -156,13 +168,17 @@ class ScoredStream:
         self.sample_columns = [c for c in sample_columns if c not in KEYS]
         self.score_columns = [c for c in score_columns if c not in KEYS]
         self.purpose, self.min_samples, self.shard = purpose, min_samples, shard
-        self.spill_dir, self.batch_rows = spill_dir, batch_rows or BATCH_ROWS
+        self.spill_beside, self.batch_rows = spill_beside, batch_rows or BATCH_ROWS
         self.rows = 0  # joined so far
 
     def __enter__(self) -> ScoredStream:
         import duckdb
 
-        self._spill = tempfile.TemporaryDirectory(prefix=".iswt-spill-", dir=self.spill_dir)
+        if self.spill_beside is None:
+            self._spill = tempfile.TemporaryDirectory(prefix="iswt-spill-")
+        else:
+            out = Path(self.spill_beside).resolve()
+            self._spill = tempfile.TemporaryDirectory(prefix=f".{out.name}.tmp-spill-", dir=out.parent)
         self.db = duckdb.connect(config={"memory_limit": MEMORY_LIMIT, "temp_directory": self._spill.name})
         self._registered: set[str] = set()
         return self
@@ -206,19 +222,35 @@ class ScoredStream:
                 f"{self.samples.path}: prompt {prompt_ids[first].as_py()!r} has {counts[first]} sample; "
                 f"{self.purpose} needs at least {self.min_samples} samples per prompt"
             )
+        self._check_int32(table["sample_idx"])
         key = (group.astype(np.int64) << 32) | (table["sample_idx"].to_numpy().astype(np.int64) + 2**31)
         return Scored(self.samples, self.scores, table, group, prompt_ids, counts, key)
+
+    def _check_int32(self, sample_idx: pa.ChunkedArray | pa.Array) -> None:
+        """Every artifact stores sample_idx as int32: a wider id made elsewhere is refused, not cut short."""
+        low, high = pc.min_max(sample_idx).values()
+        for value in (low.as_py(), high.as_py()):
+            if value is not None and not -(2**31) <= value < 2**31:
+                raise IswtError(
+                    f"{self.samples.path}, {self.scores.path}: column 'sample_idx' holds {value}, "
+                    f"which does not fit in int32 (the type of sample_idx in every iswt artifact)"
+                )
 
     # ------------------------------------------------------------------ the query and its checks
 
     def _joined(self) -> Iterator[pa.Table]:
         """DuckDB's join in key order, checked as it streams."""
+        import duckdb
+
         previous = None  # the last key of the previous batch, for duplicates across batches
-        for record in self._query():
-            table = pa.Table.from_batches([record])
-            self._check_rows(table, previous)
-            previous = (table["prompt_id"][-1].as_py(), table["sample_idx"][-1].as_py())
-            yield table
+        try:
+            for record in self._query():
+                table = pa.Table.from_batches([record])
+                self._check_rows(table, previous)
+                previous = (table["prompt_id"][-1].as_py(), table["sample_idx"][-1].as_py())
+                yield table
+        except duckdb.Error as exc:  # a corrupt page under an intact footer fails only when its rows are read
+            raise IswtError(f"{self.samples.path}, {self.scores.path}: cannot join ({first_line(exc)})") from exc
 
     def _query(self):
         """Full outer join on the keys, in key order, as a reader of Arrow record batches."""
@@ -370,14 +402,15 @@ def _chunks(file: str, columns: list[str], rows: int) -> Iterator[pa.Table]:
 
     pending, held = [], 0
     # without pre-buffering: with it, pyarrow holds every row group read until the file is done (GBs at 100M)
-    for record in pq.ParquetFile(file, pre_buffer=False).iter_batches(batch_size=rows, columns=columns):
-        pending.append(record)
-        held += record.num_rows
-        if held >= rows:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, rows)
-            rest = table.slice(rows)
-            pending, held = rest.to_batches(), rest.num_rows
+    with artifacts.readable(file):  # a corrupt page fails here, mid-file
+        for record in pq.ParquetFile(file, pre_buffer=False).iter_batches(batch_size=rows, columns=columns):
+            pending.append(record)
+            held += record.num_rows
+            if held >= rows:
+                table = pa.Table.from_batches(pending)
+                yield table.slice(0, rows)
+                rest = table.slice(rows)
+                pending, held = rest.to_batches(), rest.num_rows
     if held:
         yield pa.Table.from_batches(pending)
 

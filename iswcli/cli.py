@@ -14,6 +14,12 @@ from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer 0.2x carries its own copy of click, whose exceptions are these
+    from typer._click.exceptions import NoArgsIsHelpError, UsageError
+except ImportError:
+    from click.exceptions import NoArgsIsHelpError, UsageError
 
 from iswcli import __version__, console, render
 from iswcli.errors import IswtError
@@ -38,8 +44,34 @@ from iswcli.options import (
     TensorParallelOpt,
 )
 
+
+class OneLineUsageErrors(TyperGroup):
+    """A bad flag value, a missing flag or an unknown command: one line and exit code 2, not a usage box."""
+
+    def make_context(self, *args, **kwargs):
+        with _usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _usage_errors():
+            return super().invoke(ctx)
+
+
+@contextmanager
+def _usage_errors():
+    try:
+        yield
+    except NoArgsIsHelpError:
+        raise  # `iswt` alone prints the help
+    except UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "iswt"
+        console.fail(f"{exc.format_message()} (see {command} --help)")
+        raise typer.Exit(2) from None
+
+
 app = typer.Typer(
     name="iswt",
+    cls=OneLineUsageErrors,
     help="Importance-sampled LLM post-training: sample, score, estimate Z, weight pairs, train, evaluate.",
     no_args_is_help=True,
     add_completion=False,

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 
 @dataclass
@@ -20,13 +21,24 @@ class Settings:
 
 
 settings = Settings()
-err = Console(stderr=True)
-out = Console()
+# Messages and table cells carry user text (paths, ids, flag values, answers): printed verbatim, never read as
+# rich markup or emoji codes, so `q[/b]` or `set:abc:` cannot crash a message or turn into something else.
+err = Console(stderr=True, markup=False, emoji=False)
+out = Console(markup=False, emoji=False)
+
+
+def one_line(message: str) -> str:
+    """A message on one line: a newline inside an id or path is shown as \\n, not as a second line."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
+
+
+def _line(label: str, style: str, message: str) -> None:
+    err.print(Text.assemble((label, style), " ", one_line(message)), highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     if not settings.quiet:
-        err.print(f"[yellow]warning:[/yellow] {message}", highlight=False, soft_wrap=True)
+        _line("warning:", "yellow", message)
 
 
 @dataclass
@@ -72,5 +84,5 @@ def short_names(paths: list) -> list[str]:
 
 
 def fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    _line("error:", "red", message)
     sys.stderr.flush()

@@ -70,6 +70,21 @@ def tokenize_answers(tokenizer, answers: dict[str, float], where: str) -> dict[s
     return out
 
 
+def check_reachable(answer_ids: dict[str, tuple[int, ...]], stop_ids, max_new_tokens: int | None, where: str) -> None:
+    """Refuse an answer no sample can be: one holding a stop token, or longer than the samples may run."""
+    stops = set(stop_ids)
+    for answer, ids in answer_ids.items():
+        if stops & set(ids):
+            raise IswtError(
+                f"{where}: answer {answer!r} contains a stop token, where every sample ends; none can match it"
+            )
+        if max_new_tokens is not None and len(ids) + 1 > max_new_tokens:
+            raise IswtError(
+                f"{where}: answer {answer!r} is {len(ids)} tokens and a stop token, more than --max-new-tokens "
+                f"{max_new_tokens} of the samples; none can match it"
+            )
+
+
 def match_answer(response_ids, answer_ids: dict[str, tuple[int, ...]], stop_ids) -> str | None:
     """The answer whose tokenization followed by a stop token the response is, else None."""
     ids = list(response_ids)
@@ -478,9 +493,9 @@ def evaluate_targets(
 
 def read_target_values(path: str) -> dict[str, dict[str, float]]:
     """prompt_id -> {metric: value} of a target artifact (for --compare and the report)."""
-    import pyarrow.parquet as pq
+    from iswcli import artifacts
 
-    table = pq.read_table(path, columns=["prompt_id", *SUMMARY_METRICS])
+    table = artifacts.read_artifact(path, target_spec(), columns=SUMMARY_METRICS).table  # refuses garbage by name
     rows = table.to_pylist()
     return {r["prompt_id"]: {k: (float("nan") if r[k] is None else r[k]) for k in SUMMARY_METRICS} for r in rows}
 
@@ -511,6 +526,8 @@ def check_target_flags(target_beta: float | None, z: str | None, ref_model: str 
     set_default(reward)
     if z is not None and not os.path.exists(z):
         raise IswtError(f"--z {z}: no such file")
+    if z is not None:
+        z_intervals(z, target_beta)  # its kind and beta, before anything is sampled
     if ref_model is not None:
         try:
             models.resolve_model(ref_model)

@@ -2,11 +2,15 @@
 
 Every artifact a stage reads is hashed (provenance records the hashes of its
 inputs); hashing runs on a daemon thread while the stage reads and computes.
-A hash is kept per file version (path, size, mtime in ns, inode): in this
-process, and on disk under ISWT_CACHE/sha256 (default ~/.cache/iswt), where
-the writer of an artifact leaves the hash it computed anyway. So a 25 GB
-samples file is read once to hash it, when it is written, not by every
-stage that reads it; any change to the file makes a new version.
+A hash is kept per file version (path, size, inode, mtime and ctime in ns):
+in this process, and on disk under ISWT_CACHE/sha256 (default
+~/.cache/iswt), where the writer of an artifact leaves the hash it computed
+anyway. So a 25 GB samples file is read once to hash it, when it is
+written, not by every stage that reads it; any change to the file makes a
+new version. The ctime is what makes that hold: a file rewritten in place
+with its size kept and its mtime set back (`touch -d`, `cp -p`, rsync)
+looks unchanged by the rest, but every write or utime moves the ctime to
+now, and no user can set it back.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ _HASHES_LOCK = threading.Lock()
 
 def _version(path: str) -> tuple:
     st = os.stat(path)
-    return os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino
+    return os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
 
 
 def start_hashing(files: list[str]) -> None:

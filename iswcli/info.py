@@ -7,7 +7,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from iswcli import artifacts
 
@@ -16,7 +15,7 @@ def describe(path: str) -> dict[str, Any]:
     files = artifacts.resolve_files(path)
     metas = [artifacts.read_metadata(f) for f in files]
     artifacts.check_shards_agree(files, [m[2] for m in metas])
-    tables = [pq.read_table(f).replace_schema_metadata(None) for f in files]
+    tables = [artifacts.read_rows(f) for f in files]
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     return {
         "path": path,

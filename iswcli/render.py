@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from iswcli import console
 from iswcli.results import StageResult
@@ -75,7 +76,11 @@ def show_description(d: dict) -> None:
         print(json.dumps(d, default=str))
         return
     out = console.out
-    out.print(f"[bold]{d['path']}[/bold]  kind: {d['kind'] or 'unknown'}  rows: {d['rows']}  files: {len(d['files'])}")
+    out.print(
+        Text.assemble(
+            (d["path"], "bold"), f"  kind: {d['kind'] or 'unknown'}  rows: {d['rows']}  files: {len(d['files'])}"
+        )
+    )
     out.print(f"sha256: {d['sha256']}")
     prov = d["provenance"]
     if prov:

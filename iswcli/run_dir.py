@@ -87,10 +87,13 @@ def resume_or_start(out_dir: str, wanted: dict, *, resume: bool, force: bool) ->
 def start_over(out: Path) -> None:
     """Remove an earlier run's files, so that nothing of it (reference log-probs above all) is taken for this run's."""
     for path in out.iterdir() if out.is_dir() else []:
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
+        try:
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as exc:
+            raise IswtError(f"--out {out}: cannot remove the earlier run's {path} ({exc.strerror or exc})") from None
 
 
 def save_checkpoint(out: Path, step, accelerator, module, optimizer, scheduler, log_rows) -> None:

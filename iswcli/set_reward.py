@@ -60,21 +60,34 @@ class SetReward(BaseReward):
                     f"the set reward matches token ids and needs both"
                 )
             self._loaded = (ids, list(stops), models.load_tokenizer(path), {})
+            self._max_new_tokens = (art.provenance.get("config") or {}).get("max_new_tokens")
         return self._loaded
 
-    def score_batch(self, items) -> list:
+    def check_items(self, items) -> None:
+        """Every answer set checked and tokenized before the first sample is scored (or a progress bar shown)."""
+        for item in items:
+            self._answers(item)
+
+    def _answers(self, item) -> tuple[dict[str, float], dict[str, tuple[int, ...]]]:
+        """An item's answers and their token ids, each distinct answer set checked once."""
         ids_by_key, stops, tokenizer, cache = self._load()
+        where = f"set reward: {describe_key(item.key)}"
+        if item.key not in ids_by_key:
+            raise IswtError(f"{where}: not in {self.samples}, so its token ids are unknown")
+        raw = item.fields.get("answers")
+        memo = json.dumps(raw, sort_keys=True) if not isinstance(raw, str) else raw
+        if memo not in cache:
+            answers = exact_targets.parse_answers(raw, where)
+            answer_ids = exact_targets.tokenize_answers(tokenizer, answers, where)
+            exact_targets.check_reachable(answer_ids, stops, self._max_new_tokens, where)
+            cache[memo] = (answers, answer_ids)
+        return cache[memo]
+
+    def score_batch(self, items) -> list:
+        ids_by_key, stops, _, _ = self._load()
         out = []
         for item in items:
-            where = f"set reward: {describe_key(item.key)}"
-            if item.key not in ids_by_key:
-                raise IswtError(f"{where}: not in {self.samples}, so its token ids are unknown")
-            raw = item.fields.get("answers")
-            memo = json.dumps(raw, sort_keys=True) if not isinstance(raw, str) else raw
-            if memo not in cache:
-                answers = exact_targets.parse_answers(raw, where)
-                cache[memo] = (answers, exact_targets.tokenize_answers(tokenizer, answers, where))
-            answers, answer_ids = cache[memo]
+            answers, answer_ids = self._answers(item)
             response = ids_by_key[item.key] or []
             matched = exact_targets.match_answer(response, answer_ids, stops)
             if matched is not None:

@@ -33,6 +33,24 @@ def check(report_to: str) -> None:
     package = _PACKAGES.get(report_to)
     if package and importlib.util.find_spec(package) is None:
         raise IswtError(f"--report-to {report_to}: the '{package}' package is not installed (pip install {package})")
+    if report_to == "trackio":  # trackio only warns when it cannot write, and the rows are lost
+        from iswcli.artifacts import check_parent_writable
+
+        check_parent_writable(str(trackio_dir()), "--report-to trackio: TRACKIO_DIR", directory=True)
+
+
+def trackio_dir() -> Path:
+    """Where trackio keeps its database (its own rule, without importing it): TRACKIO_DIR, else HF_HOME/trackio."""
+    if os.environ.get("TRACKIO_DIR"):
+        return Path(os.environ["TRACKIO_DIR"])
+    from huggingface_hub.constants import HF_HOME
+
+    return Path(HF_HOME) / "trackio"
+
+
+def _resuming(run_dir: Path) -> bool:
+    """Whether train resumes this run (a checkpoint is there), rather than starting it (anew, with --force)."""
+    return any((run_dir / "checkpoints").glob("step-*/state.pt"))
 
 
 class Tracker:
@@ -50,7 +68,9 @@ class Tracker:
             import trackio
 
             with contextlib.redirect_stdout(sys.stderr):  # its banner must not mix with --json output
-                trackio.init(project=PROJECT, name=self.name, config=config, resume="allow", embed=False)
+                # a run started over must not continue the finished one's steps: trackio drops steps it has
+                resume = "allow" if _resuming(run_dir) else "never"
+                trackio.init(project=PROJECT, name=self.name, config=config, resume=resume, embed=False)
         elif report_to == "wandb":
             import wandb
 

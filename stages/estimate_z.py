@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,7 +137,7 @@ def run(config: EstimateZConfig) -> EstimateZResult:
             score_columns=["reward", "logprob_ref"] if use_ref else ["reward"],
             purpose="estimating log Z",
             shard=None if config.shard is None else parse_shard(config.shard),
-            spill_dir=str(Path(config.out).resolve().parent),
+            spill_beside=config.out,
         )
         # a prompt whose rewards are all equal could still hold any reward the artifact shows elsewhere;
         # a group z-score maps such a prompt's rewards to 0, whatever it missed
@@ -261,7 +260,10 @@ def reward_range(scores: artifacts.Artifact) -> tuple[float, float]:
     """Lowest and highest reward of the scores, read a row group at a time."""
     low, high = np.inf, -np.inf
     for file in scores.files:
-        with pq.ParquetFile(file, pre_buffer=False) as parquet:  # pre-buffering holds every row group read
+        with (
+            artifacts.readable(file),
+            pq.ParquetFile(file, pre_buffer=False) as parquet,
+        ):  # pre-buffering holds every row group read
             for batch in parquet.iter_batches(columns=["reward"], batch_size=1 << 20):
                 values = batch["reward"].to_numpy(zero_copy_only=False).astype(np.float64)
                 values = values[np.isfinite(values)]  # the join refuses the rest, naming the row

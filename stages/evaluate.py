@@ -231,6 +231,11 @@ def check_prompts(config: EvaluateConfig) -> list[str]:
         for p in prompts:
             if p.fields.get(name) is None and (alias is None or p.fields.get(alias) is None):
                 raise IswtError(f"prompt {p.prompt_id!r} has no task field '{name}'; the {reward.name} reward needs it")
+    if reward.name == "set":  # the answers' own rules, before anything is sampled
+        from iswcli import exact_targets
+
+        for p in prompts:
+            exact_targets.parse_answers(p.fields["answers"], f"prompt {p.prompt_id!r}")
     return [p.prompt_id for p in prompts]
 
 

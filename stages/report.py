@@ -93,6 +93,9 @@ def validate(config: ReportConfig) -> None:
     if target.is_dir():
         raise IswtError(f"--out {config.out}: is a directory, expected an .html file path")
     artifacts.check_parent_writable(config.out, "--out")
+    figures = Path(config.figures_dir)
+    if figures.exists() and not figures.is_dir():
+        raise IswtError(f"--out {config.out}: its figures go to {figures}, which is a file, not a directory")
 
 
 def run(config: ReportConfig) -> ReportResult:

@@ -90,6 +90,7 @@ class Row:
 def validate(config: SampleConfig) -> None:
     checks = [
         (config.n >= 1, f"--n {config.n}: must be at least 1"),
+        (config.n < 2**31, f"--n {config.n}: must be below 2^31 (sample_idx is an int32)"),
         (config.max_new_tokens >= 1, f"--max-new-tokens {config.max_new_tokens}: must be at least 1"),
         (config.temperature >= 0, f"--temperature {config.temperature}: must be >= 0"),
         (0 < config.top_p <= 1, f"--top-p {config.top_p}: must be in (0, 1]"),

@@ -406,12 +406,17 @@ def scores_table(kept: list[tuple[Sample, rewards.RewardResult]], logprob_ref: l
 
 @contextmanager
 def _partial_kept_only_with_parts(writer: artifacts.PartWriter):
-    """On failure, remove OUT.partial/ if this run created it and finished no part."""
+    """On failure, remove OUT.partial/ if this run created it and finished no part, or refused its input.
+
+    Parts are kept for a re-run of the same command after a kill; after a
+    refusal the command must change, and parts it made would only block it.
+    """
     created = not writer.directory.exists()
     try:
         yield
-    except BaseException:
-        if created and writer.directory.exists() and not any(writer.directory.glob("part-*.parquet")):
+    except BaseException as exc:
+        refused = isinstance(exc, IswtError)
+        if created and writer.directory.exists() and (refused or not any(writer.directory.glob("part-*.parquet"))):
             shutil.rmtree(writer.directory, ignore_errors=True)
         raise
 

@@ -138,6 +138,7 @@ def validate(c: TrainConfig) -> None:
     tracking.check(c.report_to)
     if Path(c.out).exists() and not Path(c.out).is_dir():
         raise IswtError(f"--out {c.out}: is a file; a run directory is expected")
+    artifacts.check_parent_writable(c.out, "--out", directory=True)  # a read-only run directory, even with --force
     models.check_adapter(c.adapter)
 
 

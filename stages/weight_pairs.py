@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -129,7 +128,7 @@ def run(config: WeightPairsConfig) -> WeightPairsResult:
             score_columns=["reward"],
             purpose="pairing",
             shard=None if config.shard is None else parse_shard(config.shard),
-            spill_dir=str(Path(config.out).resolve().parent),
+            spill_beside=config.out,
         )
         pairs = PairsByBatch(config, artifacts.row_count(stream.samples) if config.plot else 0)
         with stream, artifacts.ArtifactWriter(config.out, artifacts.PAIRS) as writer:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from iswcli import artifacts, estimators, pairing
 from iswcli.chain import load_scored
@@ -46,7 +45,7 @@ def read_columns(path: str, kind: str, columns) -> tuple[pa.Table, str]:
         missing = [c for c in columns if c not in names]
         if missing:
             raise IswtError(f"{file}: column '{missing[0]}' is missing (required in {kind})")
-    tables = [pq.read_table(f, columns=list(columns)).replace_schema_metadata(None) for f in files]
+    tables = [artifacts.read_rows(f, list(columns)) for f in files]
     table = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
     return table, artifacts.combined_sha256(files)
 
