@@ -337,22 +337,27 @@ def train(
     ],
     samples: Annotated[str, typer.Option("--samples", help="Samples artifact (the offline trajectories).")],
     scores: Annotated[str, typer.Option("--scores", help="Scores artifact for those samples.")],
-    loss: Annotated[str, typer.Option("--loss", help="tb, sigmoid, hinge, ipo, grpo, gspo or sft.")],
+    loss: Annotated[str, typer.Option("--loss", help="tb, dpg, sigmoid, hinge, ipo, grpo, gspo or sft.")],
     model: ModelOpt = "smollm2-135m",
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="Adapter to continue training.")] = None,
-    z: Annotated[Optional[str], typer.Option("--z", help="Frozen log Z (from estimate-z), for --loss tb.")] = None,
+    z: Annotated[
+        Optional[str], typer.Option("--z", help="Frozen log Z (from estimate-z), for --loss tb and dpg.")
+    ] = None,
     pairs: Annotated[Optional[str], typer.Option("--pairs", help="Weighted pairs, for pair losses.")] = None,
     beta: Annotated[
         Optional[float],
         typer.Option(
-            "--beta", help="Inverse temperature / DPO beta (default: the --z artifact's beta for tb, else 1)."
+            "--beta", help="Inverse temperature / DPO beta (default: the --z artifact's beta for tb/dpg, else 1)."
         ),
     ] = None,
     z_mode: Annotated[str, typer.Option("--z-mode", help="frozen (from --z) or learned jointly.")] = "frozen",
     z_lr: Annotated[float, typer.Option("--z-lr", help="Learning rate of the learned log Z.")] = 1e-2,
     length_normalize: Annotated[bool, typer.Option("--length-normalize", help="Approximate tb variant.")] = False,
     clip_eps: Annotated[float, typer.Option("--clip-eps", help="Ratio clip for grpo/gspo.")] = 0.2,
-    kl_coef: Annotated[float, typer.Option("--kl-coef", help="KL to the reference for grpo/gspo.")] = 0.0,
+    kl_coef: Annotated[float, typer.Option("--kl-coef", help="KL to the reference for grpo, gspo and dpg.")] = 0.0,
+    dpg_baseline: Annotated[
+        bool, typer.Option("--dpg-baseline/--no-dpg-baseline", help="dpg: subtract pi_theta/q from the weight.")
+    ] = True,
     sft_select: Annotated[str, typer.Option("--sft-select", help="best, correct (reward >= 1) or all.")] = "best",
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning instead of LoRA.")] = False,
     lora_r: Annotated[int, typer.Option("--lora-r")] = 16,
@@ -360,7 +365,9 @@ def train(
     lora_dropout: Annotated[float, typer.Option("--lora-dropout")] = 0.0,
     target_modules: Annotated[str, typer.Option("--target-modules", help="all-linear or a,b,c.")] = "all-linear",
     lr: Annotated[float, typer.Option("--lr")] = 1e-4,
-    warmup_steps: Annotated[int, typer.Option("--warmup-steps")] = 0,
+    warmup_steps: Annotated[
+        Optional[int], typer.Option("--warmup-steps", help="Linear warm-up steps (default: a tenth of the steps).")
+    ] = None,
     weight_decay: Annotated[
         float, typer.Option("--weight-decay", help="AdamW weight decay (LoRA weights only).")
     ] = 0.0,
@@ -379,6 +386,17 @@ def train(
     ] = False,
     seed: SeedOpt = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:i].")] = "auto",
+    eval_target_every: Annotated[
+        int,
+        typer.Option("--eval-target-every", help="Measure kl_set etc. against the exact pi* every N steps (0: off)."),
+    ] = 0,
+    eval_prompts: Annotated[
+        Optional[str],
+        typer.Option("--eval-prompts", help="Held-out answer-set prompts for those curves: a file or TASK:SPLIT."),
+    ] = None,
+    eval_target_beta: Annotated[
+        Optional[float], typer.Option("--eval-target-beta", help="The target's beta (default: --beta for tb/dpg).")
+    ] = None,
     report_to: Annotated[
         str, typer.Option("--report-to", help="Also log each step to none, tensorboard, trackio or wandb (offline).")
     ] = "none",
@@ -404,6 +422,7 @@ def train(
         length_normalize=length_normalize,
         clip_eps=clip_eps,
         kl_coef=kl_coef,
+        dpg_baseline=dpg_baseline,
         sft_select=sft_select,
         full=full,
         lora_r=lora_r,
@@ -426,6 +445,9 @@ def train(
         resume=resume,
         seed=seed,
         device=device,
+        eval_target_every=eval_target_every,
+        eval_prompts=eval_prompts,
+        eval_target_beta=eval_target_beta,
         report_to=report_to,
         force=force,
     )

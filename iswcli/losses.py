@@ -7,6 +7,7 @@ plus named parts for the training log.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,6 +38,45 @@ def tb_loss(delta: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
     loss = delta.pow(2).mean()
     d = delta.detach()
     return loss, {"delta_mean": d.mean().item(), "delta_abs_max": d.abs().max().item()}
+
+
+def tb_step0_residuals(log_z: np.ndarray, reward: np.ndarray, beta: float, prompt_index: np.ndarray) -> np.ndarray:
+    """Each prompt's mean trajectory-balance residual before any update (pi_theta = pi_ref): mean(log Z - beta r).
+
+    With log Z estimated by importance sampling from the same K samples at q = pi_ref it is
+    log mean e^{beta r} - mean beta r >= 0 (Jensen). Its constant part multiplies the gradient
+    of the samples' log-likelihood, so every epoch pushes the sampled responses down.
+    """
+    residual = log_z[prompt_index] - beta * reward
+    counts = np.bincount(prompt_index, minlength=log_z.size)
+    return np.bincount(prompt_index, weights=residual, minlength=log_z.size) / np.maximum(counts, 1)
+
+
+def dpg_loss(
+    logp: torch.Tensor,
+    logp_ref: torch.Tensor,
+    logp_q: torch.Tensor,
+    reward: torch.Tensor,
+    log_z: torch.Tensor,
+    beta: float,
+    baseline: bool = True,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Distributional policy gradient: importance-weighted maximum likelihood toward pi* (forward KL).
+
+    Per sample y ~ q, w = exp(beta r + log pi_ref - log q - log Z): pi*(y) / q(y), mean 1 under q
+    when Z is exact, so -mean(w log pi_theta) estimates the cross-entropy of pi* to pi_theta, which
+    KL(pi* || pi_theta) differs from by a constant. The value returned is that estimate; with the
+    baseline (Korbak et al. 2022) the gradient is that of -mean((w - pi_theta/q) log pi_theta): the
+    extra term is 0 in expectation under q (sum_y grad pi_theta(y) = 0) and cancels most of the
+    variance where pi_theta is close to pi* (both ratios near each other).
+    """
+    w = (beta * reward + logp_ref - logp_q - log_z).exp()
+    loss = -(w * logp).mean()
+    if baseline:
+        b = (logp.detach() - logp_q).exp()
+        surrogate = (b * logp).mean()
+        loss = loss + surrogate - surrogate.detach()  # the gradient's baseline; the value stays the estimate
+    return loss, {"weight_mean": float(w.mean()), "weight_max": float(w.max())}
 
 
 def pair_margin(

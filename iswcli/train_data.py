@@ -28,6 +28,7 @@ class TrainData:
     prompt_tokens: list[list[int]]
     response_tokens: list[list[int]]
     token_logq: list[list[float]]
+    logprob_q: np.ndarray  # the sampler's sequence log-prob (dpg's importance weights)
     reward: np.ndarray
     logprob_ref: np.ndarray | None  # from scores, when present
     prompt_index: np.ndarray  # dense 0..P-1 per sample
@@ -64,6 +65,7 @@ def load(samples_path: str, scores_path: str) -> tuple[TrainData, chain.Scored]:
         prompt_tokens=table["prompt_token_ids"].to_pylist(),
         response_tokens=table["response_token_ids"].to_pylist(),
         token_logq=table["token_logprobs_q"].to_pylist(),
+        logprob_q=table["logprob_q"].to_numpy(zero_copy_only=False).astype(np.float64),
         reward=reward,
         logprob_ref=logprob_ref,
         prompt_index=scored.group,
@@ -72,8 +74,13 @@ def load(samples_path: str, scores_path: str) -> tuple[TrainData, chain.Scored]:
     return data, scored
 
 
-def attach_z(data: TrainData, z: chain.FrozenZ) -> None:
-    """Frozen log Z per prompt, and the rewards the target was defined on (z-scored when the z says so)."""
+def attach_z(data: TrainData, z: chain.FrozenZ, scored: chain.Scored, weights_need_q: bool) -> None:
+    """Frozen log Z per prompt, and the rewards the target was defined on (z-scored when the z says so).
+
+    weights_need_q: the objective divides by q (dpg's importance weights), so every logprob_q must be finite.
+    """
+    if weights_need_q:
+        data.logprob_q = scored.finite("logprob_q", scored.samples.path, "importance weights need the sampler's log-probs")
     data.log_z = z.log_z
     if z.reward_transform == "group-zscore":
         data.reward = group_zscore(data.reward, data.prompt_index)

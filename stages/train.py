@@ -27,10 +27,19 @@ import torch
 from accelerate import Accelerator
 
 from iswcli import artifacts, cache, chain, console, losses, models, outputs, run_dir, tracking, train_data
+from iswcli.target_curves import CURVE_GROUPS, TargetCurves, heldout_prompts, set_reward_default, training_prompts
+from iswcli.train_steps import (
+    DIVERGENCE_WINDOW,
+    FROZEN_Z_LOSSES,
+    NONNEGATIVE_LOSSES,
+    Objective,
+    StepLoss,
+    diverging,
+)
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.results import StageResult
 
-LOSSES = ("tb", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
+LOSSES = ("tb", "dpg", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
 STEP0_TOLERANCE = 1e-4
 
 
@@ -52,7 +61,8 @@ class TrainConfig:
     z_lr: float = 1e-2
     length_normalize: bool = False
     clip_eps: float = 0.2
-    kl_coef: float = 0.0
+    kl_coef: float = 0.0  # KL to the reference for grpo, gspo and dpg
+    dpg_baseline: bool = True  # dpg: subtract pi_theta / q from the importance weight (Korbak et al. 2022)
     sft_select: str = "best"
     full: bool = False
     lora_r: int = 16
@@ -60,7 +70,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     target_modules: str = "all-linear"
     lr: float = 1e-4
-    warmup_steps: int = 0
+    warmup_steps: int | None = None  # None: a tenth of the steps
     schedule: str = "constant"
     weight_decay: float = 0.0
     batch_size: int = 8
@@ -75,6 +85,9 @@ class TrainConfig:
     resume: bool = False
     seed: int = 0
     device: str = "auto"
+    eval_target_every: int = 0  # measure the policy against the exact pi* every N steps and at the end (0: never)
+    eval_prompts: str | None = None  # held-out answer-set prompts for those curves: a prompts file or TASK:SPLIT
+    eval_target_beta: float | None = None  # the target's beta; None: --beta for tb and dpg
     report_to: str = "none"  # also log each step to tensorboard, trackio or wandb
     force: bool = False  # retrain even when the run directory is up to date
 
@@ -90,8 +103,21 @@ class TrainResult(StageResult):
     loss_last: float | None = None
     log_ratio_mean_last: float | None = None  # NaN for losses that log none
     tokens_per_s_mean: float | None = None
+    diverged_at_step: int | None = None  # the step where the loss grew past a multiple of its start
+    step0_residual_mean: float | None = None  # tb, frozen z: the prompts' mean residual before any update
+    step0_residual_max: float | None = None
+    target_first: dict | None = None  # --eval-target-every: the curves' first and last measures
+    target_last: dict | None = None
 
     def rows(self) -> dict:
+        extra = {}
+        if self.diverged_at_step is not None:
+            extra["diverged at step"] = self.diverged_at_step
+        if self.step0_residual_mean is not None:
+            extra["step-0 residual (mean, max)"] = f"{self.step0_residual_mean:.4g}, {self.step0_residual_max:.4g}"
+        for key in (self.target_first or {}):
+            if key != "step":
+                extra[f"{key} first → last"] = f"{self.target_first[key]:.4g} → {self.target_last[key]:.4g}"
         return {
             "run": self.output,
             "loss": self.loss,
@@ -100,6 +126,7 @@ class TrainResult(StageResult):
             "loss first → last": f"{self.loss_first:.4g} → {self.loss_last:.4g}",
             "mean log-ratio (last)": self.log_ratio_mean_last,
             "tokens/s (mean)": self.tokens_per_s_mean,
+            **extra,
         }
 
 
@@ -112,6 +139,11 @@ def validate(c: TrainConfig) -> None:
             not (c.loss == "tb" and c.z_mode == "frozen" and c.z is None),
             "--loss tb needs --z Z.parquet (from iswt estimate-z), or --z-mode learned",
         ),
+        (
+            not (c.loss == "dpg" and (c.z is None or c.z_mode != "frozen")),
+            "--loss dpg needs --z Z.parquet (from iswt estimate-z): its importance weights divide by the frozen Z",
+        ),
+        (c.warmup_steps is None or c.warmup_steps >= 0, f"--warmup-steps {c.warmup_steps}: must be at least 0"),
         (
             not (c.loss in losses.PAIR_LOSSES and c.pairs is None),
             f"--loss {c.loss} needs --pairs PAIRS.parquet (from iswt weight-pairs)",
@@ -132,6 +164,20 @@ def validate(c: TrainConfig) -> None:
         (c.lora_r >= 1, f"--lora-r {c.lora_r}: must be at least 1"),
         (c.lora_alpha > 0, f"--lora-alpha {c.lora_alpha}: must be > 0"),
         (c.clip_eps > 0, f"--clip-eps {c.clip_eps}: must be > 0"),
+        (c.eval_target_every >= 0, f"--eval-target-every {c.eval_target_every}: must be at least 0"),
+        (
+            c.eval_target_every or (c.eval_prompts is None and c.eval_target_beta is None),
+            "--eval-prompts and --eval-target-beta belong to the exact-target curves: give --eval-target-every too",
+        ),
+        (
+            not c.eval_target_every or c.eval_target_beta is not None or c.loss in FROZEN_Z_LOSSES,
+            f"--eval-target-every with --loss {c.loss}: give --eval-target-beta, the beta of the target pi* "
+            "(its --beta is the loss's own)",
+        ),
+        (
+            c.eval_target_beta is None or (math.isfinite(c.eval_target_beta) and c.eval_target_beta > 0),
+            f"--eval-target-beta {c.eval_target_beta}: must be a finite number > 0",
+        ),
     ]
     raise_first_failure(checks)
     models.check_device(c.device)
@@ -142,20 +188,25 @@ def validate(c: TrainConfig) -> None:
     models.check_adapter(c.adapter)
 
 
+def _frozen_z(c: TrainConfig) -> bool:
+    """Whether the objective reads log Z from the --z artifact."""
+    return c.loss in FROZEN_Z_LOSSES and c.z_mode == "frozen"
+
+
 def _input_flags(c: TrainConfig) -> dict[str, str | None]:
     return {"--samples": c.samples, "--scores": c.scores, "--z": c.z, "--pairs": c.pairs, "--adapter": c.adapter}
 
 
 def resolve_beta(c: TrainConfig) -> TrainConfig:
-    """Trajectory balance against a frozen z takes the z's beta: another one trains toward the wrong fixed point."""
-    if c.loss != "tb" or c.z_mode != "frozen":
+    """tb and dpg against a frozen z take the z's beta: another one trains toward the wrong fixed point."""
+    if not _frozen_z(c):
         return c if c.beta is not None else replace(c, beta=1.0)
     z_beta = chain.z_beta(c.z)
     if z_beta is None:  # an empty z: reading it with the samples says which prompts it lacks
         return c if c.beta is not None else replace(c, beta=1.0)
     if c.beta is not None and c.beta != z_beta:
         raise IswtError(
-            f"--beta {c.beta}: --z {c.z} was estimated at beta {z_beta:g}, and trajectory balance against it "
+            f"--beta {c.beta}: --z {c.z} was estimated at beta {z_beta:g}, and --loss {c.loss} against it "
             "needs the same beta; omit --beta to take it from the z, or estimate Z at this beta"
         )
     return replace(c, beta=z_beta)
@@ -166,7 +217,7 @@ def _up_to_date(c: TrainConfig) -> TrainResult | None:
     if c.resume or not (Path(c.out) / "manifest.json").exists():
         return None
     named = {"samples": c.samples, "scores": c.scores}
-    if c.loss == "tb" and c.z_mode == "frozen":
+    if _frozen_z(c):
         named["z"] = c.z
     if c.loss in losses.PAIR_LOSSES:
         named["pairs"] = c.pairs
@@ -180,9 +231,9 @@ def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifac
     """The samples joined with their scores, z and pairs, each checked to belong to the others."""
     data, scored = train_data.load(c.samples, c.scores)
     inputs = {"samples": scored.samples, "scores": scored.scores}
-    if c.loss == "tb" and c.z_mode == "frozen":
+    if _frozen_z(c):
         z = chain.load_z(c.z, scored)
-        train_data.attach_z(data, z)
+        train_data.attach_z(data, z, scored, weights_need_q=c.loss == "dpg")
         inputs["z"] = z.artifact
     if c.loss in losses.PAIR_LOSSES:
         pairs = chain.load_pairs(c.pairs, scored)
@@ -219,12 +270,13 @@ def _train(c: TrainConfig) -> TrainResult:
     ref = models.resolve_model(c.model)
     path = models.local_path(ref)
     identity = models.model_identity(ref, path, c.adapter)
+    tokenizer = models.load_tokenizer(path)
+    curves = _target_curves(c, tokenizer, inputs) if c.eval_target_every else None
     fingerprint = run_dir.fingerprint(asdict(c), inputs)
     resume = run_dir.resume_or_start(c.out, fingerprint, resume=c.resume, force=c.force)
 
     accelerator = Accelerator(mixed_precision="bf16" if c.precision == "bf16" else "no", cpu=c.device == "cpu")
     run_dir.seed_everything(c.seed + accelerator.process_index)
-    tokenizer = models.load_tokenizer(path)
     policy = _load_policy(c, path, accelerator.device)
     pad_id = tokenizer.pad_token_id
 
@@ -237,25 +289,32 @@ def _train(c: TrainConfig) -> TrainResult:
     accelerator.wait_for_everyone()
     logp_ref = _reference_logprobs(c, data, policy, pad_id, out, accelerator)
     _step0_check(data, policy, logp_ref, pad_id, c)
+    if curves and accelerator.is_main_process:
+        curves.fix_reference(policy, out)
 
     module = PolicyWithZ(policy, len(data.prompt_names) if c.z_mode == "learned" and c.loss == "tb" else 0)
     optimizer = torch.optim.AdamW(_param_groups(module, c), lr=c.lr, weight_decay=c.weight_decay)
     batches_per_epoch = math.ceil(len(data.examples) / c.batch_size)
     per_step = c.grad_accum * accelerator.num_processes
     total_steps = c.max_steps or max(1, (batches_per_epoch * c.epochs) // per_step)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(c, total_steps))
+    warmup = c.warmup_steps if c.warmup_steps is not None else math.ceil(total_steps / 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(c, total_steps, warmup))
     module, optimizer = accelerator.prepare(module, optimizer)
     module.train()
 
     log_rows: list[dict] = []
     start = run_dir.load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if resume else 0
     batch_stream = training_batches(data, c, per_step)
-    step_loss = StepLoss(c, data, logp_ref, pad_id)
+    objective = Objective(c.loss, c.beta, c.clip_eps, c.kl_coef, c.length_normalize, c.dpg_baseline)
+    step_loss = StepLoss(objective, data, logp_ref, pad_id)
 
     tracker = tracking.Tracker(c.report_to, out, artifacts.jsonable(asdict(c))) if accelerator.is_main_process else None
+    measure_now = lambda step: curves is not None and accelerator.is_main_process and step % c.eval_target_every == 0
+    diverged_at = None
     with console.progress(total_steps, "training", rate_unit="tok/s") as bar:
         bar.advance(start)
         for step in range(start, total_steps):
+            target = curves.measure(accelerator.unwrap_model(module).lm) if measure_now(step) else {}
             began = time.perf_counter()
             micro = _my_micro_batches(batch_stream, step, per_step, accelerator)
             totals, tokens = {}, 0
@@ -274,20 +333,41 @@ def _train(c: TrainConfig) -> TrainResult:
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             row = _log_row(step, totals, lr, grad_norm, tokens, time.perf_counter() - began, accelerator)
-            log_rows.append(row)
+            log_rows.append({**row, **target})
             if tracker:
-                tracker.log(row)
+                tracker.log(log_rows[-1])
+            if diverged_at is None and c.loss in NONNEGATIVE_LOSSES and diverging([r["loss"] for r in log_rows]):
+                diverged_at = step
+                _warn_divergence(c, log_rows, step)
             bar.advance(1, rate=row["tokens_per_s"])
             if c.save_every and (step + 1) % c.save_every == 0 and step + 1 < total_steps:
                 run_dir.save_checkpoint(out, step + 1, accelerator, module, optimizer, scheduler, log_rows)
 
+    if curves and accelerator.is_main_process:  # after the last update: a row of its own, step = total_steps
+        log_rows.append({"step": total_steps, **curves.measure(accelerator.unwrap_model(module).lm)})
+        if tracker:
+            tracker.log(log_rows[-1])
     if tracker:
         tracker.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        _save_run(c, out, accelerator.unwrap_model(module), tokenizer, log_rows, inputs, identity, data)
+    diagnostics = _diagnostics(c, data, log_rows, diverged_at)
+    if accelerator.is_main_process:
+        _save_run(c, out, accelerator.unwrap_model(module), tokenizer, log_rows, inputs, identity, data, diagnostics)
     accelerator.wait_for_everyone()
-    return _summary(c, log_rows, total_steps, data)
+    return _summary(c, log_rows, total_steps, data, diagnostics)
+
+
+def _target_curves(c: TrainConfig, tokenizer, inputs: dict) -> TargetCurves:
+    """The exact-target curves' prompts (training, and --eval-prompts), checked before any heavy work."""
+    prompts, stops, chat_template = training_prompts(c.samples, tokenizer)
+    groups = {"train": prompts}
+    if c.eval_prompts is not None:
+        groups["heldout"] = heldout_prompts(c.eval_prompts, tokenizer, chat_template)
+    if not stops:
+        raise IswtError(f"--eval-target-every: {c.samples} records no stop tokens, so no response is an exact answer")
+    r0 = set_reward_default(inputs["scores"].provenance, c.scores)
+    return TargetCurves(groups, stops, tokenizer.pad_token_id, r0, c.eval_target_beta or c.beta)
 
 
 # --------------------------------------------------------------------------- model
@@ -362,12 +442,12 @@ def _param_groups(module, c: TrainConfig) -> list[dict]:
     return groups
 
 
-def _schedule(c: TrainConfig, total_steps: int):
+def _schedule(c: TrainConfig, total_steps: int, warmup: int):
     def factor(step: int) -> float:
-        if step < c.warmup_steps:
-            return (step + 1) / (c.warmup_steps + 1)
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
         if c.schedule == "cosine":
-            progress = (step - c.warmup_steps) / max(1, total_steps - c.warmup_steps)
+            progress = (step - warmup) / max(1, total_steps - warmup)
             return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         return 1.0
 
@@ -448,84 +528,6 @@ def _my_micro_batches(stream, step: int, per_step: int, accelerator) -> list[np.
     return window[accelerator.process_index :: accelerator.num_processes]
 
 
-class StepLoss:
-    """Loss of one micro-batch for the configured objective: (loss, parts, response tokens)."""
-
-    def __init__(self, c: TrainConfig, data, logp_ref: np.ndarray, pad_id: int):
-        self.c, self.data, self.logp_ref, self.pad_id = c, data, logp_ref, pad_id
-
-    def __call__(self, module, example_rows):
-        c, data = self.c, self.data
-        if c.loss in losses.PAIR_LOSSES:
-            pairs = data.examples[example_rows]
-            rows = np.concatenate([pairs[:, 0], pairs[:, 1]])
-        else:
-            rows = data.examples[example_rows]
-        token_lp = self._token_logprobs(module, rows)
-        device = token_lp[0].device if token_lp else "cpu"
-        seq = torch.stack([t.sum() for t in token_lp])
-        ref = torch.tensor(self.logp_ref[rows], dtype=seq.dtype, device=device)
-        n_tok = int(sum(len(t) for t in token_lp))
-        parts = {"log_ratio_mean": float((seq - ref).detach().mean())}
-
-        if c.loss == "tb":
-            loss, extra = self._tb(module, rows, seq, ref, device)
-        elif c.loss in losses.PAIR_LOSSES:
-            half = len(example_rows)
-            h = losses.pair_margin(seq[:half], ref[:half], seq[half:], ref[half:], c.beta)
-            weight = torch.tensor(data.pair_weight[example_rows], dtype=seq.dtype, device=device)
-            per_pair = losses.pair_loss(c.loss, h, c.beta)
-            loss = losses.weighted_pair_loss(per_pair, weight, float(data.pair_weight.mean()))
-            extra = {"margin_mean": float(h.detach().mean()), "pair_acc": float((h > 0).float().mean())}
-        elif c.loss in ("grpo", "gspo"):
-            token_pad, token_q, mask = self._padded(token_lp, rows, device)
-            adv = torch.tensor(data.advantage[rows], dtype=seq.dtype, device=device)
-            level = "token" if c.loss == "grpo" else "sequence"
-            loss, extra = losses.clipped_policy_loss(token_pad, token_q, mask, adv, c.clip_eps, level)
-            if c.kl_coef:
-                kl = losses.kl_to_reference(seq, ref)
-                loss = loss + c.kl_coef * kl
-                extra["kl"] = float(kl.detach())
-        else:
-            token_pad, _, mask = self._padded(token_lp, rows, device)
-            loss, extra = losses.sft_loss(token_pad, mask), {}
-        return loss, {**parts, **extra}, n_tok
-
-    def _token_logprobs(self, module, rows):
-        """Per-token log-probs of the rows, each distinct prompt run once (see PolicyWithZ.forward)."""
-        d = self.data
-        prompts, responses = [d.prompt_tokens[r] for r in rows], [d.response_tokens[r] for r in rows]
-        return module(teacher_forced={"prompts": prompts, "responses": responses, "pad_id": self.pad_id})
-
-    def _tb(self, module, rows, seq, ref, device):
-        c, data = self.c, self.data
-        reward = torch.tensor(data.reward[rows], dtype=seq.dtype, device=device)
-        prompt = torch.tensor(data.prompt_index[rows], device=device)
-        unwrapped = module.module if hasattr(module, "module") else module
-        if unwrapped.log_z is not None:
-            log_z = unwrapped.log_z[prompt]
-        else:
-            log_z = torch.tensor(data.log_z[data.prompt_index[rows]], dtype=seq.dtype, device=device)
-        lengths = None
-        if c.length_normalize:
-            lengths = torch.tensor(data.n_tokens[rows], dtype=seq.dtype, device=device)
-        return losses.tb_loss(losses.tb_delta(log_z, seq, ref, reward, c.beta, lengths))
-
-    def _padded(self, token_lp, rows, device):
-        """Right-padded [sequences, tokens] policy and sampler log-probs with a mask."""
-        width = max(1, max(len(t) for t in token_lp))
-        pad = torch.nn.functional.pad
-        token_pad = torch.stack([pad(t, (0, width - len(t))) for t in token_lp])
-        token_q = torch.stack(
-            [
-                pad(torch.tensor(self.data.token_logq[r], device=device), (0, width - len(t)))
-                for t, r in zip(token_lp, rows)
-            ]
-        )
-        mask = torch.stack([pad(torch.ones(len(t), device=device), (0, width - len(t))) for t in token_lp])
-        return token_pad, token_q, mask
-
-
 def _log_row(step, totals, lr, grad_norm, tokens, seconds, accelerator) -> dict:
     reduced = {}
     for key, value in totals.items():
@@ -546,7 +548,7 @@ def _log_row(step, totals, lr, grad_norm, tokens, seconds, accelerator) -> dict:
 # --------------------------------------------------------------------------- outputs
 
 
-def _save_run(c, out: Path, module, tokenizer, log_rows, inputs, identity, data) -> None:
+def _save_run(c, out: Path, module, tokenizer, log_rows, inputs, identity, data, diagnostics) -> None:
     """Weights, tokenizer, config, log and manifest; the manifest last, as the mark of a finished run."""
     module.lm.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -562,7 +564,8 @@ def _save_run(c, out: Path, module, tokenizer, log_rows, inputs, identity, data)
         "reward_transform": (inputs["z"].provenance.get("reward_transform") if "z" in inputs else None),
         "weights": "adapter (peft)" if not c.full else "full model",
         "z_sha256": inputs["z"].sha256 if "z" in inputs else None,
-        "steps": len(log_rows),
+        "steps": len(_step_rows(log_rows)),
+        **diagnostics,
     }
     outputs.write_atomically(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
@@ -581,8 +584,41 @@ def _log_table(rows: list[dict]) -> pa.Table:
     return pa.table({k: [r.get(k, float("nan")) for r in rows] for k in keys})
 
 
-def _summary(c, log_rows, total_steps, data) -> TrainResult:
-    first, last = log_rows[0], log_rows[-1]
+def _step_rows(log_rows: list[dict]) -> list[dict]:
+    """The optimizer steps' rows (the curves' closing row, after the last update, has no loss)."""
+    return [r for r in log_rows if "loss" in r]
+
+
+def _diagnostics(c: TrainConfig, data, log_rows: list[dict], diverged_at: int | None) -> dict:
+    """What the summary and the manifest say beyond the losses: step-0 residuals, divergence, the final curves."""
+    out: dict = {"diverged_at_step": diverged_at}
+    if c.loss == "tb" and data.log_z is not None:
+        residual = losses.tb_step0_residuals(data.log_z, data.reward, c.beta, data.prompt_index)
+        out["step0_residuals"] = dict(zip(data.prompt_names, residual.tolist()))
+    if c.eval_target_every:
+        measured = [r for r in log_rows if any(k.startswith(CURVE_GROUPS) for k in r)]
+        out["target_curve"] = {"first": _curve_values(measured[0]), "last": _curve_values(measured[-1])}
+    return out
+
+
+def _curve_values(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k.startswith(CURVE_GROUPS)} | {"step": row["step"]}
+
+
+def _warn_divergence(c: TrainConfig, log_rows: list[dict], step: int) -> None:
+    w = DIVERGENCE_WINDOW
+    start, recent = np.mean([r["loss"] for r in log_rows[:w]]), np.mean([r["loss"] for r in log_rows[-w:]])
+    console.warn(
+        f"--loss {c.loss}: the loss diverges: its mean went from {start:.4g} (first {w} steps) to {recent:.4g} "
+        f"(steps {max(0, step - w + 1)}-{step}); lower --lr (now {c.lr:g}) or lengthen --warmup-steps"
+    )
+
+
+def _summary(c, log_rows, total_steps, data, diagnostics: dict) -> TrainResult:
+    steps = _step_rows(log_rows)
+    first, last = steps[0], steps[-1]
+    residuals = list((diagnostics.get("step0_residuals") or {}).values())
+    curve = diagnostics.get("target_curve") or {}
     return TrainResult(
         output=c.out,
         loss=c.loss,
@@ -591,5 +627,10 @@ def _summary(c, log_rows, total_steps, data) -> TrainResult:
         loss_first=first["loss"],
         loss_last=last["loss"],
         log_ratio_mean_last=last.get("log_ratio_mean", float("nan")),
-        tokens_per_s_mean=float(np.mean([r["tokens_per_s"] for r in log_rows])),
+        tokens_per_s_mean=float(np.mean([r["tokens_per_s"] for r in steps])),
+        diverged_at_step=diagnostics["diverged_at_step"],
+        step0_residual_mean=float(np.mean(residuals)) if residuals else None,
+        step0_residual_max=float(np.max(residuals)) if residuals else None,
+        target_first=curve.get("first"),
+        target_last=curve.get("last"),
     )

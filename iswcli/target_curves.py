@@ -1,0 +1,130 @@
+"""Training curves against the exact target: pi* measured on answer-set prompts while `iswt train` runs.
+
+On prompts that list their rewarded answers, p_valid, kl_set (KL(pi* ||
+policy)), tv_set and eff_answers are exact (teacher forcing, as `evaluate
+--target-beta`; see `iswcli.exact_targets`). `iswt train --eval-target-every
+N` measures them on the training prompts (read from the samples artifact)
+and on held-out prompts (`--eval-prompts`) every N steps and after the last
+update, so a user sees kl_set fall or rise while training, not after.
+
+pi* is built from the policy at step 0, which the step-0 check has shown to
+be the reference; its per-answer log-probs are kept in the run directory so
+that a resumed run measures against the same target.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from iswcli import exact_targets
+from iswcli.errors import IswtError
+
+CURVE_METRICS = ("p_valid", "kl_set", "tv_set", "eff_answers")
+CURVE_GROUPS = ("train_", "heldout_")  # the log's column prefixes: training prompts, --eval-prompts
+REFERENCE_FILE = "target_reference.json"
+
+
+@dataclass(frozen=True)
+class SetPrompt:
+    """One answer-set prompt as the model sees it: its token ids, each answer's token ids and reward."""
+
+    prompt_id: str
+    prompt_ids: list[int]
+    answer_ids: list[tuple[int, ...]]
+    rewards: list[float]
+
+
+def training_prompts(samples_path: str, tokenizer) -> tuple[list[SetPrompt], list[int] | None, bool]:
+    """The samples' prompts with their answers, the sampler's stop ids and whether it used a chat template."""
+    prompts, stops, _, art = exact_targets.prompt_answers(samples_path)
+    chat_template = bool((art.provenance.get("sampling") or {}).get("chat_template", True))
+    return [_set_prompt(pid, ids, answers, tokenizer) for pid, (ids, answers) in prompts.items()], stops, chat_template
+
+
+def heldout_prompts(spec: str, tokenizer, chat_template: bool) -> list[SetPrompt]:
+    """--eval-prompts: a prompts file (JSONL, ...) or TASK:SPLIT (e.g. sets:test), rendered as sample renders them."""
+    from iswcli import models, tasks
+
+    if os.path.exists(spec):
+        loaded = tasks.load_prompts(prompts=spec)
+    else:
+        task, colon, split = spec.rpartition(":")
+        if not colon or split not in ("train", "test"):
+            raise IswtError(f"--eval-prompts {spec}: no such file, and not TASK:SPLIT (e.g. sets:test)")
+        loaded = tasks.load_prompts(task=task, split=split)
+    out = []
+    for p in loaded:
+        raw = (p.fields or {}).get("answers")
+        if raw is None:
+            raise IswtError(f"--eval-prompts {spec}: prompt {p.prompt_id!r} has no task field 'answers'")
+        answers = exact_targets.parse_answers(raw, f"--eval-prompts {spec}: prompt {p.prompt_id!r}")
+        _, ids = models.render_prompt(tokenizer, tasks.messages_of(p), chat_template)
+        out.append(_set_prompt(p.prompt_id, ids, answers, tokenizer))
+    return out
+
+
+def _set_prompt(prompt_id: str, prompt_ids, answers: dict[str, float], tokenizer) -> SetPrompt:
+    answer_ids = exact_targets.tokenize_answers(tokenizer, answers, f"prompt {prompt_id!r}")
+    return SetPrompt(prompt_id, list(prompt_ids), list(answer_ids.values()), [answers[a] for a in answer_ids])
+
+
+class TargetCurves:
+    """Measures a policy against pi* on named groups of prompts ('train', 'heldout')."""
+
+    def __init__(self, groups: dict[str, list[SetPrompt]], stops: list[int], pad_id: int, r0: float, beta: float):
+        self.groups, self.stops, self.pad_id, self.r0, self.beta = groups, stops, pad_id, r0, beta
+        self.reference: dict[str, dict[str, list[float]]] = {}
+
+    def fix_reference(self, model, run: Path) -> None:
+        """pi_ref's per-answer log-probs: from the run directory, else from ``model`` (the step-0 policy)."""
+        path = run / REFERENCE_FILE
+        if path.exists():
+            self.reference = json.loads(path.read_text())
+            return
+        self.reference = {
+            group: {p.prompt_id: self._answer_logprobs(model, p).tolist() for p in prompts}
+            for group, prompts in self.groups.items()
+        }
+        tmp = run / f".{REFERENCE_FILE}.tmp"
+        tmp.write_text(json.dumps(self.reference))
+        os.replace(tmp, path)
+
+    def measure(self, model) -> dict[str, float]:
+        """Each group's mean of every curve metric over its prompts: {'train_kl_set': ..., 'heldout_kl_set': ...}."""
+        was_training = model.training
+        model.eval()
+        row = {}
+        for group, prompts in self.groups.items():
+            per_prompt = [
+                exact_targets.measures(
+                    self._answer_logprobs(model, p),
+                    np.asarray(self.reference[group][p.prompt_id]),
+                    p.rewards,
+                    self.r0,
+                    self.beta,
+                ).as_row()
+                for p in prompts
+            ]
+            for metric in CURVE_METRICS:
+                row[f"{group}_{metric}"] = float(np.mean([m[metric] for m in per_prompt]))
+        model.train(was_training)
+        return row
+
+    def _answer_logprobs(self, model, p: SetPrompt) -> np.ndarray:
+        return exact_targets.answer_logprobs(model, p.prompt_ids, p.answer_ids, self.stops, self.pad_id)
+
+
+def set_reward_default(scores_provenance: dict, scores_path: str) -> float:
+    """r_0 of the set reward the scores were made with; the exact target needs that reward."""
+    reward = scores_provenance.get("reward") or {}
+    if reward.get("name") != "set":
+        raise IswtError(
+            f"--eval-target-every: {scores_path} was scored with reward {reward.get('spec')!r}; the exact target "
+            "needs --reward set (answer-set prompts)"
+        )
+    return float(reward.get("default", 0.0))
