@@ -28,12 +28,12 @@ class TrainData:
     prompt_tokens: list[list[int]]
     response_tokens: list[list[int]]
     token_logq: list[list[float]]
-    logprob_q: np.ndarray  # the sampler's sequence log-prob (dpg's importance weights)
     reward: np.ndarray
     logprob_ref: np.ndarray | None  # from scores, when present
     prompt_index: np.ndarray  # dense 0..P-1 per sample
     prompt_names: list[str]  # prompt_index -> prompt_id
     log_z: np.ndarray | None = None  # per prompt_index (frozen Z)
+    logprob_q: np.ndarray | None = None  # the sampler's sequence log-prob, for dpg's importance weights
     advantage: np.ndarray | None = None  # group z-scored rewards (grpo/gspo)
     examples: np.ndarray | None = None  # rows (samples) or (chosen, rejected) pairs
     pair_weight: np.ndarray | None = None
@@ -65,7 +65,6 @@ def load(samples_path: str, scores_path: str) -> tuple[TrainData, chain.Scored]:
         prompt_tokens=table["prompt_token_ids"].to_pylist(),
         response_tokens=table["response_token_ids"].to_pylist(),
         token_logq=table["token_logprobs_q"].to_pylist(),
-        logprob_q=table["logprob_q"].to_numpy(zero_copy_only=False).astype(np.float64),
         reward=reward,
         logprob_ref=logprob_ref,
         prompt_index=scored.group,

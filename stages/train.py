@@ -350,7 +350,6 @@ def _train(c: TrainConfig) -> TrainResult:
     if tracker:
         tracker.close()
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
     diagnostics = _diagnostics(c, data, log_rows, diverged_at)
     if accelerator.is_main_process:
         _save_run(c, out, accelerator.unwrap_model(module), tokenizer, log_rows, inputs, identity, data, diagnostics)
