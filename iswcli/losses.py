@@ -67,8 +67,8 @@ def dpg_loss(
     when Z is exact, so -mean(w log pi_theta) estimates the cross-entropy of pi* to pi_theta, which
     KL(pi* || pi_theta) differs from by a constant. The value returned is that estimate; with the
     baseline (Korbak et al. 2022) the gradient is that of -mean((w - pi_theta/q) log pi_theta): the
-    extra term is 0 in expectation under q (sum_y grad pi_theta(y) = 0) and cancels most of the
-    variance where pi_theta is close to pi* (both ratios near each other).
+    extra term is 0 in expectation under q (sum_y grad pi_theta(y) = 0), and at pi_theta = pi* each
+    sample's gradient vanishes (w = pi_theta/q), not only their mean.
     """
     w = (beta * reward + logp_ref - logp_q - log_z).exp()
     loss = -(w * logp).mean()

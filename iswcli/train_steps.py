@@ -127,15 +127,21 @@ class StepLoss:
 NONNEGATIVE_LOSSES = ("tb", "dpg", "sigmoid", "hinge", "ipo", "sft")  # grpo/gspo's surrogate has no sign
 DIVERGENCE_WINDOW = 5  # steps averaged at the start and at the end: one noisy batch is not a trend
 DIVERGENCE_FACTOR = 3.0
+EXPLOSION_FACTOR = 100.0  # against step 0 (before any update): a run that blows up inside its first window
 DIVERGENCE_FLOOR = 0.05  # a start near 0 (a target already met) is not multiplied into a hair trigger
 
 
 def diverging(loss_history: list[float]) -> bool:
-    """Whether the loss's recent mean grew past DIVERGENCE_FACTOR times its starting mean (or is not finite)."""
+    """Whether the loss's recent mean grew past DIVERGENCE_FACTOR times its starting mean,
+    or EXPLOSION_FACTOR times its first step's loss, or is not finite."""
     w = DIVERGENCE_WINDOW
     if loss_history and not np.isfinite(loss_history[-1]):
         return True
+    if len(loss_history) < w:
+        return False
+    recent = float(np.mean(loss_history[-w:]))
+    if recent > EXPLOSION_FACTOR * max(loss_history[0], DIVERGENCE_FLOOR):
+        return True
     if len(loss_history) < 2 * w:
         return False
-    start, recent = float(np.mean(loss_history[:w])), float(np.mean(loss_history[-w:]))
-    return recent > DIVERGENCE_FACTOR * max(start, DIVERGENCE_FLOOR)
+    return recent > DIVERGENCE_FACTOR * max(float(np.mean(loss_history[:w])), DIVERGENCE_FLOOR)

@@ -606,10 +606,10 @@ def _curve_values(row: dict) -> dict:
 
 def _warn_divergence(c: TrainConfig, log_rows: list[dict], step: int) -> None:
     w = DIVERGENCE_WINDOW
-    start, recent = np.mean([r["loss"] for r in log_rows[:w]]), np.mean([r["loss"] for r in log_rows[-w:]])
+    recent = np.mean([r["loss"] for r in log_rows[-w:]])
     console.warn(
-        f"--loss {c.loss}: the loss diverges: its mean went from {start:.4g} (first {w} steps) to {recent:.4g} "
-        f"(steps {max(0, step - w + 1)}-{step}); lower --lr (now {c.lr:g}) or lengthen --warmup-steps"
+        f"--loss {c.loss}: the loss diverges: {recent:.4g} on average over steps {max(0, step - w + 1)}-{step}, "
+        f"against {log_rows[0]['loss']:.4g} at step 0; lower --lr (now {c.lr:g}) or lengthen --warmup-steps"
     )
 
 

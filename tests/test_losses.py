@@ -521,3 +521,91 @@ def test_weighted_pair_loss_with_the_artifact_mean_weight_keeps_weights_on_singl
     # their average over the epoch is the full objective: (1.125 + 1.125 + 3.0) / 3 = 1.75
     assert float(sum(singles) / 3) == pytest.approx(1.75)
     assert float(losses.weighted_pair_loss(losses_, weights, mean_w)) == pytest.approx(1.75)
+
+
+# --------------------------------------------------------------------------- dpg
+
+
+def test_dpg_loss_and_weights_by_hand():
+    # w = exp(beta r + ref - q - log Z): beta 1, log Z = log 2
+    # sample 1: r 0, ref log .5, q log .5 -> w = 1/2;  sample 2: r log 3, ref log .25, q log .5 -> w = 3*.5/2 = 3/4
+    logp = t([math.log(0.4), math.log(0.2)]).requires_grad_()
+    ref, q = t([math.log(0.5), math.log(0.25)]), t([math.log(0.5), math.log(0.5)])
+    reward, log_z = t([0.0, math.log(3)]), t([math.log(2), math.log(2)])
+    loss, parts = losses.dpg_loss(logp, ref, q, reward, log_z, beta=1.0, baseline=False)
+    # -(0.5 log 0.4 + 0.75 log 0.2) / 2
+    close(loss, -(0.5 * math.log(0.4) + 0.75 * math.log(0.2)) / 2)
+    assert parts["weight_mean"] == pytest.approx(0.625) and parts["weight_max"] == pytest.approx(0.75)
+    loss.backward()
+    close(logp.grad, [-0.25, -0.375])  # -w / n
+
+
+def test_dpg_baseline_keeps_the_value_and_subtracts_pi_theta_over_q():
+    logp = t([math.log(0.4), math.log(0.2)]).requires_grad_()
+    ref, q = t([math.log(0.5), math.log(0.25)]), t([math.log(0.5), math.log(0.5)])
+    reward, log_z = t([0.0, math.log(3)]), t([math.log(2), math.log(2)])
+    plain, _ = losses.dpg_loss(logp, ref, q, reward, log_z, beta=1.0, baseline=False)
+    loss, _ = losses.dpg_loss(logp, ref, q, reward, log_z, beta=1.0, baseline=True)
+    close(loss, plain)
+    loss.backward()
+    # -(w - pi_theta/q) / n: pi_theta/q = 0.8 and 0.4
+    close(logp.grad, [-(0.5 - 0.8) / 2, -(0.75 - 0.4) / 2])
+
+
+def test_dpg_per_sample_gradient_vanishes_at_pi_star_with_the_baseline():
+    pi_ref, r, q = t([0.5, 0.3, 0.2]), t([1.0, 0.0, 2.0]), t([0.2, 0.5, 0.3])
+    pi_star = pi_ref * r.exp() / (pi_ref * r.exp()).sum()
+    log_z = (pi_ref * r.exp()).sum().log().expand(3)
+    logp = pi_star.log().requires_grad_()
+    loss, _ = losses.dpg_loss(logp, pi_ref.log(), q.log(), r, log_z, beta=1.0, baseline=True)
+    loss.backward()
+    close(logp.grad, [0.0, 0.0, 0.0])
+
+
+def test_dpg_fixed_point_is_pi_star_on_every_outcome_once():
+    """Softmax logits trained on each outcome once (weights pi*/q) converge to pi*."""
+    pi_ref, r, q = t([0.5, 0.3, 0.2]), t([1.0, 0.0, 2.0]), t([1 / 3] * 3)
+    pi_star = pi_ref * r.exp() / (pi_ref * r.exp()).sum()
+    log_z = (pi_ref * r.exp()).sum().log().expand(3)
+    logits = torch.zeros(3, dtype=F64, requires_grad=True)
+    opt = torch.optim.SGD([logits], lr=1.0)
+    for _ in range(500):
+        opt.zero_grad()
+        loss, _ = losses.dpg_loss(logits.log_softmax(-1), pi_ref.log(), q.log(), r, log_z, beta=1.0)
+        loss.backward()
+        opt.step()
+    close(logits.softmax(-1), pi_star, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- step-0 residuals and divergence
+
+
+def test_tb_step0_residuals_are_log_mean_exp_minus_mean_by_hand():
+    import numpy as np
+
+    # prompt 0: rewards 0, 1 at beta 1, IS log Z = log((1 + e) / 2); residual = log((1+e)/2) - 0.5
+    # prompt 1: rewards 2, 2: log Z = 2, residual 0 (no spread, no Jensen gap)
+    reward, index = np.array([0.0, 1.0, 2.0, 2.0]), np.array([0, 0, 1, 1])
+    log_z = np.array([math.log((1 + math.e) / 2), 2.0])
+    residual = losses.tb_step0_residuals(log_z, reward, 1.0, index)
+    assert residual == pytest.approx([math.log((1 + math.e) / 2) - 0.5, 0.0])
+    assert residual[0] > 0
+
+
+def test_divergence_is_a_sustained_rise_past_three_times_the_start():
+    from iswcli.train_steps import diverging
+
+    assert not diverging([1.0] * 9)  # too short to judge
+    assert not diverging([1.0] * 5 + [2.9] * 5)
+    assert diverging([1.0] * 5 + [3.1] * 5)
+    assert not diverging([1.0] * 5 + [1.0] * 4 + [10.0])  # one spike is not a trend
+    assert diverging([1.0, float("nan")])  # a non-finite loss diverged at once
+    assert not diverging([0.0] * 5 + [0.1] * 5)  # a start near 0: the floor, not a hair trigger
+    assert diverging([0.0] * 5 + [0.2] * 5)
+
+
+def test_a_loss_that_explodes_inside_its_first_window_is_diverging():
+    from iswcli.train_steps import diverging
+
+    assert diverging([0.6, 145.0, 1.7e5, 4.6e4, 6.8e5])  # lr 3 on the toy: the first window is already lost
+    assert not diverging([0.6, 2.0, 0.3, 5.0, 1.0])

@@ -1,0 +1,121 @@
+"""`iswt train --eval-target-every`: exact curves against pi* while training, equal to `evaluate --target-beta`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from iswcli.target_curves import CURVE_METRICS, REFERENCE_FILE
+from tests.test_answer_sets import sample_sets
+
+BETA = 2.0
+LIMIT = 2
+
+
+@pytest.fixture(scope="module")
+def set_inputs(tiny_model_dir, tmp_path_factory):
+    """Samples of two answer-set training prompts, their set-reward scores and z (beta 2)."""
+    from typer.testing import CliRunner
+
+    from iswcli.cli import app
+
+    d = tmp_path_factory.mktemp("curves")
+    runner = CliRunner()
+
+    def cli(*args):
+        result = runner.invoke(app, [str(a) for a in args])
+        assert result.exit_code == 0, result.output
+        return result
+
+    sample_sets(cli, tiny_model_dir, d / "s.parquet", n=4, limit=LIMIT)
+    cli("--quiet", "score", "--samples", d / "s.parquet", "--reward", "set", "--out", d / "sc.parquet")
+    cli("--quiet", "estimate-z", "--proposal", d / "s.parquet", "--scores", d / "sc.parquet", "--beta", BETA, "--out", d / "z.parquet")
+    return d
+
+
+def train(cli, model, d, run, *extra):
+    args = ["--quiet", "train", "--model", model, "--samples", d / "s.parquet", "--scores", d / "sc.parquet"]
+    return cli(*args, "--z", d / "z.parquet", "--out", run, *extra)
+
+
+def evaluate_kl(cli, model, out, adapter=None) -> dict[str, float]:
+    """evaluate --target-beta on the same training prompts: each metric's mean over them."""
+    args = ["--quiet", "evaluate", "--model", model, "--task", "sets", "--split", "train", "--limit", LIMIT]
+    args += ["--n", 1, "--max-new-tokens", 3, "--target-beta", BETA, "--out", out]
+    result = cli(*args, *(["--adapter", adapter] if adapter else []))
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(str(out).replace(".parquet", ".target.parquet")).to_pylist()
+    return {m: float(np.mean([r[m] for r in rows])) for m in CURVE_METRICS}
+
+
+def test_curves_are_logged_every_n_steps_and_match_evaluate(cli, tiny_model_dir, set_inputs, tmp_path):
+    run = tmp_path / "run"
+    # the random model never says an answer, so pi* = pi_ref = q and dpg's baseline zeroes every gradient;
+    # without it a step is maximum likelihood on the samples, which moves the curves
+    extra = ["--loss", "dpg", "--no-dpg-baseline", "--lr", "1e-2", "--max-steps", 3, "--batch-size", 4]
+    extra += ["--eval-target-every", 2]
+    result = train(cli, tiny_model_dir, set_inputs, run, *extra, "--eval-prompts", "sets:test")
+    assert result.exit_code == 0, result.stderr
+    log = pq.read_table(run / "train_log.parquet").to_pylist()
+    measured = [r["step"] for r in log if r["train_kl_set"] is not None and not np.isnan(r["train_kl_set"])]
+    assert measured == [0, 2, 3]  # every 2 steps before the update, then after the last one
+    assert log[-1]["step"] == 3 and log[-1]["loss"] is None or np.isnan(log[-1]["loss"])
+    assert all(f"heldout_{m}" in log[0] for m in CURVE_METRICS)
+    assert (run / REFERENCE_FILE).exists()
+
+    # step 0 is the base model, the last row the trained adapter: the same numbers evaluate gives
+    base = evaluate_kl(cli, tiny_model_dir, tmp_path / "base.parquet")
+    trained = evaluate_kl(cli, tiny_model_dir, tmp_path / "trained.parquet", adapter=run)
+    for m in CURVE_METRICS:
+        assert log[0][f"train_{m}"] == pytest.approx(base[m], rel=1e-4, abs=1e-6), m
+        assert log[-1][f"train_{m}"] == pytest.approx(trained[m], rel=1e-4, abs=1e-6), m
+    assert log[-1]["train_p_valid"] != pytest.approx(log[0]["train_p_valid"])  # it trained
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["target_curve"]["first"]["train_kl_set"] == log[0]["train_kl_set"]
+    assert manifest["target_curve"]["last"]["step"] == 3
+
+
+def test_frozen_z_tb_reports_its_step0_residuals(cli, tiny_model_dir, set_inputs, tmp_path):
+    """mean(log Z - beta r) per prompt at step 0: log mean e^{beta r} - mean beta r >= 0 for an IS z at q = pi_ref."""
+    run = tmp_path / "run"
+    assert train(cli, tiny_model_dir, set_inputs, run, "--loss", "tb", "--max-steps", 1).exit_code == 0
+    manifest = json.loads((run / "manifest.json").read_text())
+    z = {r["prompt_id"]: r["log_z"] for r in pq.read_table(set_inputs / "z.parquet").to_pylist()}
+    scores = pq.read_table(set_inputs / "sc.parquet").to_pylist()
+    for prompt_id, residual in manifest["step0_residuals"].items():
+        rewards = np.array([r["reward"] for r in scores if r["prompt_id"] == prompt_id])
+        assert residual == pytest.approx(z[prompt_id] - BETA * rewards.mean(), abs=1e-9)
+        assert residual == pytest.approx(np.log(np.mean(np.exp(BETA * rewards))) - BETA * rewards.mean(), abs=1e-9)
+        assert residual >= -1e-12
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--eval-prompts", "sets:test"], "give --eval-target-every too"),
+        (["--eval-target-every", 1, "--eval-prompts", "nope"], "--eval-prompts nope: no such file"),
+        (["--eval-target-every", -1], "--eval-target-every -1: must be at least 0"),
+        (["--warmup-steps", -1], "--warmup-steps -1: must be at least 0"),
+    ],
+)
+def test_bad_curve_flags_fail_in_one_line(cli, tiny_model_dir, set_inputs, tmp_path, extra, message):
+    run = tmp_path / "run"
+    result = train(cli, tiny_model_dir, set_inputs, run, "--loss", "dpg", *extra)
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert not run.exists()
+
+
+def test_curves_need_the_set_reward(cli, tiny_model_dir, set_inputs, tmp_path):
+    from tests.test_train import write_scores
+
+    scores = tmp_path / "other.parquet"
+    write_scores(set_inputs / "s.parquet", scores, reward_of=lambda ids: float(len(ids)))
+    args = ["--quiet", "train", "--model", tiny_model_dir, "--samples", set_inputs / "s.parquet", "--scores", scores]
+    result = cli(*args, "--loss", "sft", "--eval-target-every", 1, "--eval-target-beta", 2, "--out", tmp_path / "run")
+    assert result.exit_code == 2 and "needs --reward set" in result.stderr, result.stderr
+    assert not (tmp_path / "run").exists()
