@@ -9,7 +9,8 @@ update, so a user sees kl_set fall or rise while training, not after.
 
 pi* is built from the policy at step 0, which the step-0 check has shown to
 be the reference; its per-answer log-probs are kept in the run directory so
-that a resumed run measures against the same target.
+that a resumed run measures against the same target. Per-prompt values go to
+the run's target_curves.parquet, so that studies can pair prompts across runs.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from iswcli import exact_targets
+from iswcli import exact_targets, outputs
 from iswcli.errors import IswtError
 
 CURVE_METRICS = ("p_valid", "kl_set", "tv_set", "eff_answers")
 CURVE_GROUPS = ("train_", "heldout_")  # the log's column prefixes: training prompts, --eval-prompts
 REFERENCE_FILE = "target_reference.json"
+PER_PROMPT_FILE = "target_curves.parquet"  # step, group, prompt_id and each metric, one row per prompt measured
 
 
 @dataclass(frozen=True)
@@ -74,45 +78,61 @@ def _set_prompt(prompt_id: str, prompt_ids, answers: dict[str, float], tokenizer
 
 
 class TargetCurves:
-    """Measures a policy against pi* on named groups of prompts ('train', 'heldout')."""
+    """Measures a policy against pi* on named groups of prompts ('train', 'heldout').
+
+    Each measure's per-prompt values go to PER_PROMPT_FILE in the run directory (rewritten whole, atomically),
+    so a study can pair prompts across runs; the log gets each group's mean.
+    """
 
     def __init__(self, groups: dict[str, list[SetPrompt]], stops: list[int], pad_id: int, r0: float, beta: float):
         self.groups, self.stops, self.pad_id, self.r0, self.beta = groups, stops, pad_id, r0, beta
         self.reference: dict[str, dict[str, list[float]]] = {}
+        self.rows: list[dict] = []
+        self.run: Path | None = None
 
-    def fix_reference(self, model, run: Path) -> None:
-        """pi_ref's per-answer log-probs: from the run directory, else from ``model`` (the step-0 policy)."""
+    def fix_reference(self, model, run: Path, start_step: int) -> None:
+        """pi_ref's per-answer log-probs: from the run directory, else from ``model`` (the step-0 policy).
+
+        A resumed run (start_step > 0) keeps the per-prompt rows measured before its checkpoint.
+        """
+        self.run = run
         path = run / REFERENCE_FILE
         if path.exists():
             self.reference = json.loads(path.read_text())
+            if start_step and (run / PER_PROMPT_FILE).exists():
+                kept = pq.read_table(run / PER_PROMPT_FILE).to_pylist()
+                self.rows = [r for r in kept if r["step"] < start_step]
             return
         self.reference = {
             group: {p.prompt_id: self._answer_logprobs(model, p).tolist() for p in prompts}
             for group, prompts in self.groups.items()
         }
-        tmp = run / f".{REFERENCE_FILE}.tmp"
-        tmp.write_text(json.dumps(self.reference))
-        os.replace(tmp, path)
+        outputs.write_atomically(path, json.dumps(self.reference))
 
-    def measure(self, model) -> dict[str, float]:
-        """Each group's mean of every curve metric over its prompts: {'train_kl_set': ..., 'heldout_kl_set': ...}."""
-        was_training = model.training
-        model.eval()
+    def measure(self, model, step: int) -> dict[str, float]:
+        """Each group's mean of every curve metric: {'train_kl_set': ..., 'heldout_kl_set': ...}.
+
+        model None: the reference itself (step 0 of a fresh run), without another pass.
+        """
+        if model is not None:
+            was_training = model.training
+            model.eval()
         row = {}
         for group, prompts in self.groups.items():
-            per_prompt = [
-                exact_targets.measures(
-                    self._answer_logprobs(model, p),
-                    np.asarray(self.reference[group][p.prompt_id]),
-                    p.rewards,
-                    self.r0,
-                    self.beta,
-                ).as_row()
-                for p in prompts
-            ]
+            per_prompt = []
+            for p in prompts:
+                reference = np.asarray(self.reference[group][p.prompt_id])
+                policy = reference if model is None else self._answer_logprobs(model, p)
+                measured = exact_targets.measures(policy, reference, p.rewards, self.r0, self.beta).as_row()
+                per_prompt.append({m: measured[m] for m in CURVE_METRICS})
+                self.rows.append({"step": step, "group": group, "prompt_id": p.prompt_id, **per_prompt[-1]})
             for metric in CURVE_METRICS:
                 row[f"{group}_{metric}"] = float(np.mean([m[metric] for m in per_prompt]))
-        model.train(was_training)
+        if model is not None:
+            model.train(was_training)
+        tmp = self.run / f".{PER_PROMPT_FILE}.tmp"
+        pq.write_table(pa.Table.from_pylist(self.rows), tmp)
+        os.replace(tmp, self.run / PER_PROMPT_FILE)
         return row
 
     def _answer_logprobs(self, model, p: SetPrompt) -> np.ndarray:

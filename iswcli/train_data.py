@@ -16,7 +16,7 @@ from iswcli import chain
 from iswcli.errors import IswtError
 from iswcli.estimators import all_equal_per_group, group_zscore
 
-SAMPLE_COLUMNS = ["prompt_token_ids", "response_token_ids", "token_logprobs_q", "logprob_q"]
+SAMPLE_COLUMNS = ["prompt_token_ids", "response_token_ids", "token_logprobs_q", "logprob_q", "logprob_model"]
 
 
 @dataclass
@@ -30,6 +30,7 @@ class TrainData:
     token_logq: list[list[float]]
     reward: np.ndarray
     logprob_ref: np.ndarray | None  # from scores, when present
+    logprob_model: np.ndarray  # the sampling model's own log-probs (log pi_ref itself when sampled from it as is)
     prompt_index: np.ndarray  # dense 0..P-1 per sample
     prompt_names: list[str]  # prompt_index -> prompt_id
     log_z: np.ndarray | None = None  # per prompt_index (frozen Z)
@@ -67,6 +68,7 @@ def load(samples_path: str, scores_path: str) -> tuple[TrainData, chain.Scored]:
         token_logq=table["token_logprobs_q"].to_pylist(),
         reward=reward,
         logprob_ref=logprob_ref,
+        logprob_model=table["logprob_model"].to_numpy(zero_copy_only=False).astype(np.float64),
         prompt_index=scored.group,
         prompt_names=scored.prompt_ids.to_pylist(),
     )

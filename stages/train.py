@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from accelerate import Accelerator
 
-from iswcli import artifacts, cache, chain, console, losses, models, outputs, run_dir, tracking, train_data
+from iswcli import artifacts, cache, chain, console, losses, models, outputs, proposal, run_dir, tracking, train_data
 from iswcli.target_curves import CURVE_GROUPS, TargetCurves, heldout_prompts, set_reward_default, training_prompts
 from iswcli.train_steps import (
     DIVERGENCE_WINDOW,
@@ -287,10 +287,8 @@ def _train(c: TrainConfig) -> TrainResult:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         outputs.write_atomically(out / "checkpoints" / "run.json", json.dumps(fingerprint, indent=2))
     accelerator.wait_for_everyone()
-    logp_ref = _reference_logprobs(c, data, policy, pad_id, out, accelerator)
+    logp_ref = _reference_logprobs(c, data, policy, pad_id, out, accelerator, inputs["samples"], identity)
     _step0_check(data, policy, logp_ref, pad_id, c)
-    if curves and accelerator.is_main_process:
-        curves.fix_reference(policy, out)
 
     module = PolicyWithZ(policy, len(data.prompt_names) if c.z_mode == "learned" and c.loss == "tb" else 0)
     optimizer = torch.optim.AdamW(_param_groups(module, c), lr=c.lr, weight_decay=c.weight_decay)
@@ -304,6 +302,8 @@ def _train(c: TrainConfig) -> TrainResult:
 
     log_rows: list[dict] = []
     start = run_dir.load_checkpoint(out, accelerator, module, optimizer, scheduler, log_rows) if resume else 0
+    if curves and accelerator.is_main_process:
+        curves.fix_reference(accelerator.unwrap_model(module).lm, out, start)
     batch_stream = training_batches(data, c, per_step)
     objective = Objective(c.loss, c.beta, c.clip_eps, c.kl_coef, c.length_normalize, c.dpg_baseline)
     step_loss = StepLoss(objective, data, logp_ref, pad_id)
@@ -314,7 +314,7 @@ def _train(c: TrainConfig) -> TrainResult:
     with console.progress(total_steps, "training", rate_unit="tok/s") as bar:
         bar.advance(start)
         for step in range(start, total_steps):
-            target = curves.measure(accelerator.unwrap_model(module).lm) if measure_now(step) else {}
+            target = curves.measure(_policy_or_reference(module, step, accelerator), step) if measure_now(step) else {}
             began = time.perf_counter()
             micro = _my_micro_batches(batch_stream, step, per_step, accelerator)
             totals, tokens = {}, 0
@@ -344,7 +344,7 @@ def _train(c: TrainConfig) -> TrainResult:
                 run_dir.save_checkpoint(out, step + 1, accelerator, module, optimizer, scheduler, log_rows)
 
     if curves and accelerator.is_main_process:  # after the last update: a row of its own, step = total_steps
-        log_rows.append({"step": total_steps, **curves.measure(accelerator.unwrap_model(module).lm)})
+        log_rows.append({"step": total_steps, **curves.measure(accelerator.unwrap_model(module).lm, total_steps)})
         if tracker:
             tracker.log(log_rows[-1])
     if tracker:
@@ -355,6 +355,11 @@ def _train(c: TrainConfig) -> TrainResult:
         _save_run(c, out, accelerator.unwrap_model(module), tokenizer, log_rows, inputs, identity, data, diagnostics)
     accelerator.wait_for_everyone()
     return _summary(c, log_rows, total_steps, data, diagnostics)
+
+
+def _policy_or_reference(module, step: int, accelerator):
+    """The policy to measure; None at step 0, where it is the reference (the step-0 check says so)."""
+    return None if step == 0 else accelerator.unwrap_model(module).lm
 
 
 def _target_curves(c: TrainConfig, tokenizer, inputs: dict) -> TargetCurves:
@@ -456,10 +461,14 @@ def _schedule(c: TrainConfig, total_steps: int, warmup: int):
 # --------------------------------------------------------------------------- reference
 
 
-def _reference_logprobs(c, data, policy, pad_id, out: Path, accelerator) -> np.ndarray:
-    """log pi_ref per sample: scores' logprob_ref, or the initial policy's, cached in the run."""
+def _reference_logprobs(c, data, policy, pad_id, out: Path, accelerator, samples, identity) -> np.ndarray:
+    """log pi_ref per sample: scores' logprob_ref; the samples' own when they were drawn from this model
+    at temperature 1 without truncation (a pass over every sample saved); else the initial policy's,
+    cached in the run. The step-0 check then confirms them on a batch."""
     if data.logprob_ref is not None:
         return data.logprob_ref
+    if c.adapter is None and _sampled_from(samples.provenance, identity):
+        return data.logprob_model
     cache = out / "ref_logprobs.npy"
     if cache.exists():
         return np.load(cache)
@@ -469,6 +478,12 @@ def _reference_logprobs(c, data, policy, pad_id, out: Path, accelerator) -> np.n
         np.save(tmp, values)
         os.replace(tmp, cache)
     return values
+
+
+def _sampled_from(samples_provenance: dict, identity: dict) -> bool:
+    """Whether the samples' log-probs are this model's own: its weights, no adapter, temperature 1, untruncated."""
+    same, _ = proposal.same_model(samples_provenance, {"model": identity})
+    return same and proposal.describe(samples_provenance)["zero_log_ratio"]
 
 
 def _sequence_logprobs(model, data, rows, pad_id, batch_size) -> np.ndarray:

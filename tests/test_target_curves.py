@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from iswcli.target_curves import CURVE_METRICS, REFERENCE_FILE
+from iswcli.target_curves import CURVE_METRICS, PER_PROMPT_FILE, REFERENCE_FILE
 from tests.test_answer_sets import sample_sets
 
 BETA = 2.0
@@ -65,6 +65,12 @@ def test_curves_are_logged_every_n_steps_and_match_evaluate(cli, tiny_model_dir,
     assert log[-1]["step"] == 3 and log[-1]["loss"] is None or np.isnan(log[-1]["loss"])
     assert all(f"heldout_{m}" in log[0] for m in CURVE_METRICS)
     assert (run / REFERENCE_FILE).exists()
+    per_prompt = pq.read_table(run / PER_PROMPT_FILE).to_pylist()
+    assert {(r["step"], r["group"]) for r in per_prompt} == {(s, g) for s in (0, 2, 3) for g in ("train", "heldout")}
+    for step in (0, 2, 3):
+        rows = [r for r in per_prompt if r["step"] == step and r["group"] == "train"]
+        assert len(rows) == LIMIT
+        assert np.mean([r["kl_set"] for r in rows]) == pytest.approx(log[step]["train_kl_set"])
 
     # step 0 is the base model, the last row the trained adapter: the same numbers evaluate gives
     base = evaluate_kl(cli, tiny_model_dir, tmp_path / "base.parquet")
