@@ -1,0 +1,148 @@
+# The sample-efficiency study: which method gets closest to pi* from N samples per prompt.
+#
+# Answer-set prompts (--task sets) make pi* = pi_ref e^{beta r} / Z and KL(pi* || policy) exact. For each
+# N in NS and each seed in SEEDS, N samples per prompt are drawn from the base model (temperature 1, the seed
+# as the sampling seed) on LIMIT training prompts, scored with the set reward, and every method trains from
+# those same samples for the same STEPS optimizer steps of BATCH examples (--max-steps keeps budgets equal):
+#
+#   disa   --loss tb against estimate-z's frozen log Z (beta BETA)
+#   dpg    --loss dpg, the forward-KL objective, against the same z
+#   sft    --loss sft on each prompt's best sample
+#   iso    sigmoid DPO on ISO-weighted pairs (weight-pairs --method iso), DPO beta 1/BETA so its target is pi*
+#   rso    sigmoid DPO on pairs of samples accepted by RSO's rejection sampler from the same N samples
+#
+# Every run measures kl_set, tv_set, p_valid and eff_answers against the exact pi* at step 0 and after its last
+# update, on the training prompts and on the test split (train --eval-target-every, --eval-prompts sets:test);
+# per-prompt values land in each run's target_curves.parquet. Each method's learning rate comes from a sweep
+# over LRS at N = 32, first seed (lowest final training kl_set); the grid then runs at that rate. The sweep's
+# runs at the chosen rate are the grid's runs for N = 32, first seed. `extras` adds learned-Z tb, RSO from 4N
+# samples, and the null control (disa and dpg on rewards permuted within each prompt) at N = 32.
+#
+#   make -f examples/sample_efficiency.mk            # the sweep, then the grid, then the table and plot
+#   make -f examples/sample_efficiency.mk extras table
+
+ISWT ?= iswt
+PYTHON ?= python3
+MODEL ?= smollm2-135m
+OUT ?= runs/sample-efficiency
+LIMIT ?= 16
+NS ?= 8 32 128
+SEEDS ?= 0 1 2
+LRS ?= 1e-4 3e-4 1e-3
+SWEEP_N ?= 32
+STEPS ?= 48
+BATCH ?= 8
+TOKENS ?= 8
+BETA ?= 2
+DPO_BETA ?= $(shell $(PYTHON) -c "print(1 / $(BETA))")
+GAMMA ?= 1
+MAX_PAIRS ?= 8
+EVAL_PROMPTS ?= sets:test
+METHODS ?= disa dpg sft iso rso
+FIRST_SEED := $(firstword $(SEEDS))
+TABLE := $(PYTHON) examples/sample_efficiency_table.py
+
+TRAIN = $(ISWT) train --model $(MODEL) --max-steps $(STEPS) --batch-size $(BATCH) \
+	--eval-target-every $(STEPS) --eval-prompts $(EVAL_PROMPTS)
+
+# the flags of each method, given the directory $(1) of one (N, seed) cell
+flags_disa = --loss tb --z $(1)/z.parquet
+flags_dpg = --loss dpg --z $(1)/z.parquet
+flags_learned = --loss tb --z-mode learned --beta $(BETA) --eval-target-beta $(BETA)
+flags_sft = --loss sft --sft-select best --eval-target-beta $(BETA)
+flags_iso = --loss sigmoid --pairs $(1)/pairs-iso.parquet --beta $(DPO_BETA) --eval-target-beta $(BETA)
+flags_rso = --loss sigmoid --pairs $(1)/pairs-rso.parquet --beta $(DPO_BETA) --eval-target-beta $(BETA)
+inputs_disa = $(1)/z.parquet
+inputs_dpg = $(1)/z.parquet
+inputs_iso = $(1)/pairs-iso.parquet
+inputs_rso = $(1)/pairs-rso.parquet
+
+SWEEP := $(foreach m,$(METHODS),$(foreach lr,$(LRS),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(m)-lr$(lr)/manifest.json))
+CELLS := $(filter-out n$(SWEEP_N)-s$(FIRST_SEED),$(foreach s,$(SEEDS),$(foreach n,$(NS),n$(n)-s$(s))))
+GRID := $(foreach c,$(CELLS),$(foreach m,$(METHODS),$(OUT)/$(c)/$(m)/manifest.json))
+EXTRA_CELLS := $(foreach s,$(SEEDS),n$(SWEEP_N)-s$(s))
+EXTRAS := $(foreach c,$(EXTRA_CELLS),$(foreach m,learned rso4n null-disa null-dpg,$(OUT)/$(c)/$(m)/manifest.json))
+
+.PHONY: all sweep grid extras table clean
+all: table
+sweep: $(SWEEP)
+grid: $(GRID)
+extras: $(EXTRAS)
+table:
+	$(TABLE) $(OUT)
+table: $(SWEEP) $(GRID)
+.SECONDARY:
+
+# ---------------------------------------------------------------- one (N, seed) cell: samples, scores, z, pairs
+
+define CELL
+$(OUT)/n$(1)-s$(2)/samples.parquet:
+	$$(ISWT) sample --model $$(MODEL) --task sets --split train --limit $$(LIMIT) --n $(1) \
+		--max-new-tokens $$(TOKENS) --seed $(2) --out $$@
+
+$(OUT)/n$(1)-s$(2)/scores.parquet: $(OUT)/n$(1)-s$(2)/samples.parquet
+	$$(ISWT) score --samples $$< --reward set --out $$@
+
+$(OUT)/n$(1)-s$(2)/z.parquet: $(OUT)/n$(1)-s$(2)/scores.parquet
+	$$(ISWT) estimate-z --proposal $(OUT)/n$(1)-s$(2)/samples.parquet --scores $$< --beta $$(BETA) --seed $(2) --out $$@
+
+$(OUT)/n$(1)-s$(2)/pairs-iso.parquet: $(OUT)/n$(1)-s$(2)/scores.parquet
+	$$(ISWT) weight-pairs --samples $(OUT)/n$(1)-s$(2)/samples.parquet --scores $$< --method iso --gamma $$(GAMMA) \
+		--max-pairs-per-prompt $$(MAX_PAIRS) --seed $(2) --out $$@
+
+# RSO accepts a quarter of the N samples (at least 2) by rejection sampling toward pi*, then pairs them
+$(OUT)/n$(1)-s$(2)/pairs-rso.parquet: $(OUT)/n$(1)-s$(2)/scores.parquet
+	$$(ISWT) weight-pairs --samples $(OUT)/n$(1)-s$(2)/samples.parquet --scores $$< --method rso --beta $$(DPO_BETA) \
+		--num-accept $(shell echo $$(( $(1) / 4 > 2 ? $(1) / 4 : 2 ))) --pairing first-round \
+		--max-pairs-per-prompt $$(MAX_PAIRS) --seed $(2) --out $$@
+endef
+$(foreach s,$(SEEDS),$(foreach n,$(NS) $(shell echo $$(( $(SWEEP_N) * 4 ))),$(eval $(call CELL,$(n),$(s)))))
+
+# ---------------------------------------------------------------- the learning-rate sweep, then the grid
+
+# $(1) method, $(2) cell directory, $(3) learning rate, $(4) run directory
+define RUN
+$(4)/manifest.json: $(2)/scores.parquet $(call inputs_$(1),$(2))
+	$$(TRAIN) --samples $(2)/samples.parquet --scores $(2)/scores.parquet $$(call flags_$(1),$(2)) \
+		--lr $(3) --seed $(lastword $(subst -s, ,$(notdir $(2)))) --out $(4)
+endef
+$(foreach m,$(METHODS),$(foreach lr,$(LRS),\
+	$(eval $(call RUN,$(m),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED),$(lr),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(m)-lr$(lr)))))
+# the grid's rate is read when the run starts: the sweep has finished by then
+$(foreach c,$(CELLS),$(foreach m,$(METHODS),\
+	$(eval $(call RUN,$(m),$(OUT)/$(c),$$$$($$(TABLE) lr $(OUT) $(m)),$(OUT)/$(c)/$(m)))))
+$(GRID): $(SWEEP)
+
+# ---------------------------------------------------------------- extras at N = SWEEP_N
+
+define EXTRA_CELL
+$(OUT)/n$(SWEEP_N)-s$(1)/learned/manifest.json: $(OUT)/n$(SWEEP_N)-s$(1)/scores.parquet $(SWEEP)
+	$$(TRAIN) --samples $(OUT)/n$(SWEEP_N)-s$(1)/samples.parquet --scores $$< $$(flags_learned) \
+		--lr $$$$($$(TABLE) lr $(OUT) disa) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/learned
+
+# RSO from 4N samples: 4x the sampling budget, N accepted
+$(OUT)/n$(SWEEP_N)-s$(1)/rso4n/manifest.json: $(OUT)/n$(shell echo $$(( $(SWEEP_N) * 4 )))-s$(1)/scores.parquet $(SWEEP)
+	$$(ISWT) weight-pairs --samples $(OUT)/n$(shell echo $$(( $(SWEEP_N) * 4 )))-s$(1)/samples.parquet --scores $$< \
+		--method rso --beta $$(DPO_BETA) --num-accept $(SWEEP_N) --pairing first-round \
+		--max-pairs-per-prompt $$(MAX_PAIRS) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/pairs-rso4n.parquet
+	$$(TRAIN) --samples $(OUT)/n$(shell echo $$(( $(SWEEP_N) * 4 )))-s$(1)/samples.parquet --scores $$< \
+		--loss sigmoid --pairs $(OUT)/n$(SWEEP_N)-s$(1)/pairs-rso4n.parquet --beta $$(DPO_BETA) \
+		--eval-target-beta $$(BETA) --lr $$$$($$(TABLE) lr $(OUT) rso) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/rso4n
+
+# the null control: rewards permuted within each prompt (seeded), z re-estimated from them
+$(OUT)/n$(SWEEP_N)-s$(1)/null/scores.parquet: $(OUT)/n$(SWEEP_N)-s$(1)/scores.parquet
+	$$(TABLE) permute $$< $$@ --seed $(1)
+
+$(OUT)/n$(SWEEP_N)-s$(1)/null/z.parquet: $(OUT)/n$(SWEEP_N)-s$(1)/null/scores.parquet
+	$$(ISWT) estimate-z --proposal $(OUT)/n$(SWEEP_N)-s$(1)/samples.parquet --scores $$< --beta $$(BETA) \
+		--seed $(1) --out $$@
+
+$(OUT)/n$(SWEEP_N)-s$(1)/null-%/manifest.json: $(OUT)/n$(SWEEP_N)-s$(1)/null/z.parquet $(SWEEP)
+	$$(TRAIN) --samples $(OUT)/n$(SWEEP_N)-s$(1)/samples.parquet --scores $(OUT)/n$(SWEEP_N)-s$(1)/null/scores.parquet \
+		--loss $$(if $$(filter disa,$$*),tb,dpg) --z $$< --eval-target-beta $$(BETA) \
+		--lr $$$$($$(TABLE) lr $(OUT) $$*) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/null-$$*
+endef
+$(foreach s,$(SEEDS),$(eval $(call EXTRA_CELL,$(s))))
+
+clean:
+	rm -rf $(OUT)

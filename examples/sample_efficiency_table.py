@@ -1,0 +1,268 @@
+"""The sample-efficiency study's tables and plot (examples/sample_efficiency.mk), and its two helpers.
+
+    python examples/sample_efficiency_table.py OUT            # Markdown tables + OUT/sample_efficiency.png
+    python examples/sample_efficiency_table.py lr OUT METHOD  # the sweep's chosen learning rate for METHOD
+    python examples/sample_efficiency_table.py permute SCORES OUT --seed S   # the null control's scores
+
+Each run's OUT/nN-sSEED/RUN/target_curves.parquet holds per-prompt kl_set (and the other curves) at step 0
+(the base model) and after the last update. Per method and N: each prompt's change from the base model is
+averaged over the seeds, and the mean over prompts gets a 95% percentile bootstrap interval (prompts
+resampled); the same for each method's paired difference to RSO on the same samples.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from iswcli import artifacts, metrics
+
+METRICS = ("kl_set", "tv_set", "p_valid", "eff_answers")
+ORDER = ("disa", "dpg", "learned", "sft", "iso", "rso", "rso4n", "null-disa", "null-dpg")
+SWEEP_CELL = re.compile(r"n(\d+)-s(\d+)")
+SWEEP_RUN = re.compile(r"(.+)-lr(.+)")
+
+
+# ---------------------------------------------------------------- reading runs
+
+
+def final_and_base(run: Path) -> dict[str, dict[str, dict[str, float]]] | None:
+    """{'train'|'heldout': {prompt_id: {metric: value, 'base_' + metric: value}}} of a finished run."""
+    path = run / "target_curves.parquet"
+    if not (run / "manifest.json").exists() or not path.exists():
+        return None
+    rows = pq.read_table(path).to_pylist()
+    last = max(r["step"] for r in rows)
+    out: dict[str, dict] = defaultdict(dict)
+    for r in rows:
+        if r["step"] in (0, last):
+            entry = out[r["group"]].setdefault(r["prompt_id"], {})
+            for m in METRICS:
+                entry[m if r["step"] == last else f"base_{m}"] = r[m]
+    return out
+
+
+def sweep_runs(out: Path, sweep_cell: str) -> dict[str, dict[str, Path]]:
+    """method -> learning rate -> run directory, for the sweep's cell."""
+    runs: dict[str, dict[str, Path]] = defaultdict(dict)
+    for manifest in sorted((out / sweep_cell).glob("*-lr*/manifest.json")):
+        m = SWEEP_RUN.fullmatch(manifest.parent.name)
+        runs[m.group(1)][m.group(2)] = manifest.parent
+    return runs
+
+
+def sweep_cell(out: Path) -> str:
+    cells = sorted({p.parent.parent.name for p in out.glob("*/*-lr*/manifest.json")})
+    if len(cells) != 1:
+        raise SystemExit(f"{out}: expected the sweep's runs in one cell, found {cells or 'none'}")
+    return cells[0]
+
+
+def chosen_lr(out: Path, method: str) -> str:
+    """The rate with the lowest final training kl_set in the sweep (ties: the smaller rate)."""
+    runs = sweep_runs(out, sweep_cell(out)).get(method)
+    if not runs:
+        raise SystemExit(f"{out}: no finished sweep runs for {method}")
+    score = {lr: np.mean([v["kl_set"] for v in final_and_base(run)["train"].values()]) for lr, run in runs.items()}
+    return min(score, key=lambda lr: (score[lr], float(lr)))
+
+
+def grid(out: Path) -> dict[tuple[str, int], dict[int, Path]]:
+    """(method, N) -> seed -> run directory: the grid's runs, plus the sweep's runs at each chosen rate."""
+    runs: dict[tuple[str, int], dict[int, Path]] = defaultdict(dict)
+    for manifest in sorted(out.glob("n*-s*/*/manifest.json")):
+        cell, name = manifest.parent.parent.name, manifest.parent.name
+        n, seed = map(int, SWEEP_CELL.fullmatch(cell).groups())
+        sweep = SWEEP_RUN.fullmatch(name)
+        if sweep:
+            if chosen_lr(out, sweep.group(1)) != sweep.group(2):
+                continue
+            name = sweep.group(1)
+        runs[name, n][seed] = manifest.parent
+    return runs
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def per_prompt_change(runs: dict[int, Path], group: str, metric: str) -> dict[str, float]:
+    """Each prompt's (final - base) metric, averaged over the seeds that finished."""
+    changes: dict[str, list[float]] = defaultdict(list)
+    for run in runs.values():
+        for prompt, v in final_and_base(run)[group].items():
+            changes[prompt].append(v[metric] - v[f"base_{metric}"])
+    return {p: float(np.mean(v)) for p, v in changes.items()}
+
+
+def interval(values) -> metrics.BootstrapCI:
+    return metrics.bootstrap_ci(np.asarray(list(values), dtype=float), 2000, 0)
+
+
+def ci_text(ci) -> str:
+    return "n/a" if ci.n == 0 else f"{ci.estimate:+.3f} [{ci.lo:+.3f}, {ci.hi:+.3f}]"
+
+
+# ---------------------------------------------------------------- tables
+
+
+def sweep_table(out: Path) -> list[str]:
+    cell = sweep_cell(out)
+    lines = [
+        f"Learning-rate sweep ({cell}): final kl_set on the training prompts (base {{base}}), loss first -> last",
+        "",
+        "| method | lr | kl_set (train) | kl_set (held-out) | loss first -> last | diverged at step |",
+        "|---|---|---|---|---|---|",
+    ]
+    base = None
+    for method, runs in sorted(sweep_runs(out, cell).items(), key=lambda kv: _rank(kv[0])):
+        for lr, run in sorted(runs.items(), key=lambda kv: float(kv[0])):
+            fb = final_and_base(run)
+            base = np.mean([v["base_kl_set"] for v in fb["train"].values()])
+            log = [r for r in pq.read_table(run / "train_log.parquet").to_pylist() if r.get("loss") is not None]
+            losses = [r["loss"] for r in log if np.isfinite(r["loss"])]
+            diverged = json.loads((run / "manifest.json").read_text()).get("diverged_at_step")
+            chosen = " (chosen)" if chosen_lr(out, method) == lr else ""
+            lines.append(
+                f"| {method} | {lr}{chosen} | {np.mean([v['kl_set'] for v in fb['train'].values()]):.3f} | "
+                f"{np.mean([v['kl_set'] for v in fb.get('heldout', {}).values()] or [np.nan]):.3f} | "
+                f"{losses[0]:.3f} -> {losses[-1]:.3f} | {'-' if diverged is None else diverged} |"
+            )
+    lines[0] = lines[0].replace("{base}", f"{base:.3f}" if base is not None else "n/a")
+    return lines
+
+
+def change_table(out: Path, group: str) -> list[str]:
+    runs = grid(out)
+    ns = sorted({n for _, n in runs})
+    lines = [
+        f"kl_set change from the base model on the {group} prompts, mean over prompts [95% CI] (seeds averaged "
+        "per prompt; seeds finished in parentheses)",
+        "",
+        "| method | " + " | ".join(f"N = {n}" for n in ns) + " |",
+        "|---|" + "---|" * len(ns),
+    ]
+    base = {}
+    for (method, n), seeds in runs.items():
+        fb = final_and_base(next(iter(seeds.values())))
+        base[n] = np.mean([v["base_kl_set"] for v in fb[group].values()])
+    for method in sorted({m for m, _ in runs}, key=_rank):
+        cells = []
+        for n in ns:
+            seeds = runs.get((method, n))
+            cells.append(
+                "" if not seeds else f"{ci_text(interval(per_prompt_change(seeds, group, 'kl_set').values()))} ({len(seeds)})"
+            )
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("| base kl_set | " + " | ".join(f"{base.get(n, np.nan):.3f}" for n in ns) + " |")
+    return lines
+
+
+def versus_rso_table(out: Path, group: str) -> list[str]:
+    """Each method minus RSO on the same samples and seeds: per prompt, averaged over common seeds."""
+    runs = grid(out)
+    ns = sorted({n for _, n in runs})
+    lines = [
+        f"kl_set of each method minus RSO's at equal samples ({group} prompts, paired by prompt and seed): "
+        "below 0 is closer to pi*",
+        "",
+        "| method | " + " | ".join(f"N = {n}" for n in ns) + " |",
+        "|---|" + "---|" * len(ns),
+    ]
+    for method in sorted({m for m, _ in runs if m not in ("rso",)}, key=_rank):
+        cells = []
+        for n in ns:
+            mine, rso = runs.get((method, n), {}), runs.get(("rso", n), {})
+            common = sorted(set(mine) & set(rso))
+            if not common:
+                cells.append("")
+                continue
+            a = per_prompt_change({s: mine[s] for s in common}, group, "kl_set")
+            b = per_prompt_change({s: rso[s] for s in common}, group, "kl_set")
+            cells.append(f"{ci_text(interval(a[p] - b[p] for p in a))} ({len(common)})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot(out: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = grid(out)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, group in zip(axes, ("train", "heldout")):
+        ns = sorted({n for _, n in runs})
+        for i, method in enumerate(sorted({m for m, n in runs if not m.startswith("null")}, key=_rank)):
+            xs, ys, lo, hi = [], [], [], []
+            for n in ns:
+                seeds = runs.get((method, n))
+                if not seeds:
+                    continue
+                ci = interval(per_prompt_change(seeds, group, "kl_set").values())
+                xs.append(n * (1 + 0.03 * (i - 3))), ys.append(ci.estimate), lo.append(ci.lo), hi.append(ci.hi)
+            yerr = [np.subtract(ys, lo), np.subtract(hi, ys)]
+            ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=3, label=method)
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ns, [str(n) for n in ns])
+        ax.set_xlabel("samples per prompt N")
+        ax.set_title(f"{'training' if group == 'train' else 'held-out (test split)'} prompts")
+    axes[0].set_ylabel("kl_set change from the base model (95% CI)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "sample_efficiency.png"
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def _rank(method: str) -> int:
+    return ORDER.index(method) if method in ORDER else len(ORDER)
+
+
+# ---------------------------------------------------------------- the null control's scores
+
+
+def permute(scores: str, out: str, seed: int) -> None:
+    """The scores with their rewards shuffled within each prompt: same reward multiset, no link to the samples."""
+    art = artifacts.read_artifact(scores, artifacts.SCORES)
+    table = art.table
+    rng = np.random.default_rng(seed)
+    reward = np.asarray(table["reward"].to_numpy(zero_copy_only=False), dtype=float).copy()
+    prompt = np.asarray(table["prompt_id"].to_pylist())
+    for p in np.unique(prompt):
+        rows = np.flatnonzero(prompt == p)
+        reward[rows] = reward[rng.permutation(rows)]
+    table = table.set_column(table.column_names.index("reward"), "reward", pa.array(reward))
+    provenance = {**art.provenance, "null_control": f"rewards permuted within each prompt, seed {seed}"}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    artifacts.write_artifact(table, out, artifacts.SCORES, provenance)
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["lr"]:
+        print(chosen_lr(Path(argv[1]), argv[2]))
+    elif argv[:1] == ["permute"]:
+        permute(argv[1], argv[2], int(argv[argv.index("--seed") + 1]))
+    else:
+        out = Path(argv[0])
+        for lines in (
+            sweep_table(out),
+            change_table(out, "train"),
+            change_table(out, "heldout"),
+            versus_rso_table(out, "train"),
+            versus_rso_table(out, "heldout"),
+        ):
+            print("\n".join(lines) + "\n")
+        print(f"plot: {plot(out)}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
