@@ -19,7 +19,9 @@
 # samples, and the null control (disa and dpg on rewards permuted within each prompt) at N = 32.
 #
 #   make -f examples/sample_efficiency.mk            # the sweep, then the grid, then the table and plot
-#   make -f examples/sample_efficiency.mk extras table
+#   make -f examples/sample_efficiency.mk extras defaults table
+#
+# `defaults` trains tb and dpg at N = SWEEP_N with nothing but the loss, the inputs and --epochs 3.
 
 ISWT ?= iswt
 PYTHON ?= python3
@@ -63,7 +65,7 @@ GRID := $(foreach c,$(CELLS),$(foreach m,$(METHODS),$(OUT)/$(c)/$(m)/manifest.js
 EXTRA_CELLS := $(foreach s,$(SEEDS),n$(SWEEP_N)-s$(s))
 EXTRAS := $(foreach c,$(EXTRA_CELLS),$(foreach m,learned rso4n null-disa null-dpg,$(OUT)/$(c)/$(m)/manifest.json))
 
-.PHONY: all sweep grid extras table clean
+.PHONY: all sweep grid extras defaults table clean
 all: table
 sweep: $(SWEEP)
 grid: $(GRID)
@@ -143,6 +145,18 @@ $(OUT)/n$(SWEEP_N)-s$(1)/null-%/manifest.json: $(OUT)/n$(SWEEP_N)-s$(1)/null/z.p
 		--lr $$$$($$(TABLE) lr $(OUT) $$*) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/null-$$*
 endef
 $(foreach s,$(SEEDS),$(eval $(call EXTRA_CELL,$(s))))
+
+# ---------------------------------------------------------------- train's defaults: only the loss, the inputs, --epochs 3
+
+DEFAULTS := $(foreach s,$(SEEDS),$(foreach m,tb dpg,$(OUT)/n$(SWEEP_N)-s$(s)/defaults-$(m)/manifest.json))
+defaults: $(DEFAULTS)
+define DEFAULT_RUN
+$(OUT)/n$(SWEEP_N)-s%/defaults-$(1)/manifest.json: $(OUT)/n$(SWEEP_N)-s%/z.parquet
+	$$(ISWT) train --model $$(MODEL) --samples $(OUT)/n$(SWEEP_N)-s$$*/samples.parquet \
+		--scores $(OUT)/n$(SWEEP_N)-s$$*/scores.parquet --z $$< --loss $(1) --epochs 3 --seed $$* \
+		--eval-target-every 64 --eval-prompts $$(EVAL_PROMPTS) --out $$(@D)
+endef
+$(foreach m,tb dpg,$(eval $(call DEFAULT_RUN,$(m))))
 
 clean:
 	rm -rf $(OUT)

@@ -79,6 +79,8 @@ def grid(out: Path) -> dict[tuple[str, int], dict[int, Path]]:
     runs: dict[tuple[str, int], dict[int, Path]] = defaultdict(dict)
     for manifest in sorted(out.glob("n*-s*/*/manifest.json")):
         cell, name = manifest.parent.parent.name, manifest.parent.name
+        if name.startswith("defaults-"):
+            continue
         n, seed = map(int, SWEEP_CELL.fullmatch(cell).groups())
         sweep = SWEEP_RUN.fullmatch(name)
         if sweep:
@@ -190,6 +192,25 @@ def versus_rso_table(out: Path, group: str) -> list[str]:
     return lines
 
 
+def defaults_table(out: Path) -> list[str]:
+    """train with only the loss, the inputs and --epochs 3 (the `defaults` target)."""
+    runs: dict[str, dict[int, Path]] = defaultdict(dict)
+    for manifest in sorted(out.glob("n*-s*/defaults-*/manifest.json")):
+        seed = int(SWEEP_CELL.fullmatch(manifest.parent.parent.name).group(2))
+        runs[manifest.parent.name.removeprefix("defaults-")][seed] = manifest.parent
+    lines = [
+        "train's defaults (lr 1e-4, warm-up a tenth, batch 8, LoRA) with --epochs 3: kl_set change from the base "
+        "model, mean over prompts [95% CI] (seeds averaged per prompt)",
+        "",
+        "| loss | seeds | training prompts | held-out prompts |",
+        "|---|---|---|---|",
+    ]
+    for loss, seeds in runs.items():
+        cells = [ci_text(interval(per_prompt_change(seeds, g, "kl_set").values())) for g in ("train", "heldout")]
+        lines.append(f"| {loss} | {len(seeds)} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot(out: Path) -> Path:
     import matplotlib
 
@@ -259,6 +280,7 @@ def main(argv: list[str]) -> None:
             change_table(out, "heldout"),
             versus_rso_table(out, "train"),
             versus_rso_table(out, "heldout"),
+            defaults_table(out),
         ):
             print("\n".join(lines) + "\n")
         print(f"plot: {plot(out)}")
