@@ -12,7 +12,6 @@ resampled); the same for each method's paired difference to RSO on the same samp
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections import defaultdict
@@ -23,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iswcli import artifacts, metrics
+from iswcli.train_steps import diverging
 
 METRICS = ("kl_set", "tv_set", "p_valid", "eff_answers")
 ORDER = ("disa", "dpg", "learned", "sft", "iso", "rso", "rso4n", "null-disa", "null-dpg")
@@ -129,7 +129,7 @@ def sweep_table(out: Path) -> list[str]:
             base = np.mean([v["base_kl_set"] for v in fb["train"].values()])
             log = [r for r in pq.read_table(run / "train_log.parquet").to_pylist() if r.get("loss") is not None]
             losses = [r["loss"] for r in log if np.isfinite(r["loss"])]
-            diverged = json.loads((run / "manifest.json").read_text()).get("diverged_at_step")
+            diverged = next((i for i in range(len(losses)) if diverging(losses[: i + 1])), None)  # today's rule
             chosen = " (chosen)" if chosen_lr(out, method) == lr else ""
             lines.append(
                 f"| {method} | {lr}{chosen} | {np.mean([v['kl_set'] for v in fb['train'].values()]):.3f} | "

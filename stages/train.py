@@ -620,10 +620,10 @@ def _curve_values(row: dict) -> dict:
 
 
 def _warn_divergence(c: TrainConfig, log_rows: list[dict], step: int) -> None:
-    w = DIVERGENCE_WINDOW
-    recent = np.mean([r["loss"] for r in log_rows[-w:]])
+    first = max(0, step - DIVERGENCE_WINDOW + 1)
+    recent = np.mean([r["loss"] for r in log_rows[first:]])
     console.warn(
-        f"--loss {c.loss}: the loss diverges: {recent:.4g} on average over steps {max(0, step - w + 1)}-{step}, "
+        f"--loss {c.loss}: the loss diverges at step {step}: {recent:.4g} on average over steps {first}-{step}, "
         f"against {log_rows[0]['loss']:.4g} at step 0; lower --lr (now {c.lr:g}) or lengthen --warmup-steps"
     )
 

@@ -172,4 +172,4 @@ def test_a_diverging_run_is_named_with_its_step(enumerable, toy_model_dir, cli, 
     manifest = json.loads((run / "manifest.json").read_text())
     step = manifest["diverged_at_step"]
     assert step is not None and 4 <= step < 30
-    assert "the loss diverges" in result.stderr and f"-{step}," in result.stderr and "lower --lr" in result.stderr
+    assert "the loss diverges" in result.stderr and f"at step {step}:" in result.stderr and "lower --lr" in result.stderr
