@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iswcli import artifacts, metrics
+from iswcli.target_curves import read_ends
 from iswcli.train_steps import diverging
 
 METRICS = ("kl_set", "tv_set", "p_valid", "eff_answers")
@@ -31,22 +32,6 @@ SWEEP_RUN = re.compile(r"(.+)-lr(.+)")
 
 
 # ---------------------------------------------------------------- reading runs
-
-
-def final_and_base(run: Path) -> dict[str, dict[str, dict[str, float]]] | None:
-    """{'train'|'heldout': {prompt_id: {metric: value, 'base_' + metric: value}}} of a finished run."""
-    path = run / "target_curves.parquet"
-    if not (run / "manifest.json").exists() or not path.exists():
-        return None
-    rows = pq.read_table(path).to_pylist()
-    last = max(r["step"] for r in rows)
-    out: dict[str, dict] = defaultdict(dict)
-    for r in rows:
-        if r["step"] in (0, last):
-            entry = out[r["group"]].setdefault(r["prompt_id"], {})
-            for m in METRICS:
-                entry[m if r["step"] == last else f"base_{m}"] = r[m]
-    return out
 
 
 def sweep_runs(out: Path, sweep_cell: str) -> dict[str, dict[str, Path]]:
@@ -70,7 +55,7 @@ def chosen_lr(out: Path, method: str) -> str:
     runs = sweep_runs(out, sweep_cell(out)).get(method)
     if not runs:
         raise SystemExit(f"{out}: no finished sweep runs for {method}")
-    score = {lr: np.mean([v["kl_set"] for v in final_and_base(run)["train"].values()]) for lr, run in runs.items()}
+    score = {lr: np.mean([v["kl_set"] for v in read_ends(run)["train"].values()]) for lr, run in runs.items()}
     return min(score, key=lambda lr: (score[lr], float(lr)))
 
 
@@ -98,7 +83,7 @@ def per_prompt_change(runs: dict[int, Path], group: str, metric: str) -> dict[st
     """Each prompt's (final - base) metric, averaged over the seeds that finished."""
     changes: dict[str, list[float]] = defaultdict(list)
     for run in runs.values():
-        for prompt, v in final_and_base(run)[group].items():
+        for prompt, v in read_ends(run)[group].items():
             changes[prompt].append(v[metric] - v[f"base_{metric}"])
     return {p: float(np.mean(v)) for p, v in changes.items()}
 
@@ -125,7 +110,7 @@ def sweep_table(out: Path) -> list[str]:
     base = None
     for method, runs in sorted(sweep_runs(out, cell).items(), key=lambda kv: _rank(kv[0])):
         for lr, run in sorted(runs.items(), key=lambda kv: float(kv[0])):
-            fb = final_and_base(run)
+            fb = read_ends(run)
             base = np.mean([v["base_kl_set"] for v in fb["train"].values()])
             log = [r for r in pq.read_table(run / "train_log.parquet").to_pylist() if r.get("loss") is not None]
             losses = [r["loss"] for r in log if np.isfinite(r["loss"])]
@@ -152,7 +137,7 @@ def change_table(out: Path, group: str) -> list[str]:
     ]
     base = {}
     for (method, n), seeds in runs.items():
-        fb = final_and_base(next(iter(seeds.values())))
+        fb = read_ends(next(iter(seeds.values())))
         base[n] = np.mean([v["base_kl_set"] for v in fb[group].values()])
     for method in sorted({m for m, _ in runs}, key=_rank):
         cells = []

@@ -185,9 +185,25 @@ def pair_weight_figure(series: Sequence[tuple[str, np.ndarray, np.ndarray]]):
     return fig
 
 
-def training_figure(step: np.ndarray, loss: np.ndarray, parts: dict[str, np.ndarray], log_ratio: np.ndarray | None):
-    """Loss, its logged parts (one line each), and the mean policy/reference log-ratio, against step."""
-    fig, (loss_ax, parts_ax, ratio_ax) = new_figure(3, width=4.4)
+def training_figure(
+    step: np.ndarray,
+    loss: np.ndarray,
+    parts: dict[str, np.ndarray],
+    log_ratio: np.ndarray | None,
+    kl_curves: dict[str, np.ndarray] | None = None,
+):
+    """Loss, its logged parts (one line each), the mean policy/reference log-ratio and, when train measured
+    them (--eval-target-every), kl_set against the exact target, against step."""
+    fig, axes = new_figure(4 if kl_curves else 3, width=4.4)
+    loss_ax, parts_ax, ratio_ax = axes[:3]
+    if kl_curves:
+        kl_ax = axes[3]
+        for (name, values), color in zip(kl_curves.items(), COLORS):
+            measured = np.isfinite(values)  # measured every N steps: join the measured points
+            kl_ax.plot(step[measured], values[measured], color=color, marker="o", label=name)
+        kl_ax.set_title("KL(pi* || policy), exact")
+        kl_ax.set_xlabel("step")
+        kl_ax.legend(fontsize=8)
     loss_ax.plot(step, loss, color=COLORS[0], marker="." if step.size < 50 else None)
     loss_ax.set_title("loss")
     loss_ax.set_xlabel("step")
@@ -235,3 +251,24 @@ def _wrap(text: str, width: int) -> str:
     """Break a long label into lines of at most about `width` characters."""
     text = str(text)
     return "\n".join(text[i : i + width] for i in range(0, len(text), width)) if len(text) > width else text
+
+
+def against_n_figure(panels: Sequence[tuple[str, dict[str, tuple[list, list, list, list]]]], ylabel: str):
+    """One panel per (title, {series: (N values, estimates, lows, highs)}): a line per series with interval bars,
+    N on a log-2 axis (series nudged sideways so their bars do not cover each other)."""
+    fig, axes = new_figure(len(panels), width=5.2, height=3.8)
+    for ax, (title, series) in zip(axes, panels):
+        ns = sorted({n for xs, *_ in series.values() for n in xs})
+        for i, ((label, (xs, est, lo, hi)), color) in enumerate(zip(series.items(), COLORS * 3)):
+            nudge = 1 + 0.03 * (i - (len(series) - 1) / 2)
+            yerr = [np.subtract(est, lo), np.subtract(hi, est)]
+            ax.errorbar(np.array(xs) * nudge, est, yerr=yerr, marker="o", capsize=3, color=color, label=label)
+        ax.axhline(0.0, color="0.3", linestyle=":", linewidth=1)
+        ax.set_xscale("log", base=2)
+        if ns:
+            ax.set_xticks(ns, [str(n) for n in ns])
+        ax.set_xlabel("samples per prompt N")
+        ax.set_title(title)
+    axes[0].set_ylabel(ylabel)
+    axes[-1].legend(fontsize=8)
+    return fig

@@ -148,3 +148,20 @@ def set_reward_default(scores_provenance: dict, scores_path: str) -> float:
             "needs --reward set (answer-set prompts)"
         )
     return float(reward.get("default", 0.0))
+
+
+def read_ends(run: Path) -> dict[str, dict[str, dict[str, float]]] | None:
+    """A finished run's per-prompt curves at step 0 and after its last update, from its PER_PROMPT_FILE:
+    {group: {prompt_id: {metric: last value, 'base_' + metric: step-0 value}}}; None without curves."""
+    path = Path(run) / PER_PROMPT_FILE
+    if not (Path(run) / "manifest.json").exists() or not path.exists():
+        return None
+    rows = pq.read_table(path).to_pylist()
+    last = max(r["step"] for r in rows)
+    ends: dict[str, dict[str, dict[str, float]]] = {}
+    for r in rows:
+        if r["step"] in (0, last):
+            entry = ends.setdefault(r["group"], {}).setdefault(r["prompt_id"], {})
+            for m in CURVE_METRICS:
+                entry[m if r["step"] == last else f"base_{m}"] = r[m]
+    return ends

@@ -36,6 +36,7 @@ from iswcli.report.sections import (
     overview_section,
     pairs_section,
     rewards_section,
+    target_by_n_section,
     training_section,
 )
 from iswcli.results import StageResult
@@ -119,6 +120,7 @@ def run(config: ReportConfig) -> ReportResult:
             evaluation_section,
             diversity_section,
             exact_target_section,
+            target_by_n_section,
         )
         sections = [section for build in builders for section in build(found, config, figures)]
         if not sections:

@@ -125,3 +125,29 @@ def test_curves_need_the_set_reward(cli, tiny_model_dir, set_inputs, tmp_path):
     result = cli(*args, "--loss", "sft", "--eval-target-every", 1, "--eval-target-beta", 2, "--out", tmp_path / "run")
     assert result.exit_code == 2 and "needs --reward set" in result.stderr, result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_report_draws_kl_set_against_samples_per_prompt(cli, tiny_model_dir, set_inputs, tmp_path):
+    """A study's layout (nN-sSEED/METHOD): the report pairs each run with its N and averages seeds per prompt."""
+    for n in (2, 4):
+        for seed in (0, 1):
+            cell = tmp_path / f"n{n}-s{seed}"
+            sample_sets(cli, tiny_model_dir, cell / "s.parquet", n=n, limit=LIMIT)
+            assert cli("--quiet", "score", "--samples", cell / "s.parquet", "--reward", "set", "--out", cell / "sc.parquet").exit_code == 0
+            z = ["--quiet", "estimate-z", "--proposal", cell / "s.parquet", "--scores", cell / "sc.parquet"]
+            assert cli(*z, "--beta", BETA, "--out", cell / "z.parquet").exit_code == 0
+            extra = ["--loss", "dpg", "--no-dpg-baseline", "--lr", "1e-2", "--max-steps", 2, "--eval-target-every", 2]
+            assert train(cli, tiny_model_dir, cell, cell / "dpg", *extra, "--seed", seed).exit_code == 0
+    result = cli("--quiet", "report", tmp_path, "--out", tmp_path / "r.html")
+    assert result.exit_code == 0, result.stderr
+    html = (tmp_path / "r.html").read_text()
+    assert "Distance to the target against samples per prompt" in html
+    for n in (2, 4):
+        changes = []
+        for seed in (0, 1):
+            rows = pq.read_table(tmp_path / f"n{n}-s{seed}" / "dpg" / PER_PROMPT_FILE).to_pylist()
+            first = {r["prompt_id"]: r["kl_set"] for r in rows if r["step"] == 0 and r["group"] == "train"}
+            last = {r["prompt_id"]: r["kl_set"] for r in rows if r["step"] == 2 and r["group"] == "train"}
+            changes.append([last[p] - first[p] for p in first])
+        mean = float(np.mean(np.mean(changes, axis=0)))  # seeds averaged per prompt, then prompts
+        assert f"<td>train</td><td>dpg</td><td>{n}</td><td>2</td><td>{mean:.4g} [" in html

@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from iswcli import artifacts, estimators, metrics, plots
 from iswcli.errors import IswtError
+from iswcli.target_curves import CURVE_GROUPS, read_ends
 from iswcli.report.discovery import Found
 from iswcli.report.html import (
     FigureWriter,
@@ -241,13 +242,16 @@ def training_section(found: Found, config: ReportConfig, figures: FigureWriter) 
             continue
         run.sha256 = art.sha256
         table = art.table.sort_by("step")
-        parts = {
-            name: float_column(table, name)
+        logged = [
+            name
             for name in table.column_names
             if name not in LOG_BOOKKEEPING and pa.types.is_floating(table.schema.field(name).type)
-        }
+        ]
+        curves = {name: float_column(table, name) for name in logged if name.endswith("_kl_set")}
+        parts = {name: float_column(table, name) for name in logged if not name.startswith(CURVE_GROUPS)}
         log_ratio = float_column(table, "log_ratio_mean") if "log_ratio_mean" in table.column_names else None
-        fig = plots.training_figure(float_column(table, "step"), float_column(table, "loss"), parts, log_ratio)
+        step, loss = float_column(table, "step"), float_column(table, "loss")
+        fig = plots.training_figure(step, loss, parts, log_ratio, curves)
         blocks.append(figures.add(fig, f"training-{run.label}", f"training curves of {run.label}"))
         blocks.append(run_summary(run, table))
         used.append(run)
@@ -256,7 +260,8 @@ def training_section(found: Found, config: ReportConfig, figures: FigureWriter) 
     caption = (
         "Per run: the loss, the parts it logged (e.g. the trajectory-balance residual δ, or a pair loss's margin "
         "and accuracy) and the mean log-ratio log πθ − log πref of the training samples, against the optimizer "
-        "step. At step 0 the policy is the reference, so the log-ratio starts at 0."
+        "step. At step 0 the policy is the reference, so the log-ratio starts at 0. Runs trained with "
+        "--eval-target-every add kl_set against the exact π* on the training and held-out prompts."
     )
     return [Section("Training curves", caption, blocks, used)]
 
@@ -380,3 +385,61 @@ def exact_target_section(found: Found, config: ReportConfig, figures: FigureWrit
         f"prompts with 95% bootstrap intervals ({config.bootstrap} resamples)."
     )
     return [Section("Exact target (answer sets)", caption, blocks, used)]
+
+
+def target_by_n_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+    """Runs trained with --eval-target-every, grouped by name and samples per prompt: kl_set's change from the
+    base model against N, a line per run name with two or more N (e.g. a study's nN-sSEED/METHOD layout)."""
+    changes: dict[tuple[str, int], list[dict]] = {}  # (run name, N) -> each seed's {group: {prompt: change}}
+    used = []
+    for run in found.runs:
+        ends = read_ends(run.path)
+        n = _samples_per_prompt(run)
+        if ends is None or n is None:
+            continue
+        change = {g: {p: v["kl_set"] - v["base_kl_set"] for p, v in per.items()} for g, per in ends.items()}
+        changes.setdefault((run.path.name, n), []).append(change)
+        used.append(run)
+    names = [name for name in dict.fromkeys(k for k, _ in changes) if len({n for m, n in changes if m == name}) > 1]
+    if not names:
+        return []
+    panels, rows = [], []
+    for group in ("train", "heldout"):
+        series = {}
+        for name in names:
+            xs, est, lo, hi = [], [], [], []
+            for n in sorted(n for m, n in changes if m == name):
+                seeds = [c[group] for c in changes[name, n] if group in c]
+                if not seeds:
+                    continue
+                per_prompt = [np.mean([s[p] for s in seeds if p in s]) for p in seeds[0]]  # seeds averaged
+                ci = metrics.bootstrap_ci(np.array(per_prompt), config.bootstrap, config.seed)
+                xs.append(n), est.append(ci.estimate), lo.append(ci.lo), hi.append(ci.hi)
+                rows.append([group, name, str(n), str(len(seeds)), interval_text(ci)])
+            if xs:
+                series[name] = (xs, est, lo, hi)
+        if series:
+            panels.append(("training prompts" if group == "train" else "held-out prompts", series))
+    fig = plots.against_n_figure(panels, "kl_set change from the base model")
+    blocks = [
+        figures.add(fig, "kl-set-by-n", "kl_set against samples per prompt"),
+        html_table(["prompts", "run", "N", "seeds", "kl_set change [95% CI]"], rows),
+    ]
+    caption = (
+        "Runs that measured the exact target while training (train --eval-target-every), grouped by run name and "
+        "by the samples per prompt N of their samples artifact: each prompt's kl_set after the last update minus "
+        "at step 0 (the base model), averaged over the runs (seeds) of a group, then over prompts with a 95% "
+        f"bootstrap interval ({config.bootstrap} resamples). Below 0: closer to pi* than the base model."
+    )
+    return [Section("Distance to the target against samples per prompt", caption, blocks, used)]
+
+
+def _samples_per_prompt(run) -> int | None:
+    """--n of the samples the run trained on, from that artifact's provenance (None when unreadable)."""
+    samples = ((run.manifest.get("inputs") or {}).get("samples") or {}).get("path")
+    if samples and not Path(samples).exists():  # a path relative to where train ran: try beside the run
+        samples = str(run.path.parent / Path(samples).name)
+    try:
+        return int(artifacts.read_metadata(artifacts.resolve_files(samples)[0])[2]["config"]["n"])
+    except (IswtError, OSError, KeyError, TypeError, ValueError, IndexError):
+        return None
