@@ -98,7 +98,7 @@ $(OUT)/n$(1)-s$(2)/pairs-rso.parquet: $(OUT)/n$(1)-s$(2)/scores.parquet
 		--num-accept $(shell echo $$(( $(1) / 4 > 2 ? $(1) / 4 : 2 ))) --pairing first-round \
 		--max-pairs-per-prompt $$(MAX_PAIRS) --seed $(2) --out $$@
 endef
-$(foreach s,$(SEEDS),$(foreach n,$(NS) $(shell echo $$(( $(SWEEP_N) * 4 ))),$(eval $(call CELL,$(n),$(s)))))
+$(foreach s,$(SEEDS),$(foreach n,$(sort $(NS) $(shell echo $$(( $(SWEEP_N) * 4 )))),$(eval $(call CELL,$(n),$(s)))))
 
 # ---------------------------------------------------------------- the learning-rate sweep, then the grid
 
