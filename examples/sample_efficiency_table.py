@@ -136,7 +136,7 @@ def change_table(out: Path, group: str) -> list[str]:
         "|---|" + "---|" * len(ns),
     ]
     base = {}
-    for (method, n), seeds in runs.items():
+    for (_, n), seeds in runs.items():
         fb = read_ends(next(iter(seeds.values())))
         base[n] = np.mean([v["base_kl_set"] for v in fb[group].values()])
     for method in sorted({m for m, _ in runs}, key=_rank):
@@ -144,7 +144,9 @@ def change_table(out: Path, group: str) -> list[str]:
         for n in ns:
             seeds = runs.get((method, n))
             cells.append(
-                "" if not seeds else f"{ci_text(interval(per_prompt_change(seeds, group, 'kl_set').values()))} ({len(seeds)})"
+                ""
+                if not seeds
+                else f"{ci_text(interval(per_prompt_change(seeds, group, 'kl_set').values()))} ({len(seeds)})"
             )
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("| base kl_set | " + " | ".join(f"{base.get(n, np.nan):.3f}" for n in ns) + " |")

@@ -81,7 +81,9 @@ def attach_z(data: TrainData, z: chain.FrozenZ, scored: chain.Scored, weights_ne
     weights_need_q: the objective divides by q (dpg's importance weights), so every logprob_q must be finite.
     """
     if weights_need_q:
-        data.logprob_q = scored.finite("logprob_q", scored.samples.path, "importance weights need the sampler's log-probs")
+        data.logprob_q = scored.finite(
+            "logprob_q", scored.samples.path, "importance weights need the sampler's log-probs"
+        )
     data.log_z = z.log_z
     if z.reward_transform == "group-zscore":
         data.reward = group_zscore(data.reward, data.prompt_index)

@@ -27,6 +27,8 @@ import torch
 from accelerate import Accelerator
 
 from iswcli import artifacts, cache, chain, console, losses, models, outputs, proposal, run_dir, tracking, train_data
+from iswcli.errors import IswtError, raise_first_failure
+from iswcli.results import StageResult
 from iswcli.target_curves import CURVE_GROUPS, TargetCurves, heldout_prompts, set_reward_default, training_prompts
 from iswcli.train_steps import (
     DIVERGENCE_WINDOW,
@@ -36,8 +38,6 @@ from iswcli.train_steps import (
     StepLoss,
     diverging,
 )
-from iswcli.errors import IswtError, raise_first_failure
-from iswcli.results import StageResult
 
 LOSSES = ("tb", "dpg", "sigmoid", "hinge", "ipo", "grpo", "gspo", "sft")
 STEP0_TOLERANCE = 1e-4
@@ -115,7 +115,7 @@ class TrainResult(StageResult):
             extra["diverged at step"] = self.diverged_at_step
         if self.step0_residual_mean is not None:
             extra["step-0 residual (mean, max)"] = f"{self.step0_residual_mean:.4g}, {self.step0_residual_max:.4g}"
-        for key in (self.target_first or {}):
+        for key in self.target_first or {}:
             if key != "step":
                 extra[f"{key} first → last"] = f"{self.target_first[key]:.4g} → {self.target_last[key]:.4g}"
         return {

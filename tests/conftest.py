@@ -20,6 +20,22 @@ def smollm_dir() -> str:
 
 
 @pytest.fixture(scope="session")
+def toy_model_dir(tmp_path_factory) -> str:
+    """The enumerable toy (tests/toy.py): a one-layer Llama over 12 tokens."""
+    from tests.toy import make_toy_model
+
+    return make_toy_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def toy_pipeline(toy_model_dir, tmp_path_factory):
+    """K=256 offline samples of the toy from pi_ref, their rewards and the frozen log Z (tests/toy.py)."""
+    from tests.toy import make_toy_pipeline
+
+    return make_toy_pipeline(toy_model_dir, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, smollm_dir) -> str:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM

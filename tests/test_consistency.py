@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from iswcli import outputs
-from tests.test_train import _train_subprocess, toy_model_dir  # noqa: F401 - the toy model fixture
+from tests.test_train import _train_subprocess
 
 REWARD = "python:tests/pipeline_reward.py:letter_reward"
 

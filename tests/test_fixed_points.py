@@ -24,17 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from iswcli import artifacts
-from tests.test_train import (  # noqa: F401  (toy_model_dir, toy_pipeline: fixtures)
-    BETA,
-    TOY_REWARD,
-    VOCAB,
-    kl,
-    response_distribution,
-    toy_model_dir,
-    toy_pipeline,
-    train_args,
-    write_scores,
-)
+from tests.toy import BETA, TOY_REWARD, VOCAB, kl, response_distribution, train_args, write_scores
 
 UNIFORM_LOGQ = -math.log(len(VOCAB))
 
@@ -69,7 +59,14 @@ def enumerable(toy_model_dir, toy_pipeline, tmp_path_factory):
     table = pa.Table.from_pylist(rows, schema=sampled.schema)
     artifacts.write_artifact(table, str(d / "samples.parquet"), artifacts.SAMPLES, art.provenance)
     write_scores(d / "samples.parquet", d / "scores.parquet", logprob_ref=np.log(pi_ref).tolist())
-    estimate = ["--quiet", "estimate-z", "--proposal", str(d / "samples.parquet"), "--scores", str(d / "scores.parquet")]
+    estimate = [
+        "--quiet",
+        "estimate-z",
+        "--proposal",
+        str(d / "samples.parquet"),
+        "--scores",
+        str(d / "scores.parquet"),
+    ]
     result = CliRunner().invoke(app, [*estimate, "--beta", str(BETA), "--out", str(d / "z.parquet")])
     assert result.exit_code == 0, result.output
     return d
@@ -108,14 +105,18 @@ def test_distribution_matching_objectives_reach_pi_star(enumerable, toy_model_di
     args = [a.replace("{z}", str(enumerable / "z.parquet")) for a in objective]
     log = train(cli, enumerable, toy_model_dir, tmp_path / "run", *args, "--lr", "1e-2", "--max-steps", 300)
     end = kl(target, response_distribution(str(tmp_path / "run")))
-    print(f"{' '.join(objective)}: KL(pi*||pi_theta) {start:.4f} -> {end:.5f}, loss {log[0]['loss']:.4f} -> {log[-1]['loss']:.4f}")
+    print(
+        f"{' '.join(objective)}: KL(pi*||pi_theta) {start:.4f} -> {end:.5f}, loss {log[0]['loss']:.4f} -> {log[-1]['loss']:.4f}"
+    )
     assert start > 0.3
     assert end < 0.01
 
 
 def test_grpo_without_clipping_converges_to_the_best_reward_not_to_pi_star(enumerable, toy_model_dir, cli, tmp_path):
     run = tmp_path / "run"
-    train(cli, enumerable, toy_model_dir, run, "--loss", "grpo", "--clip-eps", "1e6", "--lr", "1e-2", "--max-steps", 300)
+    train(
+        cli, enumerable, toy_model_dir, run, "--loss", "grpo", "--clip-eps", "1e6", "--lr", "1e-2", "--max-steps", 300
+    )
     policy = response_distribution(str(run))
     assert policy[int(np.argmax(TOY_REWARD))] > 0.95
     assert kl(pi_star(toy_model_dir), policy) > kl(pi_star(toy_model_dir), response_distribution(toy_model_dir))
@@ -123,7 +124,11 @@ def test_grpo_without_clipping_converges_to_the_best_reward_not_to_pi_star(enume
 
 def disjoint_pairs(d, out) -> list[tuple[int, int]]:
     """Three pairs, no outcome in two of them (chosen has the higher reward): each margin is free."""
-    pairs = [(VOCAB.index("d"), VOCAB.index("a")), (VOCAB.index("h"), VOCAB.index("c")), (VOCAB.index("f"), VOCAB.index("b"))]
+    pairs = [
+        (VOCAB.index("d"), VOCAB.index("a")),
+        (VOCAB.index("h"), VOCAB.index("c")),
+        (VOCAB.index("f"), VOCAB.index("b")),
+    ]
     n = len(pairs)
     table = pa.table(
         {
@@ -172,4 +177,6 @@ def test_a_diverging_run_is_named_with_its_step(enumerable, toy_model_dir, cli, 
     manifest = json.loads((run / "manifest.json").read_text())
     step = manifest["diverged_at_step"]
     assert step is not None and 4 <= step < 30
-    assert "the loss diverges" in result.stderr and f"at step {step}:" in result.stderr and "lower --lr" in result.stderr
+    assert (
+        "the loss diverges" in result.stderr and f"at step {step}:" in result.stderr and "lower --lr" in result.stderr
+    )

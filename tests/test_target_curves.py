@@ -32,7 +32,18 @@ def set_inputs(tiny_model_dir, tmp_path_factory):
 
     sample_sets(cli, tiny_model_dir, d / "s.parquet", n=4, limit=LIMIT)
     cli("--quiet", "score", "--samples", d / "s.parquet", "--reward", "set", "--out", d / "sc.parquet")
-    cli("--quiet", "estimate-z", "--proposal", d / "s.parquet", "--scores", d / "sc.parquet", "--beta", BETA, "--out", d / "z.parquet")
+    cli(
+        "--quiet",
+        "estimate-z",
+        "--proposal",
+        d / "s.parquet",
+        "--scores",
+        d / "sc.parquet",
+        "--beta",
+        BETA,
+        "--out",
+        d / "z.parquet",
+    )
     return d
 
 
@@ -117,7 +128,7 @@ def test_bad_curve_flags_fail_in_one_line(cli, tiny_model_dir, set_inputs, tmp_p
 
 
 def test_curves_need_the_set_reward(cli, tiny_model_dir, set_inputs, tmp_path):
-    from tests.test_train import write_scores
+    from tests.toy import write_scores
 
     scores = tmp_path / "other.parquet"
     write_scores(set_inputs / "s.parquet", scores, reward_of=lambda ids: float(len(ids)))
@@ -133,7 +144,12 @@ def test_report_draws_kl_set_against_samples_per_prompt(cli, tiny_model_dir, set
         for seed in (0, 1):
             cell = tmp_path / f"n{n}-s{seed}"
             sample_sets(cli, tiny_model_dir, cell / "s.parquet", n=n, limit=LIMIT)
-            assert cli("--quiet", "score", "--samples", cell / "s.parquet", "--reward", "set", "--out", cell / "sc.parquet").exit_code == 0
+            assert (
+                cli(
+                    "--quiet", "score", "--samples", cell / "s.parquet", "--reward", "set", "--out", cell / "sc.parquet"
+                ).exit_code
+                == 0
+            )
             z = ["--quiet", "estimate-z", "--proposal", cell / "s.parquet", "--scores", cell / "sc.parquet"]
             assert cli(*z, "--beta", BETA, "--out", cell / "z.parquet").exit_code == 0
             extra = ["--loss", "dpg", "--no-dpg-baseline", "--lr", "1e-2", "--max-steps", 2, "--eval-target-every", 2]

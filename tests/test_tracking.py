@@ -11,7 +11,8 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from tests.test_train import _train_subprocess, toy_model_dir, toy_pipeline, train_args  # noqa: F401
+from tests.test_train import _train_subprocess
+from tests.toy import train_args
 
 ARGS = ["--loss", "sft", "--max-steps", "3", "--lr", "1e-2"]
 

@@ -10,7 +10,6 @@ import pyarrow as pa
 
 from iswcli import artifacts, estimators, metrics, plots
 from iswcli.errors import IswtError
-from iswcli.target_curves import CURVE_GROUPS, read_ends
 from iswcli.report.discovery import Found
 from iswcli.report.html import (
     FigureWriter,
@@ -35,6 +34,7 @@ from iswcli.report.recompute import (
     relative_log_weights,
     relative_weights,
 )
+from iswcli.target_curves import CURVE_GROUPS, read_ends
 
 if TYPE_CHECKING:
     from stages.report import ReportConfig
