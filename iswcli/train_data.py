@@ -30,9 +30,9 @@ class TrainData:
     token_logq: list[list[float]]
     reward: np.ndarray
     logprob_ref: np.ndarray | None  # from scores, when present
-    logprob_model: np.ndarray  # the sampling model's own log-probs (log pi_ref itself when sampled from it as is)
     prompt_index: np.ndarray  # dense 0..P-1 per sample
     prompt_names: list[str]  # prompt_index -> prompt_id
+    logprob_model: np.ndarray | None = None  # the sampler's own log-probs (log pi_ref when sampled from it as is)
     log_z: np.ndarray | None = None  # per prompt_index (frozen Z)
     logprob_q: np.ndarray | None = None  # the sampler's sequence log-prob, for dpg's importance weights
     advantage: np.ndarray | None = None  # group z-scored rewards (grpo/gspo)

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, cache, chain, metrics, models, outputs, rewards, tasks
+from iswcli import artifacts, cache, chain, exact_targets, metrics, models, outputs, rewards, tasks
 from iswcli.errors import IswtError, raise_first_failure, rule_of
 from iswcli.results import StageResult
 from stages import sample, score
@@ -112,8 +112,6 @@ class EvaluateResult(StageResult):
         if not self.rewards_all_0_or_1:
             rows["note"] = f"rewards are not all 0/1; {CORRECT_RULE}"
         if self.target is not None:
-            from iswcli import exact_targets
-
             rows.update(exact_targets.display_rows(self.target))
         if self.win is not None:
             rows["win rate 95% CI"] = f"[{self.win['ci95'][0]:.3f}, {self.win['ci95'][1]:.3f}]"
@@ -201,8 +199,6 @@ def validate(config: EvaluateConfig) -> None:
         ),
     ]
     raise_first_failure(checks)
-    from iswcli import exact_targets
-
     exact_targets.check_target_flags(config.target_beta, config.z, config.ref_model, config.reward)
     artifacts.check_output_path(config.out)
     sample.validate(sample_config(config))
@@ -232,8 +228,6 @@ def check_prompts(config: EvaluateConfig) -> list[str]:
             if p.fields.get(name) is None and (alias is None or p.fields.get(alias) is None):
                 raise IswtError(f"prompt {p.prompt_id!r} has no task field '{name}'; the {reward.name} reward needs it")
     if reward.name == "set":  # the answers' own rules, before anything is sampled
-        from iswcli import exact_targets
-
         for p in prompts:
             exact_targets.parse_answers(p.fields["answers"], f"prompt {p.prompt_id!r}")
     return [p.prompt_id for p in prompts]
@@ -293,8 +287,6 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
         inputs.update(judge_inputs)
     summary = summarize(config, groups, values, k, win)
     if config.target_beta is not None:  # exact pi*, Z and KL on answer sets: iswcli.exact_targets
-        from iswcli import exact_targets
-
         summary["target"] = exact_targets.evaluate_targets(
             beside(config.out, ".target.parquet"),
             samples_path,
@@ -581,8 +573,6 @@ def compare(paths: list[str], k: int | None = None, seed: int = 0) -> dict:
     k = check_k(paths, runs, common, k)
     with_maj = all((a.provenance.get("config") or {}).get("reward") == "math" for a in arts)
     values = [prompt_metrics([r[pid] for pid in common], k, with_maj) for r in runs]
-    from iswcli import exact_targets
-
     exact_targets.add_compare_values(paths, common, values)  # the exact measures, where OUT.target.parquet exist
     result = metrics.side_by_side(paths, values, seed)
     result.update({"prompts_common": len(common), "prompts_per_run": [len(r) for r in runs], "k": k})

@@ -27,7 +27,7 @@ from pathlib import Path
 from iswcli import artifacts, console, outputs
 from iswcli.errors import IswtError
 from iswcli.report.discovery import discover
-from iswcli.report.html import FigureWriter, render_page
+from iswcli.report.html import DEFAULT_GAMMAS, FigureWriter, ReportOptions, render_page
 from iswcli.report.sections import (
     diversity_section,
     evaluation_section,
@@ -41,8 +41,6 @@ from iswcli.report.sections import (
 )
 from iswcli.results import StageResult
 
-DEFAULT_GAMMAS = (0.5, 1.0, 2.0, 4.0)
-
 
 @dataclass(frozen=True)
 class ReportConfig:
@@ -52,6 +50,10 @@ class ReportConfig:
     gammas: tuple[float, ...] = DEFAULT_GAMMAS
     bootstrap: int = 2000
     seed: int = 0
+
+    @property
+    def options(self) -> ReportOptions:
+        return ReportOptions(self.inputs, self.title, self.gammas, self.bootstrap, self.seed)
 
     @property
     def figures_dir(self) -> Path:
@@ -122,12 +124,12 @@ def run(config: ReportConfig) -> ReportResult:
             exact_target_section,
             target_by_n_section,
         )
-        sections = [section for build in builders for section in build(found, config, figures)]
+        sections = [section for build in builders for section in build(found, config.options, figures)]
         if not sections:
             raise IswtError(
                 f"nothing to report: no input could be read ({found.notes[0] if found.notes else 'no notes'})"
             )
-        outputs.write_atomically(config.out, render_page(config, found, sections))
+        outputs.write_atomically(config.out, render_page(config.options, found, sections))
         figures.remove_stale()
         for note in found.notes[:5]:
             console.warn(note)

@@ -26,10 +26,18 @@ import pyarrow.parquet as pq
 import torch
 from accelerate import Accelerator
 
-from iswcli import artifacts, cache, chain, console, losses, models, outputs, proposal, run_dir, tracking, train_data
+from iswcli import artifacts, cache, chain, console, losses, models, outputs, run_dir, tracking, train_data
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.results import StageResult
 from iswcli.target_curves import CURVE_GROUPS, TargetCurves, heldout_prompts, set_reward_default, training_prompts
+from iswcli.train_policy import (
+    PolicyWithZ,
+    load_policy,
+    param_groups,
+    reference_logprobs,
+    sampled_from,
+    sequence_logprobs,
+)
 from iswcli.train_steps import (
     DIVERGENCE_WINDOW,
     FROZEN_Z_LOSSES,
@@ -277,7 +285,20 @@ def _train(c: TrainConfig) -> TrainResult:
 
     accelerator = Accelerator(mixed_precision="bf16" if c.precision == "bf16" else "no", cpu=c.device == "cpu")
     run_dir.seed_everything(c.seed + accelerator.process_index)
-    policy = _load_policy(c, path, accelerator.device)
+    lora = {
+        "r": c.lora_r,
+        "lora_alpha": c.lora_alpha,
+        "lora_dropout": c.lora_dropout,
+        "target_modules": c.target_modules,
+    }
+    policy = load_policy(
+        path,
+        accelerator.device,
+        adapter=c.adapter,
+        full=c.full,
+        lora=lora,
+        gradient_checkpointing=c.gradient_checkpointing,
+    )
     pad_id = tokenizer.pad_token_id
 
     out = Path(c.out)
@@ -287,11 +308,12 @@ def _train(c: TrainConfig) -> TrainResult:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         outputs.write_atomically(out / "checkpoints" / "run.json", json.dumps(fingerprint, indent=2))
     accelerator.wait_for_everyone()
-    logp_ref = _reference_logprobs(c, data, policy, pad_id, out, accelerator, inputs["samples"], identity)
+    own = c.adapter is None and sampled_from(inputs["samples"].provenance, identity)
+    logp_ref = reference_logprobs(data, policy, pad_id, out, accelerator.is_main_process, c.batch_size, own)
     _step0_check(data, policy, logp_ref, pad_id, c)
 
     module = PolicyWithZ(policy, len(data.prompt_names) if c.z_mode == "learned" and c.loss == "tb" else 0)
-    optimizer = torch.optim.AdamW(_param_groups(module, c), lr=c.lr, weight_decay=c.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups(module, c.z_lr), lr=c.lr, weight_decay=c.weight_decay)
     batches_per_epoch = math.ceil(len(data.examples) / c.batch_size)
     per_step = c.grad_accum * accelerator.num_processes
     total_steps = c.max_steps or max(1, (batches_per_epoch * c.epochs) // per_step)
@@ -374,78 +396,6 @@ def _target_curves(c: TrainConfig, tokenizer, inputs: dict) -> TargetCurves:
     return TargetCurves(groups, stops, tokenizer.pad_token_id, r0, c.eval_target_beta or c.beta)
 
 
-# --------------------------------------------------------------------------- model
-
-
-class PolicyWithZ(torch.nn.Module):
-    """The language model plus, for --z-mode learned, one log Z scalar per prompt.
-
-    One module, so that DDP synchronizes the log Z gradients with the rest.
-    """
-
-    def __init__(self, lm, n_prompts: int):
-        super().__init__()
-        self.lm = lm
-        self.log_z = torch.nn.Parameter(torch.zeros(n_prompts)) if n_prompts else None
-
-    def forward(self, teacher_forced: dict | None = None, **kwargs):
-        """The LM's forward; with teacher_forced (prompts, responses, pad_id), their per-token log-probs.
-
-        The shared-prompt pass makes two LM calls (prompts, then responses on
-        their cache); inside one forward of this module, DDP sees one.
-        """
-        if teacher_forced is not None:
-            from iswcli.logprobs import shared_prompt_logprobs
-
-            return shared_prompt_logprobs(self.lm, **teacher_forced)
-        return self.lm(**kwargs)
-
-
-def _load_policy(c: TrainConfig, path: str, device):
-    policy = models.load_model(path, c.adapter, device="cpu")
-    if c.adapter is not None:
-        # continue training the given adapter
-        for name, param in policy.named_parameters():
-            param.requires_grad = "lora_" in name
-    elif not c.full:
-        from peft import LoraConfig, get_peft_model
-
-        targets = c.target_modules if c.target_modules == "all-linear" else _module_names(policy, c.target_modules)
-        lora = LoraConfig(
-            r=c.lora_r,
-            lora_alpha=c.lora_alpha,
-            lora_dropout=c.lora_dropout,
-            target_modules=targets,
-            task_type="CAUSAL_LM",
-        )
-        policy = get_peft_model(policy, lora)
-    if c.gradient_checkpointing:
-        policy.gradient_checkpointing_enable()
-        if hasattr(policy, "enable_input_require_grads"):
-            policy.enable_input_require_grads()
-    return policy.to(device)
-
-
-def _module_names(model, flag: str) -> list[str]:
-    """--target-modules a,b,c: each must name a linear layer of the model (by its last name part)."""
-    names = [n.strip() for n in flag.split(",") if n.strip()]
-    linear = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
-    unknown = [n for n in names if n not in linear]
-    if not names or unknown:
-        raise IswtError(
-            f"--target-modules {flag}: {', '.join(unknown) or 'no name given'} is not a linear layer of the model "
-            f"(it has {', '.join(sorted(linear))}; or all-linear)"
-        )
-    return names
-
-
-def _param_groups(module, c: TrainConfig) -> list[dict]:
-    groups = [{"params": [p for n, p in module.lm.named_parameters() if p.requires_grad]}]
-    if module.log_z is not None:
-        groups.append({"params": [module.log_z], "lr": c.z_lr, "weight_decay": 0.0})
-    return groups
-
-
 def _schedule(c: TrainConfig, total_steps: int, warmup: int):
     def factor(step: int) -> float:
         if step < warmup:
@@ -458,56 +408,10 @@ def _schedule(c: TrainConfig, total_steps: int, warmup: int):
     return factor
 
 
-# --------------------------------------------------------------------------- reference
-
-
-def _reference_logprobs(c, data, policy, pad_id, out: Path, accelerator, samples, identity) -> np.ndarray:
-    """log pi_ref per sample: scores' logprob_ref; the samples' own when they were drawn from this model
-    at temperature 1 without truncation (a pass over every sample saved); else the initial policy's,
-    cached in the run. The step-0 check then confirms them on a batch."""
-    if data.logprob_ref is not None:
-        return data.logprob_ref
-    if c.adapter is None and _sampled_from(samples.provenance, identity):
-        return data.logprob_model
-    cache = out / "ref_logprobs.npy"
-    if cache.exists():
-        return np.load(cache)
-    values = _sequence_logprobs(policy, data, np.arange(len(data.prompt_ids)), pad_id, c.batch_size)
-    if accelerator.is_main_process:
-        tmp = out / ".ref_logprobs.tmp.npy"
-        np.save(tmp, values)
-        os.replace(tmp, cache)
-    return values
-
-
-def _sampled_from(samples_provenance: dict, identity: dict) -> bool:
-    """Whether the samples' log-probs are this model's own: its weights, no adapter, temperature 1, untruncated."""
-    same, _ = proposal.same_model(samples_provenance, {"model": identity})
-    return same and proposal.describe(samples_provenance)["zero_log_ratio"]
-
-
-def _sequence_logprobs(model, data, rows, pad_id, batch_size) -> np.ndarray:
-    """Sequence log-probs by the training step's own teacher-forced pass (each distinct prompt run once)."""
-    from iswcli.logprobs import shared_prompt_logprobs
-
-    was_training = model.training
-    model.eval()
-    values = []
-    with torch.no_grad():
-        for i in range(0, len(rows), batch_size):
-            chunk = rows[i : i + batch_size]
-            lps = shared_prompt_logprobs(
-                model, [data.prompt_tokens[r] for r in chunk], [data.response_tokens[r] for r in chunk], pad_id
-            )
-            values.extend(float(lp.sum()) for lp in lps)
-    model.train(was_training)
-    return np.asarray(values)
-
-
 def _step0_check(data, policy, logp_ref, pad_id, c: TrainConfig) -> None:
     """Before any update the policy is the reference: their log-ratio must vanish."""
     rows = np.unique(data.examples.reshape(-1))[: c.batch_size]
-    theta = _sequence_logprobs(policy, data, rows, pad_id, c.batch_size)
+    theta = sequence_logprobs(policy, data, rows, pad_id, c.batch_size)
     gap = float(np.mean(np.abs(theta - logp_ref[rows])))
     if not gap < STEP0_TOLERANCE:
         raise IswtError(

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from iswcli import answer_sets, artifacts, exact_targets, models, rewards, tasks
+from iswcli import artifacts, exact_targets, models, rewards, tasks
 from iswcli.errors import IswtError
+from iswcli.tasks import sets as answer_sets
 
 
 def test_sets_task_splits_and_fields():

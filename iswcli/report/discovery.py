@@ -7,13 +7,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from iswcli import artifacts, console
 from iswcli.errors import IswtError
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass

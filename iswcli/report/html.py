@@ -9,7 +9,6 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -18,8 +17,19 @@ from iswcli import __version__, estimators, metrics, plots
 from iswcli.report.discovery import Found, Run
 from iswcli.report.recompute import float_column
 
-if TYPE_CHECKING:
-    from stages.report import ReportConfig
+DEFAULT_GAMMAS = (0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the page and its sections need from `iswt report`'s flags."""
+
+    inputs: tuple[str, ...]
+    title: str = "iswt report"
+    gammas: tuple[float, ...] = DEFAULT_GAMMAS  # ISO gammas the pairs section recomputes weights for
+    bootstrap: int = 2000  # resamples of every interval over prompts
+    seed: int = 0
+
 
 #: Config keys that say nothing about what an artifact is (where it went, how fast it ran).
 NOT_HIGHLIGHTS = frozenset({"out", "plot", "device", "workers", "batch_size", "shard", "resume", "save_every"})
@@ -155,7 +165,7 @@ code { font-size: 0.95em; } details { margin: 0.2em 0 0.4em; }
 """
 
 
-def render_page(config: ReportConfig, found: Found, sections: list[Section]) -> str:
+def render_page(config: ReportOptions, found: Found, sections: list[Section]) -> str:
     toc = " · ".join(f'<a href="#s{i}">{_e(s.title)}</a>' for i, s in enumerate(sections))
     body = [
         f"<h1>{_e(config.title)}</h1>",

@@ -6,7 +6,6 @@ import glob as globlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -17,9 +16,6 @@ from iswcli.chain import load_scored
 from iswcli.errors import IswtError
 from iswcli.proposal import LOG_RATIO_REF
 from iswcli.report.discovery import Found, Source
-
-if TYPE_CHECKING:
-    pass
 
 
 def read_source(found: Found, source: Source, spec: artifacts.ArtifactSpec, columns):

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, estimators, metrics, plots
+from iswcli import artifacts, estimators, exact_targets, metrics, plots
 from iswcli.errors import IswtError
 from iswcli.report.discovery import Found
 from iswcli.report.html import (
     FigureWriter,
+    ReportOptions,
     Section,
     eval_table,
     flag_tables,
@@ -36,9 +36,6 @@ from iswcli.report.recompute import (
 )
 from iswcli.target_curves import CURVE_GROUPS, read_ends
 
-if TYPE_CHECKING:
-    from stages.report import ReportConfig
-
 EVAL_COLUMNS = ("prompt_id", "sample_idx", "reward", "correct")
 DIVERSITY_METRICS = (
     ("n_strategies", "strategies (judge)"),
@@ -59,7 +56,7 @@ LOG_BOOKKEEPING = (
 )
 
 
-def overview_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def overview_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     """The answer first: evaluation and diversity side by side with intervals, and the health of every log Z."""
     blocks = [*_evaluation_overview(found, config), *_diversity_overview(found, config), *_log_z_overview(found)]
     if not blocks:
@@ -79,7 +76,7 @@ def _per_prompt(table: pa.Table, column: str) -> dict[str, float]:
     return dict(zip(names, group_mean(codes, n_prompts, float_column(table, column))))
 
 
-def _paired(values: dict[str, float], first: dict[str, float], config: ReportConfig) -> str:
+def _paired(values: dict[str, float], first: dict[str, float], config: ReportOptions) -> str:
     shared = sorted(values.keys() & first.keys())
     diff = metrics.paired_bootstrap_diff(
         [values[p] for p in shared], [first[p] for p in shared], config.bootstrap, config.seed
@@ -87,7 +84,7 @@ def _paired(values: dict[str, float], first: dict[str, float], config: ReportCon
     return interval_text(diff)
 
 
-def _evaluation_overview(found: Found, config: ReportConfig) -> list[str]:
+def _evaluation_overview(found: Found, config: ReportOptions) -> list[str]:
     runs = []
     for source in found.of_kind("eval"):
         try:
@@ -107,7 +104,7 @@ def _evaluation_overview(found: Found, config: ReportConfig) -> list[str]:
     return [html_table(headers, rows, "evaluation")]
 
 
-def _diversity_overview(found: Found, config: ReportConfig) -> list[str]:
+def _diversity_overview(found: Found, config: ReportOptions) -> list[str]:
     rows = []
     for source in found.of_kind("diversity"):
         try:
@@ -152,7 +149,7 @@ def _log_z_overview(found: Found) -> list[str]:
     return [html_table(headers, rows, "health of the frozen log Z")]
 
 
-def rewards_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def rewards_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     blocks, used = [], []
     for source in found.of_kind("scores"):
         art = read_source(found, source, artifacts.SCORES, ["reward"])
@@ -172,7 +169,7 @@ def rewards_section(found: Found, config: ReportConfig, figures: FigureWriter) -
     return [Section("Rewards", caption, blocks, used)]
 
 
-def importance_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def importance_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     blocks, used = [], []
     for source in found.of_kind("z"):
         art = read_source(found, source, artifacts.Z, None)
@@ -201,7 +198,7 @@ def importance_section(found: Found, config: ReportConfig, figures: FigureWriter
     return [Section("Importance weights and log Z", caption, blocks, used)]
 
 
-def pairs_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def pairs_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     blocks, used = [], []
     for source in found.of_kind("pairs"):
         art = read_source(found, source, artifacts.PAIRS, ["weight"])
@@ -231,7 +228,7 @@ def pairs_section(found: Found, config: ReportConfig, figures: FigureWriter) -> 
     return [Section("Pair weights", caption, blocks, used)]
 
 
-def training_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def training_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     blocks, used = [], []
     for run in found.runs:
         log = run.path / "train_log.parquet"
@@ -266,7 +263,7 @@ def training_section(found: Found, config: ReportConfig, figures: FigureWriter) 
     return [Section("Training curves", caption, blocks, used)]
 
 
-def evaluation_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def evaluation_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     rows, used = [], []
     for source in found.of_kind("eval"):
         try:
@@ -299,7 +296,7 @@ def evaluation_section(found: Found, config: ReportConfig, figures: FigureWriter
     return [Section("Evaluation", caption, blocks, used)]
 
 
-def diversity_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def diversity_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     intervals, used = [], []
     for source in found.of_kind("diversity"):
         try:
@@ -342,10 +339,8 @@ EXACT_PANELS = (
 )
 
 
-def exact_target_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def exact_target_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     """Answer sets (`evaluate --target-beta`): each policy's exact distance to pi*, read from OUT.target.parquet."""
-    from iswcli import exact_targets
-
     rows, used = [], []
     for source in found.of_kind("eval"):
         path = Path(source.path).with_suffix(".target.parquet")
@@ -387,7 +382,7 @@ def exact_target_section(found: Found, config: ReportConfig, figures: FigureWrit
     return [Section("Exact target (answer sets)", caption, blocks, used)]
 
 
-def target_by_n_section(found: Found, config: ReportConfig, figures: FigureWriter) -> list[Section]:
+def target_by_n_section(found: Found, config: ReportOptions, figures: FigureWriter) -> list[Section]:
     """Runs trained with --eval-target-every, grouped by name and samples per prompt: kl_set's change from the
     base model against N, a line per run name with two or more N (e.g. a study's nN-sSEED/METHOD layout)."""
     changes: dict[tuple[str, int], list[dict]] = {}  # (run name, N) -> each seed's {group: {prompt: change}}

@@ -49,6 +49,7 @@ optional parts (required task fields, batch checks, provenance, sandbox
 isolation) instead of leaving the score stage to discover them.
 """
 
+from iswcli.rewards.answer_set import SetReward
 from iswcli.rewards.base import (
     REWARDS,
     BaseReward,
@@ -66,15 +67,6 @@ from iswcli.rewards.judges import PairwiseReward, RewardModelReward, classify, l
 from iswcli.rewards.math_answers import MathReward, as_number, extract_answer, normalize_math_text, partial_credit
 from iswcli.rewards.user_function import PythonReward
 
-
-@register_reward("set")
-def _make_set(arg: str | None, options: RewardOptions):
-    """Imported on use: iswcli.set_reward imports this package's base, so importing it here would be circular."""
-    from iswcli.set_reward import make_set_reward
-
-    return make_set_reward(arg, options)
-
-
 __all__ = [
     "REWARDS",
     "BaseReward",
@@ -85,6 +77,7 @@ __all__ = [
     "Reward",
     "RewardItem",
     "RewardModelReward",
+    "SetReward",
     "RewardOptions",
     "RewardResult",
     "as_number",

@@ -97,4 +97,4 @@ def _make_python(arg: str | None, options: RewardOptions) -> PythonReward:
     return PythonReward(arg)
 
 
-# set / set:DEFAULT: exact answers on token ids (iswcli.set_reward, for --task sets)
+# set / set:DEFAULT: exact answers on token ids (iswcli.rewards.answer_set, for --task sets)

@@ -10,7 +10,7 @@ Every source turns into a list of :class:`Prompt`. Sources:
   No splits.
 - ``--task sets``: 48 prompts that each ask for one member of a small closed
   answer set and carry ``answers`` ({answer: reward}), so that the target
-  distribution is exactly computable (:mod:`iswcli.answer_sets`,
+  distribution is exactly computable (:mod:`iswcli.tasks.sets`,
   :mod:`iswcli.exact_targets`). Splits ``train`` (32) and ``test`` (16).
 - ``--prompts FILE``: ``.jsonl``, ``.json`` (a list of objects), ``.csv`` or
   ``.parquet`` with columns ``prompt_id`` and ``prompt``; other columns become
@@ -19,7 +19,7 @@ Every source turns into a list of :class:`Prompt`. Sources:
   local data directory, or a directory written by ``save_to_disk``).
 
 One module per source: :mod:`.arith`, :mod:`.humaneval`, :mod:`.files`,
-:mod:`.hub` (and :mod:`iswcli.answer_sets`); :mod:`.prompt` holds the
+:mod:`.hub` (and :mod:`iswcli.tasks.sets`); :mod:`.prompt` holds the
 :class:`Prompt` and the row checks that files and datasets share.
 """
 
@@ -30,6 +30,7 @@ import os
 import re
 
 from iswcli.errors import IswtError
+from iswcli.tasks import sets
 from iswcli.tasks.arith import (
     ARITH_GENERATOR,
     ARITH_INSTRUCTION,
@@ -111,9 +112,7 @@ def source_description(
             "sizes": {"train": ARITH_TRAIN_SIZE, "test": ARITH_TEST_SIZE},
         }
     if kind == "sets":
-        from iswcli import answer_sets
-
-        return answer_sets.description(_arith_split(task, split), limit)
+        return sets.description(_arith_split(task, split), limit)
     if kind == "humaneval":
         _no_split(split)
         path = humaneval_path()
@@ -233,7 +232,5 @@ def file_sha256(path: str, label: str) -> str:
 
 
 def sets_prompts(split: str) -> list[Prompt]:
-    """The answer-set prompts (iswcli.answer_sets): chat messages with an 'answers' field."""
-    from iswcli import answer_sets
-
-    return [Prompt(pid, messages, "sets", fields) for pid, messages, fields in answer_sets.rows(split)]
+    """The answer-set prompts (iswcli.tasks.sets): chat messages with an 'answers' field."""
+    return [Prompt(pid, messages, "sets", fields) for pid, messages, fields in sets.rows(split)]

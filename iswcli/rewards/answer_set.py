@@ -22,7 +22,7 @@ import math
 
 from iswcli import exact_targets
 from iswcli.errors import IswtError
-from iswcli.rewards.base import BaseReward, RewardResult, describe_key
+from iswcli.rewards.base import BaseReward, RewardResult, describe_key, register_reward
 
 
 class SetReward(BaseReward):
@@ -99,6 +99,7 @@ class SetReward(BaseReward):
         return out
 
 
+@register_reward("set")
 def make_set_reward(arg: str | None, options) -> SetReward:
     """`set` or `set:DEFAULT` (the reward of every response outside the answer set)."""
     default = 0.0
