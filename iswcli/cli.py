@@ -3,25 +3,19 @@
 Each command parses its flags (those several share: iswcli/options.py) into
 the stage's frozen config, calls the stage's run(), and prints the typed
 result it returns (iswcli/render.py). Domain errors become one line on
-stderr and exit code 2 (a traceback only with --debug). Heavy libraries are
+stderr and exit code 2 (a traceback only with --debug; iswcli/cli_errors.py). Heavy libraries are
 imported inside the stages, so `iswt --help` stays instant.
 """
 
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
-
-try:  # typer 0.2x carries its own copy of click, whose exceptions are these
-    from typer._click.exceptions import NoArgsIsHelpError, UsageError
-except ImportError:
-    from click.exceptions import NoArgsIsHelpError, UsageError
 
 from iswcli import __version__, console, render
+from iswcli.cli_errors import OneLineUsageErrors, domain_errors
 from iswcli.errors import IswtError
 from iswcli.options import (
     AdapterOpt,
@@ -44,31 +38,6 @@ from iswcli.options import (
     TensorParallelOpt,
 )
 
-
-class OneLineUsageErrors(TyperGroup):
-    """A bad flag value, a missing flag or an unknown command: one line and exit code 2, not a usage box."""
-
-    def make_context(self, *args, **kwargs):
-        with _usage_errors():
-            return super().make_context(*args, **kwargs)
-
-    def invoke(self, ctx):
-        with _usage_errors():
-            return super().invoke(ctx)
-
-
-@contextmanager
-def _usage_errors():
-    try:
-        yield
-    except NoArgsIsHelpError:
-        raise  # `iswt` alone prints the help
-    except UsageError as exc:
-        command = exc.ctx.command_path if exc.ctx else "iswt"
-        console.fail(f"{exc.format_message()} (see {command} --help)")
-        raise typer.Exit(2) from None
-
-
 app = typer.Typer(
     name="iswt",
     cls=OneLineUsageErrors,
@@ -77,8 +46,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-_debug = False
 
 
 def _version(value: bool) -> None:
@@ -96,30 +63,9 @@ def main_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or tables.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")] = False,
 ) -> None:
-    global _debug
-    _debug = debug
+    console.settings.debug = debug
     console.settings.quiet = quiet
     console.settings.json = json_output
-
-
-@contextmanager
-def domain_errors():
-    """Turn failures into one line and a non-zero exit, unless --debug."""
-    try:
-        yield
-    except IswtError as exc:
-        if _debug:
-            raise
-        console.fail(str(exc))
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        console.fail("interrupted; re-run the same command to resume where it stopped")
-        raise typer.Exit(130) from None
-    except Exception as exc:  # noqa: BLE001 - a bug, still reported in one line
-        if _debug:
-            raise
-        console.fail(f"internal error: {type(exc).__name__}: {exc} (re-run with --debug for the traceback)")
-        raise typer.Exit(1) from None
 
 
 @app.command()

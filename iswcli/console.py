@@ -18,6 +18,7 @@ from rich.text import Text
 class Settings:
     quiet: bool = False
     json: bool = False
+    debug: bool = False  # --debug: tracebacks instead of one-line errors
 
 
 settings = Settings()

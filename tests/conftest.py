@@ -82,4 +82,5 @@ def _quiet_console():
 
     console.settings.quiet = False
     console.settings.json = False
+    console.settings.debug = False
     yield
