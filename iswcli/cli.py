@@ -491,6 +491,10 @@ def evaluate(
     ref_model: Annotated[
         Optional[str], typer.Option("--ref-model", help="With --target-beta: pi*'s reference (default: --model).")
     ] = None,
+    train_samples: Annotated[
+        Optional[str],
+        typer.Option("--train-samples", help="With --target-beta: split the error by answers these samples hold."),
+    ] = None,
 ) -> None:
     """Generate, score and measure: Mean@k, pass@k, maj@k, mean reward, win rate; or --compare eval files."""
     from stages import evaluate as stage
@@ -528,6 +532,7 @@ def evaluate(
             target_beta=target_beta,
             z=z,
             ref_model=ref_model,
+            train_samples=train_samples,
         )
         render.show_result("iswt evaluate", stage.run(config))
 

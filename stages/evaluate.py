@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, cache, chain, exact_targets, metrics, models, outputs, rewards, tasks
+from iswcli import artifacts, cache, chain, exact_targets, metrics, models, outputs, rewards, target_eval, tasks
 from iswcli.errors import IswtError, raise_first_failure, rule_of
 from iswcli.results import StageResult
 from stages import sample, score
@@ -83,6 +83,7 @@ class EvaluateConfig:
     target_beta: float | None = None  # exact targets on answer sets (OUT.target.parquet); needs --reward set
     z: str | None = None  # an estimate-z artifact whose log Z is measured against the exact one
     ref_model: str | None = None  # the reference of the target pi*; None: MODEL without the adapter
+    train_samples: str | None = None  # the policy's training samples: split the exact error by sampled answers
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,7 +113,7 @@ class EvaluateResult(StageResult):
         if not self.rewards_all_0_or_1:
             rows["note"] = f"rewards are not all 0/1; {CORRECT_RULE}"
         if self.target is not None:
-            rows.update(exact_targets.display_rows(self.target))
+            rows.update(target_eval.display_rows(self.target))
         if self.win is not None:
             rows["win rate 95% CI"] = f"[{self.win['ci95'][0]:.3f}, {self.win['ci95'][1]:.3f}]"
             rows["judged pairs / identical (ties)"] = f"{self.win['pairs_judged']} / {self.win['identical_pairs']}"
@@ -199,7 +200,7 @@ def validate(config: EvaluateConfig) -> None:
         ),
     ]
     raise_first_failure(checks)
-    exact_targets.check_target_flags(config.target_beta, config.z, config.ref_model, config.reward)
+    target_eval.check_target_flags(config.target_beta, config.z, config.ref_model, config.reward, config.train_samples)
     artifacts.check_output_path(config.out)
     sample.validate(sample_config(config))
     score.validate(score_config(config, beside(config.out, ".samples.parquet")))
@@ -238,6 +239,8 @@ def run(config: EvaluateConfig) -> EvaluateResult:
     validate(config)
     with outputs.claim(config.out, {"--baseline": config.baseline, "--prompts": config.prompts}):
         prompt_ids = check_prompts(config)
+        if config.train_samples is not None:
+            target_eval.check_train_samples(config.train_samples, prompt_ids)
         if config.baseline is not None:
             _, baseline = read_baseline(config.baseline)
             check_baseline(baseline, [(pid, j) for pid in prompt_ids for j in range(config.n)], config.baseline)
@@ -287,7 +290,7 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
         inputs.update(judge_inputs)
     summary = summarize(config, groups, values, k, win)
     if config.target_beta is not None:  # exact pi*, Z and KL on answer sets: iswcli.exact_targets
-        summary["target"] = exact_targets.evaluate_targets(
+        summary["target"] = target_eval.evaluate_targets(
             beside(config.out, ".target.parquet"),
             samples_path,
             reward=config.reward,
@@ -298,6 +301,7 @@ def evaluate_samples(config: EvaluateConfig, samples_path: str, how: str = "give
             z_path=config.z,
             device=config.device,
             seed=config.seed,
+            train_samples=config.train_samples,
         )
     provenance = artifacts.make_provenance(
         "evaluate",
@@ -573,7 +577,7 @@ def compare(paths: list[str], k: int | None = None, seed: int = 0) -> dict:
     k = check_k(paths, runs, common, k)
     with_maj = all((a.provenance.get("config") or {}).get("reward") == "math" for a in arts)
     values = [prompt_metrics([r[pid] for pid in common], k, with_maj) for r in runs]
-    exact_targets.add_compare_values(paths, common, values)  # the exact measures, where OUT.target.parquet exist
+    target_eval.add_compare_values(paths, common, values)  # the exact measures, where OUT.target.parquet exist
     result = metrics.side_by_side(paths, values, seed)
     result.update({"prompts_common": len(common), "prompts_per_run": [len(r) for r in runs], "k": k})
     return result

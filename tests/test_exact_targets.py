@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from iswcli import exact_targets as E
+from iswcli import target_eval
 from iswcli.errors import IswtError
 
 VOCAB, STOPS, PAD = 6, [0, 1], 0
@@ -208,13 +209,13 @@ class _DupTokenizer:
 
 
 def test_set_default_and_flags():
-    assert E.set_default("set") == 0.0 and E.set_default("set:-1.5") == -1.5
+    assert target_eval.set_default("set") == 0.0 and target_eval.set_default("set:-1.5") == -1.5
     with pytest.raises(IswtError, match="--target-beta: needs --reward set"):
-        E.set_default("math")
+        target_eval.set_default("math")
     with pytest.raises(IswtError, match="give --target-beta too"):
-        E.check_target_flags(None, "z.parquet", None, "set")
+        target_eval.check_target_flags(None, "z.parquet", None, "set")
     with pytest.raises(IswtError, match="must be a finite number > 0"):
-        E.check_target_flags(0.0, None, None, "set")
+        target_eval.check_target_flags(0.0, None, None, "set")
     with pytest.raises(IswtError, match="--z missing.parquet: no such file"):
-        E.check_target_flags(1.0, "missing.parquet", None, "set")
-    assert json.loads(json.dumps(E.SUMMARY_METRICS))
+        target_eval.check_target_flags(1.0, "missing.parquet", None, "set")
+    assert json.loads(json.dumps(target_eval.SUMMARY_METRICS))

@@ -167,3 +167,51 @@ def test_report_draws_kl_set_against_samples_per_prompt(cli, tiny_model_dir, set
             changes.append([last[p] - first[p] for p in first])
         mean = float(np.mean(np.mean(changes, axis=0)))  # seeds averaged per prompt, then prompts
         assert f"<td>train</td><td>dpg</td><td>{n}</td><td>2</td><td>{mean:.4g} [" in html
+
+
+def test_answer_mass_errors_by_hand():
+    from iswcli.target_eval import answer_mass_errors
+
+    # answers 0 and 2 sampled: (0.2 - 0.1) + (0.3 - 0.2) = +0.2; answer 1 never: 0.1 - 0.3 = -0.2
+    split = answer_mass_errors([0.2, 0.1, 0.3], [0.1, 0.3, 0.2], [True, False, True])
+    assert split["mass_error_sampled"] == pytest.approx(0.2) and split["mass_error_unsampled"] == pytest.approx(-0.2)
+    assert (split["answers_sampled"], split["answers_unsampled"]) == (2, 1)
+
+
+def test_evaluate_splits_the_error_by_answers_the_training_samples_hold(cli, tiny_model_dir, tmp_path):
+    """Training samples crafted to hold 'Monday' (tok + stop) and 'Sunday' without a stop: only Monday counts."""
+    import pyarrow as pa
+
+    from iswcli import artifacts, models
+
+    samples, crafted = tmp_path / "s.parquet", tmp_path / "train.parquet"
+    sample_sets(cli, tiny_model_dir, samples, n=3, limit=1)
+    tokenizer = models.load_tokenizer(tiny_model_dir)
+    art = artifacts.read_artifact(str(samples), artifacts.SAMPLES)
+    stop = art.provenance["sampling"]["stop_token_ids"][0]
+    word = lambda w: tokenizer(w, add_special_tokens=False)["input_ids"]  # noqa: E731
+    cases = [word("Monday") + [stop], word("Sunday"), word("Monday") + [stop]]
+    index = art.table.schema.get_field_index("response_token_ids")
+    table = art.table.set_column(index, "response_token_ids", pa.array(cases, pa.list_(pa.int32())))
+    artifacts.write_artifact(table, str(crafted), artifacts.SAMPLES, art.provenance)
+
+    out = tmp_path / "e.parquet"
+    args = ["--quiet", "evaluate", "--model", tiny_model_dir, "--task", "sets", "--split", "train", "--limit", 1]
+    result = cli(
+        *args, "--n", 1, "--max-new-tokens", 3, "--target-beta", BETA, "--train-samples", crafted, "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    split = json.loads((tmp_path / "e.summary.json").read_text())["target"]["answer_split"]
+    row = pq.read_table(tmp_path / "e.target.parquet").to_pylist()[0]
+    answers = json.loads(row["answers"])
+    diff = np.array(row["p_answers"]) - np.array(row["p_answers_target"])
+    values = split["prompts"][row["prompt_id"]]
+    assert values["answers_sampled"] == 1 and values["answers_unsampled"] == len(answers) - 1
+    assert values["mass_error_sampled"] == pytest.approx(diff[answers.index("Monday")])
+    assert values["mass_error_unsampled"] == pytest.approx(diff.sum() - diff[answers.index("Monday")])
+
+    other = tmp_path / "other.parquet"
+    sample_sets(cli, tiny_model_dir, other, n=1, limit=1, split="test")  # another prompt: nothing to split by
+    bad = cli(*args, "--n", 1, "--target-beta", BETA, "--train-samples", other, "--out", tmp_path / "bad.parquet")
+    assert bad.exit_code == 2 and "has no samples of 1 evaluated prompt" in bad.stderr
+    assert not list(tmp_path.glob("bad*"))  # refused before anything was sampled

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from iswcli import artifacts, estimators, exact_targets, metrics, plots
+from iswcli import artifacts, estimators, metrics, plots, target_eval
 from iswcli.errors import IswtError
 from iswcli.report.discovery import Found
 from iswcli.report.html import (
@@ -347,7 +347,7 @@ def exact_target_section(found: Found, config: ReportOptions, figures: FigureWri
         if not path.is_file():
             continue
         try:
-            per = exact_targets.read_target_values(str(path))
+            per = target_eval.read_target_values(str(path))
         except (OSError, KeyError, pa.ArrowException) as exc:
             found.notes.append(f"{path}: not a readable target artifact ({exc}); skipped")
             continue
@@ -355,7 +355,7 @@ def exact_target_section(found: Found, config: ReportOptions, figures: FigureWri
             name: metrics.bootstrap_ci(
                 np.array([v[name] for v in per.values()], dtype=float), config.bootstrap, config.seed
             )
-            for name in exact_targets.SUMMARY_METRICS
+            for name in target_eval.SUMMARY_METRICS
         }
         rows.append(cis)
         used.append(source)
@@ -363,7 +363,7 @@ def exact_target_section(found: Found, config: ReportOptions, figures: FigureWri
         return []
     labels = [s.label for s in used]
     panels = [(title, labels, *interval_arrays([r[name] for r in rows])) for name, title in EXACT_PANELS]
-    shown = [name for name in exact_targets.SUMMARY_METRICS if any(r[name].n for r in rows)]
+    shown = [name for name in target_eval.SUMMARY_METRICS if any(r[name].n for r in rows)]
     table_rows = [
         [s.label, str(r["kl_set"].n), *(interval_text(r[name]) for name in shown)] for s, r in zip(used, rows)
     ]
