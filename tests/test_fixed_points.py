@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from iswcli import artifacts
-from tests.toy import BETA, TOY_REWARD, VOCAB, kl, response_distribution, train_args, write_scores
+from tests.toy import BETA, TOY_REWARD, VOCAB, estimate_z, kl, response_distribution, train_args, write_scores
 
 UNIFORM_LOGQ = -math.log(len(VOCAB))
 
@@ -32,9 +32,6 @@ UNIFORM_LOGQ = -math.log(len(VOCAB))
 @pytest.fixture(scope="module")
 def enumerable(toy_model_dir, toy_pipeline, tmp_path_factory):
     """Samples with each of the 12 one-token responses once under a uniform q, their scores, and the exact z."""
-    from typer.testing import CliRunner
-
-    from iswcli.cli import app
 
     d = tmp_path_factory.mktemp("enumerable")
     sampled = pq.read_table(toy_pipeline / "samples.parquet")
@@ -59,16 +56,7 @@ def enumerable(toy_model_dir, toy_pipeline, tmp_path_factory):
     table = pa.Table.from_pylist(rows, schema=sampled.schema)
     artifacts.write_artifact(table, str(d / "samples.parquet"), artifacts.SAMPLES, art.provenance)
     write_scores(d / "samples.parquet", d / "scores.parquet", logprob_ref=np.log(pi_ref).tolist())
-    estimate = [
-        "--quiet",
-        "estimate-z",
-        "--proposal",
-        str(d / "samples.parquet"),
-        "--scores",
-        str(d / "scores.parquet"),
-    ]
-    result = CliRunner().invoke(app, [*estimate, "--beta", str(BETA), "--out", str(d / "z.parquet")])
-    assert result.exit_code == 0, result.output
+    estimate_z(d)
     return d
 
 

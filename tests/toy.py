@@ -107,21 +107,21 @@ def make_toy_pipeline(toy_model_dir, tmp_path_factory) -> Path:
     ]
     assert runner.invoke(app, sample).exit_code == 0
     write_scores(d / "samples.parquet", d / "scores.parquet")
-    estimate = [
-        "--quiet",
-        "estimate-z",
-        "--proposal",
-        str(d / "samples.parquet"),
-        "--scores",
-        str(d / "scores.parquet"),
-        "--beta",
-        str(BETA),
-        "--out",
-        str(d / "z.parquet"),
-    ]
-    result = runner.invoke(app, estimate)
-    assert result.exit_code == 0, result.output
+    estimate_z(d)
     return d
+
+
+def estimate_z(d: Path) -> None:
+    """estimate-z on d/samples.parquet and d/scores.parquet at BETA, into d/z.parquet."""
+    from typer.testing import CliRunner
+
+    from iswcli.cli import app
+
+    files = ["--proposal", str(d / "samples.parquet"), "--scores", str(d / "scores.parquet")]
+    result = CliRunner().invoke(
+        app, ["--quiet", "estimate-z", *files, "--beta", str(BETA), "--out", str(d / "z.parquet")]
+    )
+    assert result.exit_code == 0, result.output
 
 
 def train_args(d: Path, model_dir: str, out: Path, *extra) -> list[str]:
