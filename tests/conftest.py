@@ -7,10 +7,19 @@ and chat template so prompts render exactly as with the default model.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from typer.testing import CliRunner
 
 from iswcli import models
+
+# One thread per process, for this process and every stage it starts (make -j2, the DDP test, CLI subprocesses).
+# The models here are tiny and two processes often run at once on two cores: with a thread per core each, their
+# OpenMP threads wait on each other, and a 6x576 @ 576x1536 matmul took 7.6 ms instead of 0.28 ms (measured with
+# another process busy). Set before anything imports torch; a value in the environment wins.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
 
 @pytest.fixture(scope="session")

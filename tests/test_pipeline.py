@@ -37,7 +37,12 @@ def test_demo_pipeline_runs_and_chains_provenance(tiny_model_dir, tmp_path):
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     run = subprocess.run(
-        ["make", "-f", "examples/demo.mk", *variables], cwd=REPO, env=env, capture_output=True, text=True, timeout=1200
+        ["make", "-f", "examples/demo.mk", "-j2", *variables],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
 

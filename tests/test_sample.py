@@ -132,11 +132,8 @@ def test_shards_partition_the_prompts(tiny_model_dir, cli, tmp_path):
     assert art.table.num_rows == len(ids)
 
 
-def _sample_cmd(model_dir: str, out: Path) -> list[str]:
+def _sample_args(model_dir: str, out: Path) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "iswcli.cli",
         "--quiet",
         "sample",
         "--model",
@@ -154,14 +151,16 @@ def _sample_cmd(model_dir: str, out: Path) -> list[str]:
     ]
 
 
-def test_resume_after_kill_yields_the_uninterrupted_rows(tiny_model_dir, tmp_path):
+def test_resume_after_kill_yields_the_uninterrupted_rows(tiny_model_dir, cli, tmp_path):
+    """Only the run that is killed needs a process of its own; the reference and the resumed run go in-process."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     reference = tmp_path / "ref.parquet"
-    subprocess.run(_sample_cmd(tiny_model_dir, reference), check=True, env=env)
+    result = cli(*_sample_args(tiny_model_dir, reference))
+    assert result.exit_code == 0, result.output
 
     out = tmp_path / "resumed.parquet"
     partial = tmp_path / "resumed.parquet.partial"
-    proc = subprocess.Popen(_sample_cmd(tiny_model_dir, out), env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "iswcli.cli", *_sample_args(tiny_model_dir, out)], env=env)
     deadline = time.time() + 120
     while time.time() < deadline and len(list(partial.glob("part-*.parquet"))) < 2:
         time.sleep(0.02)
@@ -171,7 +170,8 @@ def test_resume_after_kill_yields_the_uninterrupted_rows(tiny_model_dir, tmp_pat
     assert not out.exists(), "the final file must not appear before the run completes"
     assert 2 <= done_before < 16
 
-    subprocess.run(_sample_cmd(tiny_model_dir, out), check=True, env=env)
+    result = cli(*_sample_args(tiny_model_dir, out))
+    assert result.exit_code == 0, result.output
     assert not partial.exists()
     drop = {"prompt_text"}  # everything, token for token, equals the uninterrupted run
     resumed = [{k: v for k, v in r.items() if k not in drop} for r in read_rows(out)]

@@ -139,21 +139,24 @@ def test_curves_need_the_set_reward(cli, tiny_model_dir, set_inputs, tmp_path):
 
 
 def test_report_draws_kl_set_against_samples_per_prompt(cli, tiny_model_dir, set_inputs, tmp_path):
-    """A study's layout (nN-sSEED/METHOD): the report pairs each run with its N and averages seeds per prompt."""
+    """A study's layout (nN-sSEED/METHOD): the report pairs each run with its N and averages seeds per prompt.
+
+    The seeds differ in training only, so both train on the samples, scores and z of the seed-0 cell."""
     for n in (2, 4):
+        inputs = tmp_path / f"n{n}-s0"
+        sample_sets(cli, tiny_model_dir, inputs / "s.parquet", n=n, limit=LIMIT)
+        assert (
+            cli(
+                "--quiet", "score", "--samples", inputs / "s.parquet", "--reward", "set", "--out", inputs / "sc.parquet"
+            ).exit_code
+            == 0
+        )
+        z = ["--quiet", "estimate-z", "--proposal", inputs / "s.parquet", "--scores", inputs / "sc.parquet"]
+        assert cli(*z, "--beta", BETA, "--out", inputs / "z.parquet").exit_code == 0
         for seed in (0, 1):
-            cell = tmp_path / f"n{n}-s{seed}"
-            sample_sets(cli, tiny_model_dir, cell / "s.parquet", n=n, limit=LIMIT)
-            assert (
-                cli(
-                    "--quiet", "score", "--samples", cell / "s.parquet", "--reward", "set", "--out", cell / "sc.parquet"
-                ).exit_code
-                == 0
-            )
-            z = ["--quiet", "estimate-z", "--proposal", cell / "s.parquet", "--scores", cell / "sc.parquet"]
-            assert cli(*z, "--beta", BETA, "--out", cell / "z.parquet").exit_code == 0
             extra = ["--loss", "dpg", "--no-dpg-baseline", "--lr", "1e-2", "--max-steps", 2, "--eval-target-every", 2]
-            assert train(cli, tiny_model_dir, cell, cell / "dpg", *extra, "--seed", seed).exit_code == 0
+            run = tmp_path / f"n{n}-s{seed}" / "dpg"
+            assert train(cli, tiny_model_dir, inputs, run, *extra, "--seed", seed).exit_code == 0
     result = cli("--quiet", "report", tmp_path, "--out", tmp_path / "r.html")
     assert result.exit_code == 0, result.stderr
     html = (tmp_path / "r.html").read_text()

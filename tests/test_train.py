@@ -204,7 +204,7 @@ def _train_subprocess(args: list[str], launcher: list[str] | None = None, env: d
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_resume_continues_with_the_same_losses(toy_model_dir, toy_pipeline, tmp_path):
+def test_resume_continues_with_the_same_losses(toy_model_dir, toy_pipeline, cli, tmp_path):
     common = [
         "--loss",
         "tb",
@@ -222,16 +222,16 @@ def test_resume_continues_with_the_same_losses(toy_model_dir, toy_pipeline, tmp_
         "3",
     ]
     whole = tmp_path / "whole"
-    assert _train_subprocess(train_args(toy_pipeline, toy_model_dir, whole, *common)).returncode == 0
+    assert cli(*train_args(toy_pipeline, toy_model_dir, whole, *common)).exit_code == 0
 
     # an interrupted run: the same command stopped after its step-6 checkpoint
     cut = tmp_path / "cut"
-    assert _train_subprocess(train_args(toy_pipeline, toy_model_dir, cut, *common)).returncode == 0
+    assert cli(*train_args(toy_pipeline, toy_model_dir, cut, *common)).exit_code == 0
     for name in ("manifest.json", "train_log.parquet", "adapter_model.safetensors"):
         (cut / name).unlink()
     shutil.rmtree(cut / "checkpoints" / "step-0000006")
-    resumed = _train_subprocess(train_args(toy_pipeline, toy_model_dir, cut, *common, "--resume"))
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = cli(*train_args(toy_pipeline, toy_model_dir, cut, *common, "--resume"))
+    assert resumed.exit_code == 0, resumed.stderr
     expected = pq.read_table(whole / "train_log.parquet").column("loss").to_pylist()
     got = pq.read_table(cut / "train_log.parquet").column("loss").to_pylist()
     assert got == pytest.approx(expected, rel=1e-6, abs=1e-7)
