@@ -8,7 +8,9 @@
 #   disa   --loss tb against estimate-z's frozen log Z (beta BETA)
 #   dpg    --loss dpg, the forward-KL objective, against the same z
 #   sft    --loss sft on each prompt's best sample
-#   iso    sigmoid DPO on ISO-weighted pairs (weight-pairs --method iso), DPO beta 1/BETA so its target is pi*
+#   iso    sigmoid DPO on ISO-weighted pairs (weight-pairs --method iso), DPO beta 1/BETA so its target is pi*,
+#          the MAX_PAIRS highest-weighted per prompt; iso-all: every pair, uncapped
+#   direct sigmoid DPO on uniformly weighted pairs (weight-pairs --method direct), MAX_PAIRS per prompt
 #   rso    sigmoid DPO on pairs of samples accepted by RSO's rejection sampler from the same N samples
 #
 # Every run measures kl_set, tv_set, p_valid and eff_answers against the exact pi* at step 0 and after its last
@@ -53,10 +55,14 @@ flags_dpg = --loss dpg --z $(1)/z.parquet
 flags_learned = --loss tb --z-mode learned --beta $(BETA) --eval-target-beta $(BETA)
 flags_sft = --loss sft --sft-select best --eval-target-beta $(BETA)
 flags_iso = --loss sigmoid --pairs $(1)/pairs-iso.parquet --beta $(DPO_BETA) --eval-target-beta $(BETA)
+flags_iso-all = --loss sigmoid --pairs $(1)/pairs-iso-all.parquet --beta $(DPO_BETA) --eval-target-beta $(BETA)
+flags_direct = --loss sigmoid --pairs $(1)/pairs-direct.parquet --beta $(DPO_BETA) --eval-target-beta $(BETA)
 flags_rso = --loss sigmoid --pairs $(1)/pairs-rso.parquet --beta $(DPO_BETA) --eval-target-beta $(BETA)
 inputs_disa = $(1)/z.parquet
 inputs_dpg = $(1)/z.parquet
 inputs_iso = $(1)/pairs-iso.parquet
+inputs_iso-all = $(1)/pairs-iso-all.parquet
+inputs_direct = $(1)/pairs-direct.parquet
 inputs_rso = $(1)/pairs-rso.parquet
 
 SWEEP := $(foreach m,$(METHODS),$(foreach lr,$(LRS),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(m)-lr$(lr)/manifest.json))
@@ -90,6 +96,14 @@ $(OUT)/n$(1)-s$(2)/z.parquet: $(OUT)/n$(1)-s$(2)/scores.parquet
 
 $(OUT)/n$(1)-s$(2)/pairs-iso.parquet: $(OUT)/n$(1)-s$(2)/scores.parquet
 	$$(ISWT) weight-pairs --samples $(OUT)/n$(1)-s$(2)/samples.parquet --scores $$< --method iso --gamma $$(GAMMA) \
+		--max-pairs-per-prompt $$(MAX_PAIRS) --seed $(2) --out $$@
+
+$(OUT)/n$(1)-s$(2)/pairs-iso-all.parquet: $(OUT)/n$(1)-s$(2)/scores.parquet
+	$$(ISWT) weight-pairs --samples $(OUT)/n$(1)-s$(2)/samples.parquet --scores $$< --method iso --gamma $$(GAMMA) \
+		--seed $(2) --out $$@
+
+$(OUT)/n$(1)-s$(2)/pairs-direct.parquet: $(OUT)/n$(1)-s$(2)/scores.parquet
+	$$(ISWT) weight-pairs --samples $(OUT)/n$(1)-s$(2)/samples.parquet --scores $$< --method direct \
 		--max-pairs-per-prompt $$(MAX_PAIRS) --seed $(2) --out $$@
 
 # RSO accepts a quarter of the N samples (at least 2) by rejection sampling toward pi*, then pairs them

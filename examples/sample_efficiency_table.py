@@ -26,7 +26,7 @@ from iswcli.target_curves import read_ends
 from iswcli.train_steps import diverging
 
 METRICS = ("kl_set", "tv_set", "p_valid", "eff_answers")
-ORDER = ("disa", "dpg", "learned", "sft", "iso", "rso", "rso4n", "null-disa", "null-dpg")
+ORDER = ("disa", "dpg", "learned", "sft", "iso", "iso-all", "direct", "rso", "rso4n", "null-disa", "null-dpg")
 SWEEP_CELL = re.compile(r"n(\d+)-s(\d+)")
 SWEEP_RUN = re.compile(r"(.+)-lr(.+)")
 
