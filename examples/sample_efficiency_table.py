@@ -125,16 +125,19 @@ def sweep_table(out: Path) -> list[str]:
     return lines
 
 
+def by_n_header(title: str, ns: list[int]) -> list[str]:
+    """A table's title and header: a row per method, a column per N."""
+    return [title, "", "| method | " + " | ".join(f"N = {n}" for n in ns) + " |", "|---|" + "---|" * len(ns)]
+
+
 def change_table(out: Path, group: str) -> list[str]:
     runs = grid(out)
     ns = sorted({n for _, n in runs})
-    lines = [
+    lines = by_n_header(
         f"kl_set change from the base model on the {group} prompts, mean over prompts [95% CI] (seeds averaged "
         "per prompt; seeds finished in parentheses)",
-        "",
-        "| method | " + " | ".join(f"N = {n}" for n in ns) + " |",
-        "|---|" + "---|" * len(ns),
-    ]
+        ns,
+    )
     base = {}
     for (_, n), seeds in runs.items():
         fb = read_ends(next(iter(seeds.values())))
@@ -157,13 +160,11 @@ def versus_rso_table(out: Path, group: str) -> list[str]:
     """Each method minus RSO on the same samples and seeds: per prompt, averaged over common seeds."""
     runs = grid(out)
     ns = sorted({n for _, n in runs})
-    lines = [
+    lines = by_n_header(
         f"kl_set of each method minus RSO's at equal samples ({group} prompts, paired by prompt and seed): "
         "below 0 is closer to pi*",
-        "",
-        "| method | " + " | ".join(f"N = {n}" for n in ns) + " |",
-        "|---|" + "---|" * len(ns),
-    ]
+        ns,
+    )
     for method in sorted({m for m, _ in runs if m not in ("rso",)}, key=_rank):
         cells = []
         for n in ns:
