@@ -16,8 +16,9 @@
 # Every run measures kl_set, tv_set, p_valid and eff_answers against the exact pi* at step 0 and after its last
 # update, on the training prompts and on the test split (train --eval-target-every, --eval-prompts sets:test);
 # per-prompt values land in each run's target_curves.parquet. Each method's learning rate comes from a sweep
-# over LRS at N = 32, first seed (lowest final training kl_set); the grid then runs at that rate. The sweep's
-# runs at the chosen rate are the grid's runs for N = 32, first seed. `extras` adds learned-Z tb, RSO from 4N
+# over LRS at N = 32, first seed (lowest final training kl_set); the grid then runs at that rate. The grid's
+# run for N = 32, first seed, is a copy of the sweep's run at the chosen rate (same command, same result), so
+# every grid run is OUT/nN-sSEED/METHOD and `iswt report OUT` draws a line per method against N. `extras` adds learned-Z tb, RSO from 4N
 # samples, and the null control (disa and dpg on rewards permuted within each prompt) at N = 32.
 #
 #   make -f examples/sample_efficiency.mk            # the sweep, then the grid, then the table and plot
@@ -67,7 +68,7 @@ inputs_rso = $(1)/pairs-rso.parquet
 
 SWEEP := $(foreach m,$(METHODS),$(foreach lr,$(LRS),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(m)-lr$(lr)/manifest.json))
 CELLS := $(filter-out n$(SWEEP_N)-s$(FIRST_SEED),$(foreach s,$(SEEDS),$(foreach n,$(NS),n$(n)-s$(s))))
-GRID := $(foreach c,$(CELLS),$(foreach m,$(METHODS),$(OUT)/$(c)/$(m)/manifest.json))
+GRID := $(foreach c,$(CELLS) n$(SWEEP_N)-s$(FIRST_SEED),$(foreach m,$(METHODS),$(OUT)/$(c)/$(m)/manifest.json))
 EXTRA_CELLS := $(foreach s,$(SEEDS),n$(SWEEP_N)-s$(s))
 EXTRAS := $(foreach c,$(EXTRA_CELLS),$(foreach m,learned rso4n null-disa null-dpg,$(OUT)/$(c)/$(m)/manifest.json))
 
@@ -128,6 +129,11 @@ $(foreach m,$(METHODS),$(foreach lr,$(LRS),\
 $(foreach c,$(CELLS),$(foreach m,$(METHODS),\
 	$(eval $(call RUN,$(m),$(OUT)/$(c),$$$$($$(TABLE) lr $(OUT) $(m)),$(OUT)/$(c)/$(m)))))
 $(GRID): $(SWEEP)
+define CHOSEN
+$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(1)/manifest.json: $(SWEEP)
+	rm -rf $$(@D) && cp -r $(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(1)-lr$$$$($$(TABLE) lr $(OUT) $(1)) $$(@D)
+endef
+$(foreach m,$(METHODS),$(eval $(call CHOSEN,$(m))))
 
 # ---------------------------------------------------------------- extras at N = SWEEP_N
 

@@ -60,18 +60,13 @@ def chosen_lr(out: Path, method: str) -> str:
 
 
 def grid(out: Path) -> dict[tuple[str, int], dict[int, Path]]:
-    """(method, N) -> seed -> run directory: the grid's runs, plus the sweep's runs at each chosen rate."""
+    """(method, N) -> seed -> run directory: the grid's runs (the sweep's chosen runs are copied into it)."""
     runs: dict[tuple[str, int], dict[int, Path]] = defaultdict(dict)
     for manifest in sorted(out.glob("n*-s*/*/manifest.json")):
         cell, name = manifest.parent.parent.name, manifest.parent.name
-        if name.startswith("defaults-"):
+        if name.startswith("defaults-") or SWEEP_RUN.fullmatch(name):
             continue
         n, seed = map(int, SWEEP_CELL.fullmatch(cell).groups())
-        sweep = SWEEP_RUN.fullmatch(name)
-        if sweep:
-            if chosen_lr(out, sweep.group(1)) != sweep.group(2):
-                continue
-            name = sweep.group(1)
         runs[name, n][seed] = manifest.parent
     return runs
 
