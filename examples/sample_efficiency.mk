@@ -33,7 +33,12 @@ OUT ?= runs/sample-efficiency
 LIMIT ?= 16
 NS ?= 8 32 128
 SEEDS ?= 0 1 2
-LRS ?= 3e-5 1e-4 3e-4 1e-3
+LRS ?= 1e-5 3e-5 1e-4 3e-4
+# the directory whose sweep chooses each method's rate; LRS= (empty) with LR_FROM=DIR reuses DIR's sweep
+LR_FROM ?= $(OUT)
+# shuffled: a fixed step budget spreads over every prompt (by-prompt batches hold one prompt's examples, so
+# 48 steps of 8 at N = 32 would train on 12 of the 16 prompts, at N = 128 on 3)
+BATCH_ORDER ?= shuffled
 SWEEP_N ?= 32
 STEPS ?= 48
 BATCH ?= 8
@@ -47,7 +52,7 @@ METHODS ?= disa dpg sft iso rso
 FIRST_SEED := $(firstword $(SEEDS))
 TABLE := $(PYTHON) examples/sample_efficiency_table.py
 
-TRAIN = $(ISWT) train --model $(MODEL) --max-steps $(STEPS) --batch-size $(BATCH) \
+TRAIN = $(ISWT) train --model $(MODEL) --max-steps $(STEPS) --batch-size $(BATCH) --batch-order $(BATCH_ORDER) \
 	--eval-target-every $(STEPS) --eval-prompts $(EVAL_PROMPTS)
 
 # the flags of each method, given the directory $(1) of one (N, seed) cell
@@ -66,9 +71,10 @@ inputs_iso-all = $(1)/pairs-iso-all.parquet
 inputs_direct = $(1)/pairs-direct.parquet
 inputs_rso = $(1)/pairs-rso.parquet
 
-SWEEP := $(foreach m,$(METHODS),$(foreach lr,$(LRS),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(m)-lr$(lr)/manifest.json))
-CELLS := $(filter-out n$(SWEEP_N)-s$(FIRST_SEED),$(foreach s,$(SEEDS),$(foreach n,$(NS),n$(n)-s$(s))))
-GRID := $(foreach c,$(CELLS) n$(SWEEP_N)-s$(FIRST_SEED),$(foreach m,$(METHODS),$(OUT)/$(c)/$(m)/manifest.json))
+SWEEP := $(strip $(foreach m,$(METHODS),$(foreach lr,$(LRS),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(m)-lr$(lr)/manifest.json)))
+ALL_CELLS := $(foreach s,$(SEEDS),$(foreach n,$(NS),n$(n)-s$(s)))
+CELLS := $(if $(SWEEP),$(filter-out n$(SWEEP_N)-s$(FIRST_SEED),$(ALL_CELLS)),$(ALL_CELLS))
+GRID := $(foreach c,$(ALL_CELLS),$(foreach m,$(METHODS),$(OUT)/$(c)/$(m)/manifest.json))
 EXTRA_CELLS := $(foreach s,$(SEEDS),n$(SWEEP_N)-s$(s))
 EXTRAS := $(foreach c,$(EXTRA_CELLS),$(foreach m,learned rso4n null-disa null-dpg,$(OUT)/$(c)/$(m)/manifest.json))
 
@@ -127,20 +133,20 @@ $(foreach m,$(METHODS),$(foreach lr,$(LRS),\
 	$(eval $(call RUN,$(m),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED),$(lr),$(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(m)-lr$(lr)))))
 # the grid's rate is read when the run starts: the sweep has finished by then
 $(foreach c,$(CELLS),$(foreach m,$(METHODS),\
-	$(eval $(call RUN,$(m),$(OUT)/$(c),$$$$($$(TABLE) lr $(OUT) $(m)),$(OUT)/$(c)/$(m)))))
+	$(eval $(call RUN,$(m),$(OUT)/$(c),$$$$($$(TABLE) lr $(LR_FROM) $(m)),$(OUT)/$(c)/$(m)))))
 $(GRID): $(SWEEP)
 define CHOSEN
 $(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(1)/manifest.json: $(SWEEP)
 	rm -rf $$(@D) && cp -r $(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(1)-lr$$$$($$(TABLE) lr $(OUT) $(1)) $$(@D)
 endef
-$(foreach m,$(METHODS),$(eval $(call CHOSEN,$(m))))
+$(if $(SWEEP),$(foreach m,$(METHODS),$(eval $(call CHOSEN,$(m)))))
 
 # ---------------------------------------------------------------- extras at N = SWEEP_N
 
 define EXTRA_CELL
 $(OUT)/n$(SWEEP_N)-s$(1)/learned/manifest.json: $(OUT)/n$(SWEEP_N)-s$(1)/scores.parquet $(SWEEP)
 	$$(TRAIN) --samples $(OUT)/n$(SWEEP_N)-s$(1)/samples.parquet --scores $$< $$(flags_learned) \
-		--lr $$$$($$(TABLE) lr $(OUT) disa) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/learned
+		--lr $$$$($$(TABLE) lr $(LR_FROM) disa) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/learned
 
 # RSO from 4N samples: 4x the sampling budget, N accepted
 $(OUT)/n$(SWEEP_N)-s$(1)/rso4n/manifest.json: $(OUT)/n$(shell echo $$(( $(SWEEP_N) * 4 )))-s$(1)/scores.parquet $(SWEEP)
@@ -149,7 +155,7 @@ $(OUT)/n$(SWEEP_N)-s$(1)/rso4n/manifest.json: $(OUT)/n$(shell echo $$(( $(SWEEP_
 		--max-pairs-per-prompt $$(MAX_PAIRS) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/pairs-rso4n.parquet
 	$$(TRAIN) --samples $(OUT)/n$(shell echo $$(( $(SWEEP_N) * 4 )))-s$(1)/samples.parquet --scores $$< \
 		--loss sigmoid --pairs $(OUT)/n$(SWEEP_N)-s$(1)/pairs-rso4n.parquet --beta $$(DPO_BETA) \
-		--eval-target-beta $$(BETA) --lr $$$$($$(TABLE) lr $(OUT) rso) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/rso4n
+		--eval-target-beta $$(BETA) --lr $$$$($$(TABLE) lr $(LR_FROM) rso) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/rso4n
 
 # the null control: rewards permuted within each prompt (seeded), z re-estimated from them
 $(OUT)/n$(SWEEP_N)-s$(1)/null/scores.parquet: $(OUT)/n$(SWEEP_N)-s$(1)/scores.parquet
@@ -162,7 +168,7 @@ $(OUT)/n$(SWEEP_N)-s$(1)/null/z.parquet: $(OUT)/n$(SWEEP_N)-s$(1)/null/scores.pa
 $(OUT)/n$(SWEEP_N)-s$(1)/null-%/manifest.json: $(OUT)/n$(SWEEP_N)-s$(1)/null/z.parquet $(SWEEP)
 	$$(TRAIN) --samples $(OUT)/n$(SWEEP_N)-s$(1)/samples.parquet --scores $(OUT)/n$(SWEEP_N)-s$(1)/null/scores.parquet \
 		--loss $$(if $$(filter disa,$$*),tb,dpg) --z $$< --eval-target-beta $$(BETA) \
-		--lr $$$$($$(TABLE) lr $(OUT) $$*) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/null-$$*
+		--lr $$$$($$(TABLE) lr $(LR_FROM) $$*) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/null-$$*
 endef
 $(foreach s,$(SEEDS),$(eval $(call EXTRA_CELL,$(s))))
 

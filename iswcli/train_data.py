@@ -161,6 +161,11 @@ def epoch_batches(
     return [order[i : i + batch_size] for i in range(0, n_examples, batch_size)]
 
 
+def example_prompts(data: TrainData) -> np.ndarray:
+    """Each training example's prompt index (a pair's: its chosen sample's, which shares the prompt)."""
+    return data.prompt_index[data.examples[:, 0] if data.examples.ndim == 2 else data.examples]
+
+
 def example_lengths(data: TrainData, pairs: bool) -> np.ndarray:
     """Response tokens per training example: a sample's, or a pair's longer side (both run in one batch)."""
     n_tokens = data.n_tokens

@@ -327,6 +327,8 @@ def _train(c: TrainConfig) -> TrainResult:
     if curves and accelerator.is_main_process:
         curves.fix_reference(accelerator.unwrap_model(module).lm, out, start)
     batch_stream = training_batches(data, c, per_step)
+    if accelerator.is_main_process and c.max_steps is not None:
+        _warn_unseen_prompts(data, c, batch_stream[: total_steps * per_step])
     objective = Objective(c.loss, c.beta, c.clip_eps, c.kl_coef, c.length_normalize, c.dpg_baseline)
     step_loss = StepLoss(objective, data, logp_ref, pad_id)
 
@@ -430,7 +432,7 @@ def training_batches(data, c: TrainConfig, per_step: int):
     n_examples = len(data.examples)
     prompt_of = length_of = None
     if c.batch_order == "by-prompt":
-        prompt_of = data.prompt_index[data.examples[:, 0] if pairs else data.examples]
+        prompt_of = train_data.example_prompts(data)
         length_of = train_data.example_lengths(data, pairs)
     stream = []
     for epoch in range(c.epochs if c.max_steps is None else 10**6):
@@ -438,6 +440,16 @@ def training_batches(data, c: TrainConfig, per_step: int):
         if c.max_steps is not None and len(stream) >= c.max_steps * per_step:
             break
     return stream
+
+
+def _warn_unseen_prompts(data, c: TrainConfig, batches: list[np.ndarray]) -> None:
+    """--max-steps can end training before every prompt had a batch: by-prompt batches hold one prompt's
+    examples, so 48 steps of 8 over 16 prompts x 32 samples train on 12 prompts and never see the other 4."""
+    prompts = train_data.example_prompts(data)
+    seen, total = len(np.unique(prompts[np.concatenate(batches)])), len(np.unique(prompts))
+    if seen < total:
+        hint = "; --batch-order shuffled spreads the steps over every prompt" if c.batch_order == "by-prompt" else ""
+        console.warn(f"--max-steps {c.max_steps}: training sees examples of {seen} of its {total} prompts{hint}")
 
 
 def _my_micro_batches(stream, step: int, per_step: int, accelerator) -> list[np.ndarray]:

@@ -404,3 +404,22 @@ def test_prompts_with_equal_rewards_counts_each_prompt_once():
         prompt_names=["a", "b", "c"],
     )
     assert prompts_with_equal_rewards(data) == 2  # a (0.5, 0.5) and c (one sample); b varies
+
+
+def test_max_steps_that_leave_prompts_unseen_are_named(toy_model_dir, cli, tmp_path):
+    """By-prompt batches hold one prompt's examples: a --max-steps budget can end before some prompts had any."""
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt_id": p, "prompt": "q"}) + "\n" for p in ("a", "b")))
+    samples, scores = tmp_path / "samples.parquet", tmp_path / "scores.parquet"
+    sample = ["sample", "--model", toy_model_dir, "--prompts", prompts, "--n", "4", "--max-new-tokens", "1"]
+    assert cli(*sample, "--no-chat-template", "--out", samples).exit_code == 0
+    write_scores(samples, scores)
+    base = ["train", "--model", toy_model_dir, "--samples", samples, "--scores", scores, "--loss", "grpo"]
+    base += ["--batch-size", "2"]
+    one_prompt = cli(*base, "--max-steps", "1", "--out", tmp_path / "by-prompt")
+    assert one_prompt.exit_code == 0, one_prompt.stderr
+    assert "--max-steps 1: training sees examples of 1 of its 2 prompts" in one_prompt.stderr
+    assert "--batch-order shuffled spreads the steps" in one_prompt.stderr
+    every = cli(*base, "--max-steps", "4", "--batch-order", "shuffled", "--out", tmp_path / "shuffled")
+    assert every.exit_code == 0, every.stderr
+    assert "training sees" not in every.stderr
