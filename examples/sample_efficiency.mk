@@ -23,6 +23,7 @@
 #
 #   make -f examples/sample_efficiency.mk            # the sweep, then the grid, then the table and plot
 #   make -f examples/sample_efficiency.mk extras defaults table
+#   make -f examples/sample_efficiency.mk grid extras LRS= LR_FROM=runs/other-study   # rates from another sweep
 #
 # `defaults` trains tb and dpg at N = SWEEP_N with nothing but the loss, the inputs and --epochs 3.
 
