@@ -85,7 +85,7 @@ sweep: $(SWEEP)
 grid: $(GRID)
 extras: $(EXTRAS)
 table:
-	$(TABLE) $(OUT)
+	$(TABLE) $(OUT) --lr-from $(LR_FROM)
 table: $(SWEEP) $(GRID)
 .SECONDARY:
 

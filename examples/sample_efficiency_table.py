@@ -1,6 +1,6 @@
 """The sample-efficiency study's tables and plot (examples/sample_efficiency.mk), and its two helpers.
 
-    python examples/sample_efficiency_table.py OUT            # Markdown tables + OUT/sample_efficiency.png
+    python examples/sample_efficiency_table.py OUT [--lr-from DIR]   # Markdown tables + OUT/sample_efficiency.png
     python examples/sample_efficiency_table.py lr OUT METHOD  # the sweep's chosen learning rate for METHOD
     python examples/sample_efficiency_table.py permute SCORES OUT --seed S   # the null control's scores
 
@@ -94,7 +94,10 @@ def ci_text(ci) -> str:
 # ---------------------------------------------------------------- tables
 
 
-def sweep_table(out: Path) -> list[str]:
+def sweep_table(out: Path, lr_from: Path) -> list[str]:
+    """OUT's sweep runs; "(chosen)" marks the rate LR_FROM's sweep chose (OUT's own unless the grid reused one)."""
+    if not list(out.glob("*/*-lr*/manifest.json")):
+        return [f"No learning-rate sweep in {out}: the rates are those {lr_from}'s sweep chose."]
     cell = sweep_cell(out)
     lines = [
         f"Learning-rate sweep ({cell}): final kl_set on the training prompts (base {{base}}), loss first -> last",
@@ -110,7 +113,7 @@ def sweep_table(out: Path) -> list[str]:
             log = [r for r in pq.read_table(run / "train_log.parquet").to_pylist() if r.get("loss") is not None]
             losses = [r["loss"] for r in log if np.isfinite(r["loss"])]
             diverged = next((i for i in range(len(losses)) if diverging(losses[: i + 1])), None)  # today's rule
-            chosen = " (chosen)" if chosen_lr(out, method) == lr else ""
+            chosen = " (chosen)" if chosen_lr(lr_from, method) == lr else ""
             lines.append(
                 f"| {method} | {lr}{chosen} | {np.mean([v['kl_set'] for v in fb['train'].values()]):.3f} | "
                 f"{np.mean([v['kl_set'] for v in fb.get('heldout', {}).values()] or [np.nan]):.3f} | "
@@ -257,8 +260,9 @@ def main(argv: list[str]) -> None:
         permute(argv[1], argv[2], int(argv[argv.index("--seed") + 1]))
     else:
         out = Path(argv[0])
+        lr_from = Path(argv[argv.index("--lr-from") + 1]) if "--lr-from" in argv else out
         for lines in (
-            sweep_table(out),
+            sweep_table(out, lr_from),
             change_table(out, "train"),
             change_table(out, "heldout"),
             versus_rso_table(out, "train"),
