@@ -18,8 +18,9 @@
 # per-prompt values land in each run's target_curves.parquet. Each method's learning rate comes from a sweep
 # over LRS at N = 32, first seed (lowest final training kl_set); the grid then runs at that rate. The grid's
 # run for N = 32, first seed, is a copy of the sweep's run at the chosen rate (same command, same result), so
-# every grid run is OUT/nN-sSEED/METHOD and `iswt report OUT` draws a line per method against N. `extras` adds learned-Z tb, RSO from 4N
-# samples, and the null control (disa and dpg on rewards permuted within each prompt) at N = 32.
+# every grid run is OUT/nN-sSEED/METHOD and `iswt report OUT` draws a line per method against N. `extras` adds
+# learned-Z tb, RSO from 4N samples, and the null control (disa and dpg on rewards permuted within each prompt)
+# at N = 32.
 #
 #   make -f examples/sample_efficiency.mk            # the sweep, then the grid, then the table and plot
 #   make -f examples/sample_efficiency.mk extras defaults table
