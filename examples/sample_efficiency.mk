@@ -174,6 +174,59 @@ $(OUT)/n$(SWEEP_N)-s$(1)/null-%/manifest.json: $(OUT)/n$(SWEEP_N)-s$(1)/null/z.p
 endef
 $(foreach s,$(SEEDS),$(eval $(call EXTRA_CELL,$(s))))
 
+# ---------------------------------------------------------------- ISO against RSO as T online rounds
+
+# ISO's claim is about online rounds. Each round draws SWEEP_N/T samples per prompt from the current policy and
+# trains the previous round's adapter (its reference) for STEPS/T steps at DPO beta T/BETA, so the T tilts
+# compound to pi_ref e^{BETA r} = pi*: the grid's N = SWEEP_N budget of samples, steps and target, spent in T
+# rounds, at the rate the method's grid run used. `evaluate --target-beta` measures the last round's adapter
+# against the exact pi* of the base model, on the training prompts and the held-out ones.
+T ?= 2
+ONLINE_METHODS ?= iso rso
+ROUND_N := $(shell echo $$(( $(SWEEP_N) / $(T) )))
+ROUND_STEPS := $(shell echo $$(( $(STEPS) / $(T) )))
+ROUND_BETA := $(shell $(PYTHON) -c "print($(T) / $(BETA))")
+pairs_iso = --method iso --gamma $(GAMMA)
+pairs_rso = --method rso --beta $(ROUND_BETA) --num-accept $(shell echo $$(( $(ROUND_N) / 4 > 2 ? $(ROUND_N) / 4 : 2 ))) \
+	--pairing first-round
+ONLINE := $(foreach s,$(SEEDS),$(foreach m,$(ONLINE_METHODS),$(foreach g,train test,$(OUT)/online-s$(s)/$(m)/eval-$(g).parquet)))
+online: $(ONLINE)
+.PHONY: online
+
+# $(1) method, $(2) seed, $(3) round, $(4) the previous round (empty for the first, which samples the base model),
+# $(5) the round's sampling seed (100 x round + seed: no round draws another's or the grid's samples)
+define ROUND
+$(OUT)/online-s$(2)/$(1)/round$(3)/samples.parquet: $(if $(4),$(OUT)/online-s$(2)/$(1)/round$(4)/run/manifest.json)
+	$$(ISWT) sample --model $$(MODEL)$(if $(4), --adapter $(OUT)/online-s$(2)/$(1)/round$(4)/run) --task sets \
+		--split train --limit $$(LIMIT) --n $$(ROUND_N) --max-new-tokens $$(TOKENS) --seed $(5) --out $$@
+
+$(OUT)/online-s$(2)/$(1)/round$(3)/scores.parquet: $(OUT)/online-s$(2)/$(1)/round$(3)/samples.parquet
+	$$(ISWT) score --samples $$< --reward set --out $$@
+
+$(OUT)/online-s$(2)/$(1)/round$(3)/pairs.parquet: $(OUT)/online-s$(2)/$(1)/round$(3)/scores.parquet
+	$$(ISWT) weight-pairs --samples $(OUT)/online-s$(2)/$(1)/round$(3)/samples.parquet --scores $$< $$(pairs_$(1)) \
+		--max-pairs-per-prompt $$(MAX_PAIRS) --seed $(5) --out $$@
+
+$(OUT)/online-s$(2)/$(1)/round$(3)/run/manifest.json: $(OUT)/online-s$(2)/$(1)/round$(3)/pairs.parquet \
+		| $(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)/$(1)/manifest.json
+	$$(ISWT) train --model $$(MODEL)$(if $(4), --adapter $(OUT)/online-s$(2)/$(1)/round$(4)/run) \
+		--samples $(OUT)/online-s$(2)/$(1)/round$(3)/samples.parquet --scores $(OUT)/online-s$(2)/$(1)/round$(3)/scores.parquet \
+		--loss sigmoid --pairs $$< --beta $$(ROUND_BETA) --max-steps $$(ROUND_STEPS) --batch-size $$(BATCH) \
+		--batch-order $$(BATCH_ORDER) --lr $$$$($$(TABLE) grid-lr $(OUT)/n$$(SWEEP_N)-s$(FIRST_SEED)/$(1)) \
+		--seed $(2) --out $$(@D)
+endef
+$(foreach s,$(SEEDS),$(foreach m,$(ONLINE_METHODS),$(foreach t,$(shell seq 1 $(T)),\
+	$(eval $(call ROUND,$(m),$(s),$(t),$(filter-out 0,$(shell echo $$(( $(t) - 1 )))),$(shell echo $$(( 100 * $(t) + $(s) ))))))))
+
+# $(1) the split measured, $(2) its prompt limit
+define ONLINE_EVAL
+$(OUT)/online-s%/eval-$(1).parquet: $(OUT)/online-s%/round$(T)/run/manifest.json
+	$$(ISWT) evaluate --model $$(MODEL) --adapter $$(<D) --task sets --split $(1) $(2) --n 4 \
+		--max-new-tokens $$(TOKENS) --reward set --target-beta $$(BETA) --seed $$(firstword $$(subst /, ,$$*)) --out $$@
+endef
+$(eval $(call ONLINE_EVAL,train,--limit $(LIMIT)))
+$(eval $(call ONLINE_EVAL,test,))
+
 # ---------------------------------------------------------------- train's defaults: only the loss, the inputs, --epochs 3
 
 DEFAULTS := $(foreach s,$(SEEDS),$(foreach m,tb dpg,$(OUT)/n$(SWEEP_N)-s$(s)/defaults-$(m)/manifest.json))

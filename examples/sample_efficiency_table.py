@@ -2,6 +2,7 @@
 
     python examples/sample_efficiency_table.py OUT [--lr-from DIR]   # Markdown tables + OUT/sample_efficiency.png
     python examples/sample_efficiency_table.py lr OUT METHOD  # the sweep's chosen learning rate for METHOD
+    python examples/sample_efficiency_table.py grid-lr RUN    # the learning rate a grid run trained at
     python examples/sample_efficiency_table.py permute SCORES OUT --seed S   # the null control's scores
 
 Each run's OUT/nN-sSEED/RUN/target_curves.parquet holds per-prompt kl_set (and the other curves) at step 0
@@ -12,6 +13,7 @@ resampled); the same for each method's paired difference to RSO on the same samp
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections import defaultdict
@@ -23,6 +25,7 @@ import pyarrow.parquet as pq
 
 from iswcli import artifacts, metrics
 from iswcli.target_curves import read_ends
+from iswcli.target_eval import read_target_values
 from iswcli.train_steps import diverging
 
 METRICS = ("kl_set", "tv_set", "p_valid", "eff_answers")
@@ -94,26 +97,33 @@ def ci_text(ci) -> str:
 # ---------------------------------------------------------------- tables
 
 
-def sweep_table(out: Path, lr_from: Path) -> list[str]:
-    """OUT's sweep runs; "(chosen)" marks the rate LR_FROM's sweep chose (OUT's own unless the grid reused one)."""
-    if not list(out.glob("*/*-lr*/manifest.json")):
-        return [f"No learning-rate sweep in {out}: the rates are those {lr_from}'s sweep chose."]
-    cell = sweep_cell(out)
+def grid_lr(out: Path, cell: str, method: str) -> float | None:
+    """The learning rate the grid's run of METHOD in CELL trained at (None when it has not run)."""
+    manifest = out / cell / method / "manifest.json"
+    return float(json.loads(manifest.read_text())["config"]["lr"]) if manifest.exists() else None
+
+
+def sweep_table(sweep: Path, out: Path) -> list[str]:
+    """SWEEP's sweep runs; "(chosen)" marks the rate OUT's grid trained each method at."""
+    if not list(sweep.glob("*/*-lr*/manifest.json")):
+        return [f"No learning-rate sweep in {sweep}."]
+    cell = sweep_cell(sweep)
     lines = [
-        f"Learning-rate sweep ({cell}): final kl_set on the training prompts (base {{base}}), loss first -> last",
+        f"Learning-rate sweep ({sweep}, {cell}): final kl_set on the training prompts (base {{base}}), "
+        "loss first -> last",
         "",
         "| method | lr | kl_set (train) | kl_set (held-out) | loss first -> last | diverged at step |",
         "|---|---|---|---|---|---|",
     ]
     base = None
-    for method, runs in sorted(sweep_runs(out, cell).items(), key=lambda kv: _rank(kv[0])):
+    for method, runs in sorted(sweep_runs(sweep, cell).items(), key=lambda kv: _rank(kv[0])):
         for lr, run in sorted(runs.items(), key=lambda kv: float(kv[0])):
             fb = read_ends(run)
             base = np.mean([v["base_kl_set"] for v in fb["train"].values()])
             log = [r for r in pq.read_table(run / "train_log.parquet").to_pylist() if r.get("loss") is not None]
             losses = [r["loss"] for r in log if np.isfinite(r["loss"])]
             diverged = next((i for i in range(len(losses)) if diverging(losses[: i + 1])), None)  # today's rule
-            chosen = " (chosen)" if chosen_lr(lr_from, method) == lr else ""
+            chosen = " (chosen)" if grid_lr(out, cell, method) == float(lr) else ""
             lines.append(
                 f"| {method} | {lr}{chosen} | {np.mean([v['kl_set'] for v in fb['train'].values()]):.3f} | "
                 f"{np.mean([v['kl_set'] for v in fb.get('heldout', {}).values()] or [np.nan]):.3f} | "
@@ -197,6 +207,46 @@ def defaults_table(out: Path) -> list[str]:
     return lines
 
 
+def online_table(out: Path, sweep_n: int = 32) -> list[str]:
+    """The `online` target: T rounds against the grid's offline run at N = sweep_n on the same seed, per prompt."""
+    evals = sorted(out.glob("online-s*/*/eval-test.target.parquet"))
+    if not evals:
+        return ["No online rounds in this study."]
+    final: dict[tuple[str, str], dict[int, dict[str, float]]] = defaultdict(dict)  # (method, group) -> seed -> kl
+    for path in sorted(out.glob("online-s*/*/eval-*.target.parquet")):
+        seed, method = int(path.parent.parent.name.removeprefix("online-s")), path.parent.name
+        group = "train" if path.name.startswith("eval-train") else "heldout"
+        final[method, group][seed] = {p: v["kl_set"] for p, v in read_target_values(str(path)).items()}
+    runs = grid(out)
+    lines = [
+        f"Online rounds at N = {sweep_n} samples per prompt in all: kl_set change from the base model, and the online "
+        "run minus the offline grid run on the same seed (paired by prompt and seed); mean over prompts [95% CI] "
+        "(seeds in parentheses)",
+        "",
+        "| method | change (train) | online - offline (train) | change (held-out) | online - offline (held-out) |",
+        "|---|---|---|---|---|",
+    ]
+    for method in sorted({m for m, _ in final}, key=_rank):
+        cells = []
+        for group in ("train", "heldout"):
+            online, offline = final.get((method, group), {}), runs.get((method, sweep_n), {})
+            common = sorted(set(online) & set(offline))
+            ends = {s: read_ends(offline[s])[group] for s in common}
+            change = [np.mean([online[s][p] - ends[s][p]["base_kl_set"] for s in common]) for p in ends[common[0]]]
+            versus = [np.mean([online[s][p] - ends[s][p]["kl_set"] for s in common]) for p in ends[common[0]]]
+            cells += [f"{ci_text(interval(change))} ({len(common)})", f"{ci_text(interval(versus))} ({len(common)})"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    if ("iso", "train") in final and ("rso", "train") in final:
+        cells = []
+        for group in ("train", "heldout"):
+            iso, rso = final["iso", group], final["rso", group]
+            common = sorted(set(iso) & set(rso))
+            diff = [np.mean([iso[s][p] - rso[s][p] for s in common]) for p in iso[common[0]]]
+            cells += [f"{ci_text(interval(diff))} ({len(common)})", ""]
+        lines.append("| iso - rso, both online | " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot(out: Path) -> Path:
     import matplotlib
 
@@ -256,18 +306,23 @@ def permute(scores: str, out: str, seed: int) -> None:
 def main(argv: list[str]) -> None:
     if argv[:1] == ["lr"]:
         print(chosen_lr(Path(argv[1]), argv[2]))
+    elif argv[:1] == ["grid-lr"]:
+        run = Path(argv[1])
+        print(grid_lr(run.parent.parent, run.parent.name, run.name))
     elif argv[:1] == ["permute"]:
         permute(argv[1], argv[2], int(argv[argv.index("--seed") + 1]))
     else:
         out = Path(argv[0])
         lr_from = Path(argv[argv.index("--lr-from") + 1]) if "--lr-from" in argv else out
+        sweeps = [sweep_table(d, out) for d in dict.fromkeys((lr_from, out))]
         for lines in (
-            sweep_table(out, lr_from),
+            *sweeps,
             change_table(out, "train"),
             change_table(out, "heldout"),
             versus_rso_table(out, "train"),
             versus_rso_table(out, "heldout"),
             defaults_table(out),
+            online_table(out),
         ):
             print("\n".join(lines) + "\n")
         print(f"plot: {plot(out)}")
