@@ -5,6 +5,7 @@
 #
 #   base       the reference itself
 #   disa       train --loss tb with the frozen IS log Z (offline anchoring)
+#   dpg        train --loss dpg, the forward-KL objective, against the same frozen log Z
 #   learned    train --loss tb --z-mode learned (the online-coupled ablation)
 #   sft        train --loss sft on each prompt's best sample
 #   iso        weighted DPO pairs (weight-pairs --method iso), DPO beta = 1/BETA so its target is pi* too
@@ -13,8 +14,9 @@
 #   grpo gspo  T online rounds of sample -> score -> train, N/T samples per prompt per round (equal budget),
 #              each round sampling from the previous round's adapter
 #
-# every trained method once per seed in SEEDS, all evaluated with --target-beta BETA on the training
-# prompts. log Z accuracy: estimate-z from proposals of different strength (temperature TEMPS at K = N,
+# every trained method once per seed in SEEDS, each at its own learning rate (LR_METHOD: the rates the
+# sample-efficiency study's sweep chose; GRPO and GSPO at LR, train's default), batches shuffled across prompts,
+# all evaluated with --target-beta BETA on the training prompts. log Z accuracy: estimate-z from proposals of different strength (temperature TEMPS at K = N,
 # temperature 1 at K = RSO_N, the disa adapter of the first seed), each checked against the exact log Z
 # by `evaluate --z` (log_z_error, and whether the reported 95% interval covers the exact value).
 # The closing tables come from examples/distribution_matching_table.py.
@@ -40,6 +42,15 @@ DPO_BETA ?= $(shell $(PYTHON) -c "print(1 / $(BETA))")
 GAMMA ?= 1
 MAX_PAIRS ?= 4
 LR ?= 1e-4
+LR_disa ?= 3e-5
+LR_learned ?= $(LR_disa)
+LR_dpg ?= 1e-4
+LR_sft ?= 1e-5
+LR_iso ?= 1e-5
+LR_direct ?= 1e-5
+LR_rso ?= 1e-5
+lr_of = $(or $(LR_$(1)),$(LR))
+BATCH_ORDER ?= shuffled
 EPOCHS ?= 6
 BATCH ?= 8
 BOOTSTRAP ?= 200
@@ -54,14 +65,14 @@ SCORES := $(OUT)/scores-t1-n$(N).parquet
 Z := $(OUT)/z-t1-n$(N).parquet
 RSO_SAMPLES := $(OUT)/samples-t1-n$(RSO_N).parquet
 RSO_SCORES := $(OUT)/scores-t1-n$(RSO_N).parquet
-OFFLINE := disa learned sft iso direct rso
+OFFLINE := disa dpg learned sft iso direct rso
 ONLINE := grpo gspo
 METHODS := $(OFFLINE) $(ONLINE)
 RUNS := $(foreach m,$(METHODS),$(foreach s,$(SEEDS),$(m)-s$(s)))
 EVALS := $(OUT)/eval-base.parquet $(RUNS:%=$(OUT)/eval-%.parquet)
 PROPOSALS := t1-n$(N) t1-n$(RSO_N) $(TEMPS:%=t%-n$(N)) disa-n$(N)
 ZEVALS := $(PROPOSALS:%=$(OUT)/zeval-%.parquet)
-TRAIN_FLAGS = --model $(MODEL) --lr $(LR) --epochs $(EPOCHS) --batch-size $(BATCH)
+TRAIN_FLAGS = --model $(MODEL) --epochs $(EPOCHS) --batch-size $(BATCH) --batch-order $(BATCH_ORDER)
 EVAL_FLAGS = --model $(MODEL) --task $(TASK) --split train --limit $(LIMIT) --max-new-tokens $(TOKENS) \
 	--reward $(EVAL_REWARD) --target-beta $(BETA)
 
@@ -122,23 +133,27 @@ $(OUT)/pairs-rso.parquet: $(RSO_SAMPLES) $(RSO_SCORES)
 define OFFLINE_RUNS
 $(OUT)/disa-s$(1)/manifest.json: $(Z)
 	$$(ISWT) train $$(TRAIN_FLAGS) --samples $$(SAMPLES) --scores $$(SCORES) --loss tb --z $$(Z) --beta $$(BETA) \
-		--seed $(1) --out $(OUT)/disa-s$(1)
+		--lr $$(call lr_of,disa) --seed $(1) --out $(OUT)/disa-s$(1)
+
+$(OUT)/dpg-s$(1)/manifest.json: $(Z)
+	$$(ISWT) train $$(TRAIN_FLAGS) --samples $$(SAMPLES) --scores $$(SCORES) --loss dpg --z $$(Z) --beta $$(BETA) \
+		--lr $$(call lr_of,dpg) --seed $(1) --out $(OUT)/dpg-s$(1)
 
 $(OUT)/learned-s$(1)/manifest.json: $(SAMPLES) $(SCORES)
 	$$(ISWT) train $$(TRAIN_FLAGS) --samples $$(SAMPLES) --scores $$(SCORES) --loss tb --z-mode learned \
-		--beta $$(BETA) --seed $(1) --out $(OUT)/learned-s$(1)
+		--beta $$(BETA) --lr $$(call lr_of,learned) --seed $(1) --out $(OUT)/learned-s$(1)
 
 $(OUT)/sft-s$(1)/manifest.json: $(SAMPLES) $(SCORES)
 	$$(ISWT) train $$(TRAIN_FLAGS) --samples $$(SAMPLES) --scores $$(SCORES) --loss sft --sft-select best \
-		--seed $(1) --out $(OUT)/sft-s$(1)
+		--lr $$(call lr_of,sft) --seed $(1) --out $(OUT)/sft-s$(1)
 
 $(OUT)/iso-s$(1)/manifest.json $(OUT)/direct-s$(1)/manifest.json: $(OUT)/%-s$(1)/manifest.json: $(OUT)/pairs-%.parquet
 	$$(ISWT) train $$(TRAIN_FLAGS) --samples $$(SAMPLES) --scores $$(SCORES) --loss sigmoid --pairs $$< \
-		--beta $$(DPO_BETA) --seed $(1) --out $(OUT)/$$*-s$(1)
+		--beta $$(DPO_BETA) --lr $$(call lr_of,$$*) --seed $(1) --out $(OUT)/$$*-s$(1)
 
 $(OUT)/rso-s$(1)/manifest.json: $(OUT)/pairs-rso.parquet
 	$$(ISWT) train $$(TRAIN_FLAGS) --samples $$(RSO_SAMPLES) --scores $$(RSO_SCORES) --loss sigmoid --pairs $$< \
-		--beta $$(DPO_BETA) --seed $(1) --out $(OUT)/rso-s$(1)
+		--beta $$(DPO_BETA) --lr $$(call lr_of,rso) --seed $(1) --out $(OUT)/rso-s$(1)
 endef
 $(foreach s,$(SEEDS),$(eval $(call OFFLINE_RUNS,$(s))))
 
@@ -155,7 +170,7 @@ $(OUT)/$(1)-s$(2)/round$(3)/scores.parquet: $(OUT)/$(1)-s$(2)/round$(3)/samples.
 
 $(OUT)/$(1)-s$(2)/round$(3)/run/manifest.json: $(OUT)/$(1)-s$(2)/round$(3)/scores.parquet
 	$$(ISWT) train $$(TRAIN_FLAGS)$(if $(4), --adapter $(OUT)/$(1)-s$(2)/round$(4)/run) --loss $(1) \
-		--samples $(OUT)/$(1)-s$(2)/round$(3)/samples.parquet --scores $$< --seed $(2) --out $(OUT)/$(1)-s$(2)/round$(3)/run
+		--samples $(OUT)/$(1)-s$(2)/round$(3)/samples.parquet --scores $$< --lr $$(LR) --seed $(2) --out $(OUT)/$(1)-s$(2)/round$(3)/run
 endef
 prev = $(filter-out 0,$(shell echo $$(( $(1) - 1 ))))
 $(foreach m,$(ONLINE),$(foreach s,$(SEEDS),$(foreach t,$(shell seq 1 $(T)),\

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from iswcli import metrics
 
 POLICY_COLUMNS = ("p_valid", "kl_set", "tv_set", "eff_answers")
-ORDER = ("base", "disa", "learned", "sft", "iso", "direct", "rso", "grpo", "gspo")
+ORDER = ("base", "disa", "dpg", "learned", "sft", "iso", "direct", "rso", "grpo", "gspo")
 
 
 def ci_text(values, seed: int = 0) -> str:

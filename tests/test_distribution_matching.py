@@ -15,7 +15,7 @@ import pytest
 from iswcli import artifacts, models
 
 REPO = Path(__file__).resolve().parents[1]
-METHODS = ("disa", "learned", "sft", "iso", "direct", "rso", "grpo", "gspo")
+METHODS = ("disa", "dpg", "learned", "sft", "iso", "direct", "rso", "grpo", "gspo")
 
 
 def provenance(path: Path) -> dict:
