@@ -164,28 +164,45 @@ def change_table(out: Path, group: str) -> list[str]:
     return lines
 
 
-def versus_rso_table(out: Path, group: str) -> list[str]:
-    """Each method minus RSO on the same samples and seeds: per prompt, averaged over common seeds."""
+def versus_table(out: Path, group: str, title: str, pairs: list[tuple[str, str]]) -> list[str]:
+    """Each (method, baseline) pair's difference on the same samples and seeds: per prompt, averaged over the
+    seeds both finished, with a 95% interval over prompts."""
     runs = grid(out)
     ns = sorted({n for _, n in runs})
-    lines = by_n_header(
-        f"kl_set of each method minus RSO's at equal samples ({group} prompts, paired by prompt and seed): "
-        "below 0 is closer to pi*",
-        ns,
-    )
-    for method in sorted({m for m, _ in runs if m not in ("rso",)}, key=_rank):
+    lines = by_n_header(title, ns)
+    for method, baseline in pairs:
         cells = []
         for n in ns:
-            mine, rso = runs.get((method, n), {}), runs.get(("rso", n), {})
-            common = sorted(set(mine) & set(rso))
+            mine, base = runs.get((method, n), {}), runs.get((baseline, n), {})
+            common = sorted(set(mine) & set(base))
             if not common:
                 cells.append("")
                 continue
             a = per_prompt_change({s: mine[s] for s in common}, group, "kl_set")
-            b = per_prompt_change({s: rso[s] for s in common}, group, "kl_set")
+            b = per_prompt_change({s: base[s] for s in common}, group, "kl_set")
             cells.append(f"{ci_text(interval(a[p] - b[p] for p in a))} ({len(common)})")
-        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append(f"| {method} - {baseline} | " + " | ".join(cells) + " |")
     return lines
+
+
+def versus_rso_table(out: Path, group: str) -> list[str]:
+    """Each method minus RSO on the same samples (the null controls have their own table)."""
+    methods = sorted({m for m, _ in grid(out) if m != "rso" and not m.startswith("null-")}, key=_rank)
+    title = (
+        f"kl_set of each method minus RSO's at equal samples ({group} prompts, paired by prompt and seed): "
+        "below 0 is closer to pi*"
+    )
+    return versus_table(out, group, title, [(m, "rso") for m in methods])
+
+
+def versus_null_table(out: Path, group: str) -> list[str]:
+    """Each method minus its null control (the same samples with rewards permuted within each prompt)."""
+    methods = sorted({m.removeprefix("null-") for m, _ in grid(out) if m.startswith("null-")}, key=_rank)
+    title = (
+        f"kl_set of each method minus its null control's ({group} prompts, paired by prompt and seed): what the "
+        "rewards, not the training on the samples as such, moved"
+    )
+    return versus_table(out, group, title, [(m, f"null-{m}") for m in methods])
 
 
 def defaults_table(out: Path) -> list[str]:
@@ -321,6 +338,8 @@ def main(argv: list[str]) -> None:
             change_table(out, "heldout"),
             versus_rso_table(out, "train"),
             versus_rso_table(out, "heldout"),
+            versus_null_table(out, "train"),
+            versus_null_table(out, "heldout"),
             defaults_table(out),
             online_table(out),
         ):

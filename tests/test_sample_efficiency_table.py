@@ -68,8 +68,8 @@ def test_changes_are_per_prompt_means_over_seeds_and_paired_with_rso(table, tmp_
     assert row.startswith("| disa | -0.200 [") and row.endswith("(2) |")
 
     # paired on seed 0 only (the seed both finished): disa - rso per prompt = -0.3, +0.1, -0.2
-    row = next(line for line in table.versus_rso_table(tmp_path, "train") if line.startswith("| disa |"))
-    assert row.startswith("| disa | -0.133 [") and row.endswith("(1) |")
+    row = next(line for line in table.versus_rso_table(tmp_path, "train") if line.startswith("| disa - rso |"))
+    assert row.startswith("| disa - rso | -0.133 [") and row.endswith("(1) |")
 
 
 def test_the_sweep_chooses_the_lowest_training_kl_and_marks_the_rate_the_grid_used(table, tmp_path):
