@@ -26,7 +26,8 @@
 #   make -f examples/sample_efficiency.mk extras defaults table
 #   make -f examples/sample_efficiency.mk grid extras LRS= LR_FROM=runs/other-study   # rates from another sweep
 #
-# `defaults` trains tb and dpg at N = SWEEP_N with nothing but the loss, the inputs and --epochs 3.
+# `defaults` trains tb and dpg at N = SWEEP_N with nothing but the loss, the inputs and --epochs 3; `online` runs
+# ISO and RSO as T online rounds on the grid's N = SWEEP_N budget (after the grid's runs it takes the rates of).
 
 ISWT ?= iswt
 PYTHON ?= python3
