@@ -16,9 +16,10 @@
 #
 # every trained method once per seed in SEEDS, each at its own learning rate (LR_METHOD: the rates the
 # sample-efficiency study's sweep chose; GRPO and GSPO at LR, train's default), batches shuffled across prompts,
-# all evaluated with --target-beta BETA on the training prompts. log Z accuracy: estimate-z from proposals of different strength (temperature TEMPS at K = N,
-# temperature 1 at K = RSO_N, the disa adapter of the first seed), each checked against the exact log Z
-# by `evaluate --z` (log_z_error, and whether the reported 95% interval covers the exact value).
+# all evaluated with --target-beta BETA on the training prompts. log Z accuracy: estimate-z from proposals of
+# different strength (temperature TEMPS at K = N, temperature 1 at K = RSO_N, the disa adapter of the first
+# seed), each checked against the exact log Z by `evaluate --z` (log_z_error, and whether the reported 95%
+# interval covers the exact value).
 # The closing tables come from examples/distribution_matching_table.py.
 #
 #   make -f examples/distribution_matching.mk                   # embedded SmolLM2-135M on CPU

@@ -226,14 +226,13 @@ def defaults_table(out: Path) -> list[str]:
 
 def online_table(out: Path, sweep_n: int = 32) -> list[str]:
     """The `online` target: T rounds against the grid's offline run at N = sweep_n on the same seed, per prompt."""
-    evals = sorted(out.glob("online-s*/*/eval-test.target.parquet"))
-    if not evals:
-        return ["No online rounds in this study."]
     final: dict[tuple[str, str], dict[int, dict[str, float]]] = defaultdict(dict)  # (method, group) -> seed -> kl
     for path in sorted(out.glob("online-s*/*/eval-*.target.parquet")):
         seed, method = int(path.parent.parent.name.removeprefix("online-s")), path.parent.name
         group = "train" if path.name.startswith("eval-train") else "heldout"
         final[method, group][seed] = {p: v["kl_set"] for p, v in read_target_values(str(path)).items()}
+    if not final:
+        return ["No online rounds in this study."]
     runs = grid(out)
     lines = [
         f"Online rounds at N = {sweep_n} samples per prompt in all: kl_set change from the base model, and the online "
@@ -244,11 +243,15 @@ def online_table(out: Path, sweep_n: int = 32) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for method in sorted({m for m, _ in final}, key=_rank):
+        offline = runs.get((method, sweep_n), {})
+        common = sorted(set(final.get((method, "train"), {})) & set(offline))
+        if not common:
+            lines.append(f"| {method} | no offline run on the same seed |  |  |  |")
+            continue
+        offline_ends = {s: read_ends(offline[s]) for s in common}
         cells = []
         for group in ("train", "heldout"):
-            online, offline = final.get((method, group), {}), runs.get((method, sweep_n), {})
-            common = sorted(set(online) & set(offline))
-            ends = {s: read_ends(offline[s])[group] for s in common}
+            online, ends = final[method, group], {s: offline_ends[s][group] for s in common}
             change = [np.mean([online[s][p] - ends[s][p]["base_kl_set"] for s in common]) for p in ends[common[0]]]
             versus = [np.mean([online[s][p] - ends[s][p]["kl_set"] for s in common]) for p in ends[common[0]]]
             cells += [f"{ci_text(interval(change))} ({len(common)})", f"{ci_text(interval(versus))} ({len(common)})"]
