@@ -7,6 +7,7 @@
 #
 #   disa   --loss tb against estimate-z's frozen log Z (beta BETA)
 #   dpg    --loss dpg, the forward-KL objective, against the same z
+#   learned --loss tb with a learned log Z (--z-mode learned, the online-coupled ablation)
 #   sft    --loss sft on each prompt's best sample
 #   iso    sigmoid DPO on ISO-weighted pairs (weight-pairs --method iso), DPO beta 1/BETA so its target is pi*,
 #          the MAX_PAIRS highest-weighted per prompt; iso-all: every pair, uncapped
@@ -19,8 +20,7 @@
 # over LRS at N = 32, first seed (lowest final training kl_set); the grid then runs at that rate. The grid's
 # run for N = 32, first seed, is a copy of the sweep's run at the chosen rate (same command, same result), so
 # every grid run is OUT/nN-sSEED/METHOD and `iswt report OUT` draws a line per method against N. `extras` adds
-# learned-Z tb, RSO from 4N samples, and the null control (disa and dpg on rewards permuted within each prompt)
-# at N = 32.
+# RSO from 4N samples and the null control (disa and dpg on rewards permuted within each prompt) at N = 32.
 #
 #   make -f examples/sample_efficiency.mk            # the sweep, then the grid, then the table and plot
 #   make -f examples/sample_efficiency.mk extras defaults table
@@ -51,7 +51,7 @@ DPO_BETA ?= $(shell $(PYTHON) -c "print(1 / $(BETA))")
 GAMMA ?= 1
 MAX_PAIRS ?= 8
 EVAL_PROMPTS ?= sets:test
-METHODS ?= disa dpg sft iso rso
+METHODS ?= disa dpg learned sft iso iso-all direct rso
 FIRST_SEED := $(firstword $(SEEDS))
 TABLE := $(PYTHON) examples/sample_efficiency_table.py
 
@@ -79,7 +79,7 @@ ALL_CELLS := $(foreach s,$(SEEDS),$(foreach n,$(NS),n$(n)-s$(s)))
 CELLS := $(if $(SWEEP),$(filter-out n$(SWEEP_N)-s$(FIRST_SEED),$(ALL_CELLS)),$(ALL_CELLS))
 GRID := $(foreach c,$(ALL_CELLS),$(foreach m,$(METHODS),$(OUT)/$(c)/$(m)/manifest.json))
 EXTRA_CELLS := $(foreach s,$(SEEDS),n$(SWEEP_N)-s$(s))
-EXTRAS := $(foreach c,$(EXTRA_CELLS),$(foreach m,learned rso4n null-disa null-dpg,$(OUT)/$(c)/$(m)/manifest.json))
+EXTRAS := $(foreach c,$(EXTRA_CELLS),$(foreach m,rso4n null-disa null-dpg,$(OUT)/$(c)/$(m)/manifest.json))
 
 .PHONY: all sweep grid extras defaults table clean
 all: table
@@ -147,10 +147,6 @@ $(if $(SWEEP),$(foreach m,$(METHODS),$(eval $(call CHOSEN,$(m)))))
 # ---------------------------------------------------------------- extras at N = SWEEP_N
 
 define EXTRA_CELL
-$(OUT)/n$(SWEEP_N)-s$(1)/learned/manifest.json: $(OUT)/n$(SWEEP_N)-s$(1)/scores.parquet $(SWEEP)
-	$$(TRAIN) --samples $(OUT)/n$(SWEEP_N)-s$(1)/samples.parquet --scores $$< $$(flags_learned) \
-		--lr $$$$($$(TABLE) lr $(LR_FROM) disa) --seed $(1) --out $(OUT)/n$(SWEEP_N)-s$(1)/learned
-
 # RSO from 4N samples: 4x the sampling budget, N accepted
 $(OUT)/n$(SWEEP_N)-s$(1)/rso4n/manifest.json: $(OUT)/n$(shell echo $$(( $(SWEEP_N) * 4 )))-s$(1)/scores.parquet $(SWEEP)
 	$$(ISWT) weight-pairs --samples $(OUT)/n$(shell echo $$(( $(SWEEP_N) * 4 )))-s$(1)/samples.parquet --scores $$< \
