@@ -27,7 +27,8 @@
 #   make -f examples/sample_efficiency.mk grid extras LRS= LR_FROM=runs/other-study   # rates from another sweep
 #
 # `defaults` trains tb and dpg at N = SWEEP_N with nothing but the loss, the inputs and --epochs 3; `online` runs
-# ISO and RSO as T online rounds on the grid's N = SWEEP_N budget (after the grid's runs it takes the rates of).
+# ISO and RSO as T online rounds on the grid's N = SWEEP_N budget (after the grid's runs it takes the rates of);
+# `long` trains a few methods past the budget at their grid rate.
 
 ISWT ?= iswt
 PYTHON ?= python3
@@ -223,6 +224,27 @@ $(OUT)/online-s%/eval-$(1).parquet: $(OUT)/online-s%/round$(T)/run/manifest.json
 endef
 $(eval $(call ONLINE_EVAL,train,--limit $(LIMIT)))
 $(eval $(call ONLINE_EVAL,test,))
+
+# ---------------------------------------------------------------- longer training at the chosen rate
+
+# A fixed budget at a low rate can stop a method near pi* on its way to a fixed point elsewhere. `long` trains
+# LONG_METHODS LONG_STEPS steps from the grid's N = SWEEP_N samples of the first seed, at the rate its grid run
+# used, measuring every LONG_EVERY steps: a method whose fixed point is pi* stays near it, the others move past.
+LONG_STEPS ?= $(shell echo $$(( $(STEPS) * 2 )))
+LONG_EVERY ?= $(shell echo $$(( $(STEPS) / 3 )))
+LONG_METHODS ?= disa dpg sft rso
+LONG_CELL := $(OUT)/n$(SWEEP_N)-s$(FIRST_SEED)
+LONG := $(foreach m,$(LONG_METHODS),$(OUT)/long-s$(FIRST_SEED)/$(m)/manifest.json)
+long: $(LONG)
+.PHONY: long
+define LONG_RUN
+$(OUT)/long-s$(FIRST_SEED)/$(1)/manifest.json: | $(LONG_CELL)/$(1)/manifest.json
+	$$(ISWT) train --model $$(MODEL) --max-steps $$(LONG_STEPS) --batch-size $$(BATCH) --batch-order $$(BATCH_ORDER) \
+		--eval-target-every $$(LONG_EVERY) --eval-prompts $$(EVAL_PROMPTS) --samples $(LONG_CELL)/samples.parquet \
+		--scores $(LONG_CELL)/scores.parquet $$(call flags_$(1),$(LONG_CELL)) \
+		--lr $$$$($$(TABLE) grid-lr $(LONG_CELL)/$(1)) --seed $(FIRST_SEED) --out $$(@D)
+endef
+$(foreach m,$(LONG_METHODS),$(eval $(call LONG_RUN,$(m))))
 
 # ---------------------------------------------------------------- train's defaults: only the loss, the inputs, --epochs 3
 

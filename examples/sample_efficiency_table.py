@@ -267,6 +267,33 @@ def online_table(out: Path, sweep_n: int = 32) -> list[str]:
     return lines
 
 
+def long_table(out: Path, group: str) -> list[str]:
+    """The `long` target: each method's mean kl_set over the prompts at every measured step (train's log)."""
+    curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))  # method -> step -> per seed
+    rates: dict[str, float] = {}
+    for manifest in sorted(out.glob("long-s*/*/manifest.json")):
+        method, log = manifest.parent.name, pq.read_table(manifest.parent / "train_log.parquet").to_pylist()
+        for row in log:
+            if row.get(f"{group}_kl_set") is not None and not np.isnan(row[f"{group}_kl_set"]):
+                curves[method][row["step"]].append(row[f"{group}_kl_set"])
+        rates[method] = json.loads(manifest.read_text())["config"]["lr"]
+    if not curves:
+        return ["No longer runs in this study."]
+    methods = sorted(curves, key=_rank)
+    seeds = {m: len(curves[m][0]) for m in methods}
+    lines = [
+        f"Training past the budget at the grid's rate: mean kl_set over the {group} prompts at each measured step "
+        "(step 0: the base model; seeds in parentheses)",
+        "",
+        "| step | " + " | ".join(f"{m} (lr {rates[m]:g}, {seeds[m]})" for m in methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for step in sorted({step for c in curves.values() for step in c}):
+        cells = [f"{np.mean(curves[m][step]):.3f}" if step in curves[m] else "" for m in methods]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def plot(out: Path) -> Path:
     import matplotlib
 
@@ -345,6 +372,8 @@ def main(argv: list[str]) -> None:
             versus_null_table(out, "heldout"),
             defaults_table(out),
             online_table(out),
+            long_table(out, "train"),
+            long_table(out, "heldout"),
         ):
             print("\n".join(lines) + "\n")
         print(f"plot: {plot(out)}")

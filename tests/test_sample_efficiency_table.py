@@ -103,3 +103,17 @@ def test_online_rounds_are_paired_with_the_offline_run_of_their_seed(table, tmp_
     assert iso[1].startswith("-0.200 [") and iso[2].startswith("+0.000 [")
     both = next(line for line in lines if line.startswith("| iso - rso, both online |")).split(" | ")
     assert both[1].startswith("+0.100 [")  # -0.3, +0.4, +0.2 per prompt
+
+
+def test_longer_runs_print_each_methods_mean_kl_at_every_measured_step(table, tmp_path):
+    nan = float("nan")
+    for method, seed, kl in (("sft", 0, (0.6, 0.2, 0.9)), ("dpg", 0, (0.6, 0.3, 0.2)), ("dpg", 1, (0.4, 0.1, 0.2))):
+        run = make_run(tmp_path / f"long-s{seed}/{method}", {p: 0.0 for p in PROMPTS}, lr=1e-4)
+        # train's log: the group's mean at steps 0, 16 and 32, nothing between (training steps only)
+        log = [{"step": s, "loss": 1.0, "train_kl_set": v} for s, v in zip((0, 16, 32), kl)]
+        log.insert(1, {"step": 1, "loss": 1.0, "train_kl_set": nan})
+        pq.write_table(pa.Table.from_pylist(log), run / "train_log.parquet")
+    lines = table.long_table(tmp_path, "train")
+    assert lines[2] == "| step | dpg (lr 0.0001, 2) | sft (lr 0.0001, 1) |"
+    assert lines[4:] == ["| 0 | 0.500 | 0.600 |", "| 16 | 0.200 | 0.200 |", "| 32 | 0.200 | 0.900 |"]
+    assert table.long_table(tmp_path / "none", "train") == ["No longer runs in this study."]
