@@ -30,6 +30,7 @@ from iswcli.train_steps import diverging
 
 METRICS = ("kl_set", "tv_set", "p_valid", "eff_answers")
 ORDER = ("disa", "dpg", "learned", "sft", "iso", "iso-all", "direct", "rso", "rso4n", "null-disa", "null-dpg")
+GROUP_NAMES = {"train": "training", "heldout": "held-out"}
 SWEEP_CELL = re.compile(r"n(\d+)-s(\d+)")
 SWEEP_RUN = re.compile(r"(.+)-lr(.+)")
 
@@ -142,8 +143,8 @@ def change_table(out: Path, group: str) -> list[str]:
     runs = grid(out)
     ns = sorted({n for _, n in runs})
     lines = by_n_header(
-        f"kl_set change from the base model on the {group} prompts, mean over prompts [95% CI] (seeds averaged "
-        "per prompt; seeds finished in parentheses)",
+        f"kl_set change from the base model on the {GROUP_NAMES[group]} prompts, mean over prompts [95% CI] "
+        "(seeds averaged per prompt; seeds finished in parentheses)",
         ns,
     )
     base = {}
@@ -189,8 +190,8 @@ def versus_rso_table(out: Path, group: str) -> list[str]:
     """Each method minus RSO on the same samples (the null controls have their own table)."""
     methods = sorted({m for m, _ in grid(out) if m != "rso" and not m.startswith("null-")}, key=_rank)
     title = (
-        f"kl_set of each method minus RSO's at equal samples ({group} prompts, paired by prompt and seed): "
-        "below 0 is closer to pi*"
+        f"kl_set of each method minus RSO's at equal samples ({GROUP_NAMES[group]} prompts, paired by prompt and "
+        "seed): below 0 is closer to pi*"
     )
     return versus_table(out, group, title, [(m, "rso") for m in methods])
 
@@ -199,8 +200,8 @@ def versus_null_table(out: Path, group: str) -> list[str]:
     """Each method minus its null control (the same samples with rewards permuted within each prompt)."""
     methods = sorted({m.removeprefix("null-") for m, _ in grid(out) if m.startswith("null-")}, key=_rank)
     title = (
-        f"kl_set of each method minus its null control's ({group} prompts, paired by prompt and seed): what the "
-        "rewards, not the training on the samples as such, moved"
+        f"kl_set of each method minus its null control's ({GROUP_NAMES[group]} prompts, paired by prompt and "
+        "seed): what the rewards, not the training on the samples as such, moved"
     )
     return versus_table(out, group, title, [(m, f"null-{m}") for m in methods])
 
@@ -282,7 +283,8 @@ def long_table(out: Path, group: str) -> list[str]:
     methods = sorted(curves, key=_rank)
     seeds = {m: len(curves[m][0]) for m in methods}
     lines = [
-        f"Training past the budget at the grid's rate: mean kl_set over the {group} prompts at each measured step "
+        f"Training past the budget at the grid's rate: mean kl_set over the {GROUP_NAMES[group]} prompts at each "
+        "measured step "
         "(step 0: the base model; seeds in parentheses)",
         "",
         "| step | " + " | ".join(f"{m} (lr {rates[m]:g}, {seeds[m]})" for m in methods) + " |",
@@ -318,7 +320,7 @@ def plot(out: Path) -> Path:
         ax.set_xscale("log", base=2)
         ax.set_xticks(ns, [str(n) for n in ns])
         ax.set_xlabel("samples per prompt N")
-        ax.set_title(f"{'training' if group == 'train' else 'held-out (test split)'} prompts")
+        ax.set_title(f"{GROUP_NAMES[group]} prompts{' (test split)' if group == 'heldout' else ''}")
     axes[0].set_ylabel("kl_set change from the base model (95% CI)")
     axes[1].legend(fontsize=8)
     fig.tight_layout()
