@@ -284,8 +284,7 @@ def long_table(out: Path, group: str) -> list[str]:
     seeds = {m: len(curves[m][0]) for m in methods}
     lines = [
         f"Training past the budget at the grid's rate: mean kl_set over the {GROUP_NAMES[group]} prompts at each "
-        "measured step "
-        "(step 0: the base model; seeds in parentheses)",
+        "measured step (step 0: the base model; seeds in parentheses)",
         "",
         "| step | " + " | ".join(f"{m} (lr {rates[m]:g}, {seeds[m]})" for m in methods) + " |",
         "|---|" + "---|" * len(methods),
