@@ -56,8 +56,10 @@ METHODS ?= disa dpg learned sft iso iso-all direct rso
 FIRST_SEED := $(firstword $(SEEDS))
 TABLE := $(PYTHON) examples/sample_efficiency_table.py
 
-TRAIN = $(ISWT) train --model $(MODEL) --max-steps $(STEPS) --batch-size $(BATCH) --batch-order $(BATCH_ORDER) \
-	--eval-target-every $(STEPS) --eval-prompts $(EVAL_PROMPTS)
+# train for $(1) steps, measured against pi* every $(2)
+TRAIN_FOR = $(ISWT) train --model $(MODEL) --max-steps $(1) --batch-size $(BATCH) --batch-order $(BATCH_ORDER) \
+	--eval-target-every $(2) --eval-prompts $(EVAL_PROMPTS)
+TRAIN = $(call TRAIN_FOR,$(STEPS),$(STEPS))
 
 # the flags of each method, given the directory $(1) of one (N, seed) cell
 flags_disa = --loss tb --z $(1)/z.parquet
@@ -239,8 +241,7 @@ long: $(LONG)
 .PHONY: long
 define LONG_RUN
 $(OUT)/long-s$(FIRST_SEED)/$(1)/manifest.json: | $(LONG_CELL)/$(1)/manifest.json
-	$$(ISWT) train --model $$(MODEL) --max-steps $$(LONG_STEPS) --batch-size $$(BATCH) --batch-order $$(BATCH_ORDER) \
-		--eval-target-every $$(LONG_EVERY) --eval-prompts $$(EVAL_PROMPTS) --samples $(LONG_CELL)/samples.parquet \
+	$$(call TRAIN_FOR,$$(LONG_STEPS),$$(LONG_EVERY)) --samples $(LONG_CELL)/samples.parquet \
 		--scores $(LONG_CELL)/scores.parquet $$(call flags_$(1),$(LONG_CELL)) \
 		--lr $$$$($$(TABLE) grid-lr $(LONG_CELL)/$(1)) --seed $(FIRST_SEED) --out $$(@D)
 endef

@@ -272,8 +272,10 @@ def long_table(out: Path, group: str) -> list[str]:
     """The `long` target: each method's mean kl_set over the prompts at every measured step (train's log)."""
     curves: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))  # method -> step -> per seed
     rates: dict[str, float] = {}
+    seeds: dict[str, int] = defaultdict(int)
     for manifest in sorted(out.glob("long-s*/*/manifest.json")):
         method, log = manifest.parent.name, pq.read_table(manifest.parent / "train_log.parquet").to_pylist()
+        seeds[method] += 1
         for row in log:
             if row.get(f"{group}_kl_set") is not None and not np.isnan(row[f"{group}_kl_set"]):
                 curves[method][row["step"]].append(row[f"{group}_kl_set"])
@@ -281,7 +283,6 @@ def long_table(out: Path, group: str) -> list[str]:
     if not curves:
         return ["No longer runs in this study."]
     methods = sorted(curves, key=_rank)
-    seeds = {m: len(curves[m][0]) for m in methods}
     lines = [
         f"Training past the budget at the grid's rate: mean kl_set over the {GROUP_NAMES[group]} prompts at each "
         "measured step (step 0: the base model; seeds in parentheses)",
