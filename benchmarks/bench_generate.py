@@ -294,7 +294,7 @@ def main() -> None:
         "--dtype",
         choices=["float32", "bfloat16"],
         default="float32",
-        help="both sides' weights and the matmul rate (bfloat16: q is then not pi_ref, see README)",
+        help="both sides' weights and the matmul rate (bfloat16: q is then not pi_ref, see docs/speed.md)",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

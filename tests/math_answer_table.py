@@ -11,7 +11,7 @@ verdict) facts of math-verify's own test suite (tests/test_all.py,
 test_boxed.py), restated in this table's form; the rest were written and
 graded by hand. tests/test_math_answers.py measures the math reward and
 math-verify's own parse + verify against them (`python -m
-tests.test_math_answers` prints the table the README shows).
+tests.test_math_answers` prints the table docs/commands/score.md shows).
 """
 
 CLASSES = {

@@ -1,7 +1,7 @@
 """The math reward against a hand-graded table of answer forms (tests/math_answer_table.py),
 overall and per class, and against math-verify's own parse + verify on the same forms.
 
-`python -m tests.test_math_answers` prints the measurement the README shows.
+`python -m tests.test_math_answers` prints the measurement docs/commands/score.md shows.
 """
 
 import pytest
@@ -48,7 +48,7 @@ def measure() -> dict[str, dict[str, int]]:
 
 
 def markdown(figures: dict[str, dict[str, int]]) -> str:
-    """The measurement as the README's table."""
+    """The measurement as docs/commands/score.md's table."""
     lines = [
         "| class | forms | iswt agrees with the hand grade | iswt false passes "
         "| math-verify agrees | math-verify false passes | iswt and math-verify agree |",
