@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 import torch
 from accelerate import Accelerator
 
-from iswcli import artifacts, cache, chain, console, losses, models, outputs, run_dir, tracking, train_data
+from iswcli import artifacts, cache, chain, console, losses, model_card, models, outputs, run_dir, tracking, train_data
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.results import StageResult
 from iswcli.target_curves import CURVE_GROUPS, TargetCurves, heldout_prompts, set_reward_default, training_prompts
@@ -497,6 +497,7 @@ def _save_run(c, out: Path, module, tokenizer, log_rows, inputs, identity, data,
         "steps": len(_step_rows(log_rows)),
         **diagnostics,
     }
+    model_card.write(out, manifest, inputs, log_rows)  # README.md and the base model's hub id
     outputs.write_atomically(out / "manifest.json", json.dumps(manifest, indent=2, default=str))
 
 
