@@ -75,7 +75,7 @@ def test_bad_prompt_files_fail_and_leave_existing_output(cli, tmp_path, name, co
 
 
 def test_debug_shows_the_exception(cli, tmp_path):
-    result = cli("--debug", "sample", "--n", "0", "--out", tmp_path / "x.parquet")
+    result = cli("--debug", "sample", "--task", "arith", "--prompts", "x.jsonl", "--out", tmp_path / "x.parquet")
     assert result.exit_code != 0
     assert type(result.exception).__name__ == "IswtError"
 
