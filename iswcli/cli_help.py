@@ -13,6 +13,7 @@ panel comes last and takes the options without one (--help).
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import typer
 from rich.console import Console
@@ -46,28 +47,43 @@ class IswtApp(typer.Typer):
         return super().command(*args, cls=cls, **kwargs)
 
 
+@dataclass(frozen=True)
+class Row:
+    """One option or argument as --help lists it (docs/reference can render the same rows)."""
+
+    names: list[str]  # --x, then --no-x for a pair; an argument's metavar
+    metavar: str | None  # None for a flag
+    help: str
+    notes: list[str]  # required, the default, the domain
+
+
+def help_panels(command, ctx) -> list[tuple[str, list[Row]]]:
+    """The command's panels in the order --help prints them, each with its rows."""
+    return [(title, [_row(param) for param in params]) for title, params in _panels(command.get_params(ctx))]
+
+
+def usage(command, ctx) -> str:
+    """'iswt report [OPTIONS] PATHS...'"""
+    pieces = [ctx.command_path, "[OPTIONS]"]
+    for param in command.get_params(ctx):
+        if param.param_type_name == "argument":
+            pieces.append(_argument_name(param) if param.required else f"[{_argument_name(param)}]")
+    if getattr(command, "commands", None):
+        pieces.append("COMMAND [ARGS]...")
+    return " ".join(pieces)
+
+
 def print_help(command, ctx) -> None:
     console = Console(markup=False, emoji=False, highlight=False)  # width: $COLUMNS, else the terminal's
-    console.print(Padding(Text.assemble(("Usage: ", "yellow"), (_usage(command, ctx), "bold")), (1, 1)))
+    console.print(Padding(Text.assemble(("Usage: ", "yellow"), (usage(command, ctx), "bold")), (1, 1)))
     if command.help:
         console.print(Padding(Text(inspect.cleandoc(command.help)), (0, 1, 1, 1)))
-    for title, params in _panels(command.get_params(ctx)):
-        console.print(_panel(title, [_param_row(param) for param in params]))
+    for title, rows in help_panels(command, ctx):
+        console.print(_panel(title, [_styled(row) for row in rows]))
     commands = getattr(command, "commands", {})
     if commands:
         rows = [(Text(name, "bold cyan"), Text(_first_paragraph(cmd.help))) for name, cmd in commands.items()]
         console.print(_panel("Commands", rows))
-
-
-def _usage(command, ctx) -> str:
-    pieces = [ctx.command_path, "[OPTIONS]"]
-    for param in command.get_params(ctx):
-        if param.param_type_name == "argument":
-            name = _metavar(param) + ("..." if param.nargs != 1 else "")
-            pieces.append(name if param.required else f"[{name}]")
-    if getattr(command, "commands", None):
-        pieces.append("COMMAND [ARGS]...")
-    return " ".join(pieces)
 
 
 def _panels(params) -> list[tuple[str, list]]:
@@ -93,21 +109,27 @@ def _panel(title: str, rows) -> Panel:
     return Panel(table, title=title, title_align="left", border_style="dim")
 
 
-def _param_row(param) -> tuple[Text, Text]:
-    if param.param_type_name == "argument":
-        name = Text(_metavar(param) + ("..." if param.nargs != 1 else ""), "bold cyan")
-    else:
-        metavar = None if param.is_flag else _metavar(param)
-        first = Text(", ".join(param.opts), "bold cyan")
-        if metavar:
-            first.append(f" {metavar}", "yellow")
-        # the --no-x form on its own line, so a pair does not widen the column for every option
-        name = Text("\n").join([first, *(Text(opt, "bold magenta") for opt in param.secondary_opts)])
-    description = Text(param.help or "")
-    notes = _notes(param)
-    if notes:
-        description.append(f"{' ' if param.help else ''}[{'; '.join(notes)}]", "dim")
+def _styled(row: Row) -> tuple[Text, Text]:
+    first = Text(row.names[0], "bold cyan")
+    if row.metavar:
+        first.append(f" {row.metavar}", "yellow")
+    # the --no-x form on its own line, so a pair does not widen the column for every option
+    name = Text("\n").join([first, *(Text(opt, "bold magenta") for opt in row.names[1:])])
+    description = Text(row.help)
+    if row.notes:
+        description.append(f"{' ' if row.help else ''}[{'; '.join(row.notes)}]", "dim")
     return name, description
+
+
+def _row(param) -> Row:
+    if param.param_type_name == "argument":  # its name is its metavar
+        return Row([_argument_name(param)], None, param.help or "", _notes(param))
+    names = [", ".join(param.opts), *param.secondary_opts]
+    return Row(names, None if param.is_flag else _metavar(param), param.help or "", _notes(param))
+
+
+def _argument_name(param) -> str:
+    return _metavar(param) + ("..." if param.nargs != 1 else "")
 
 
 def _notes(param) -> list[str]:
