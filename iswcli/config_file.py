@@ -21,10 +21,6 @@ try:  # typer 0.2x carries its own copy of click
     from typer._click.core import ParameterSource
 except ImportError:
     from click.core import ParameterSource
-try:
-    import tomllib
-except ImportError:  # Python 3.10: the same parser as a package
-    import tomli as tomllib
 
 from iswcli.cli_errors import UsageError
 
@@ -65,6 +61,13 @@ def given_as(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> str:
 
 
 def _read(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10: the same parser as a package
+        try:
+            import tomli as tomllib
+        except ImportError:
+            raise UsageError(f"--config {path}: reading TOML needs Python 3.11 or `pip install tomli`") from None
     try:
         text = Path(path).read_text()
     except (OSError, UnicodeDecodeError) as exc:

@@ -60,7 +60,6 @@ class Domain:
         """The option's callback: the value unchanged, or one line naming the flag (or the config key) and the rule."""
         if value is None or self.admits(value):
             return value
-
         raise UsageError(f"{given_as(ctx, param, value)}: must be {self.rule(value)}", ctx)
 
 
