@@ -1089,6 +1089,53 @@ def info(
     render.show_description(described)
 
 
+# Pairs to and from TRL's preference format (stages/export_pairs.py, stages/import_pairs.py).
+@app.command("export-pairs")
+def export_pairs(
+    pairs: Annotated[
+        str, typer.Option("--pairs", metavar="PATH", help="Pairs artifact (weight-pairs).", rich_help_panel=INPUTS)
+    ],
+    samples: Annotated[
+        str, typer.Option("--samples", metavar="PATH", help="The samples it was made from.", rich_help_panel=INPUTS)
+    ],
+    scores: Annotated[
+        str,
+        typer.Option("--scores", metavar="PATH", help="Their scores (logprob_ref, if any).", rich_help_panel=INPUTS),
+    ],
+    out: Annotated[
+        str, typer.Option("--out", metavar="PATH", help="TRL dataset: .parquet or .jsonl.", rich_help_panel=RUN)
+    ],
+    config_file: ConfigOpt = None,
+) -> None:
+    """Write pairs as a TRL preference dataset: prompt, chosen, rejected, weight, ref_*_logps."""
+    from stages.export_pairs import ExportPairsConfig, run
+
+    with domain_errors():
+        render.show_result("iswt export-pairs", run(ExportPairsConfig(pairs, samples, scores, out)))
+
+
+@app.command("import-pairs")
+def import_pairs(
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", metavar="PATH", help="TRL preference data: .parquet, .jsonl, .json.", rich_help_panel=INPUTS
+        ),
+    ],
+    out_dir: Annotated[
+        str,
+        typer.Option("--out-dir", metavar="PATH", help="Gets samples, scores, pairs .parquet.", rich_help_panel=RUN),
+    ],
+    model: ModelOpt = "smollm2-135m",
+    config_file: ConfigOpt = None,
+) -> None:
+    """Read a TRL preference dataset as samples, scores and pairs that iswt train takes."""
+    from stages.import_pairs import ImportPairsConfig, run
+
+    with domain_errors():
+        render.show_result("iswt import-pairs", run(ImportPairsConfig(data, out_dir, model)))
+
+
 def main() -> None:
     app()
 
