@@ -74,7 +74,8 @@ ConfigOpt = Annotated[
         is_eager=True,
         expose_value=False,
         callback=config_file.load,
-        help="TOML file of this command's flags (keys: long flag names, e.g. max-new-tokens = 256); flags win.",
+        help="TOML file of this command's flags, keyed by long flag name (max-new-tokens = 256); flags given on the "
+        "command line win.",
         rich_help_panel=RUN,
     ),
 ]
