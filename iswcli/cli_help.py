@@ -7,7 +7,8 @@ a conventional metavar (TEXT, INTEGER, FLOAT, PATH; a flag has none), never
 wrapped, and the description with its default and, for a number, its domain
 (iswcli/domains.py) in the rest. An option joins the panel its
 `rich_help_panel` names, in the order the command declares them; the Run
-panel comes last and takes the options without one (--help).
+panel comes last and takes the options without one (--help), which make an
+Options panel of their own where a command has no Run panel.
 """
 
 from __future__ import annotations
@@ -96,8 +97,9 @@ def _panels(params) -> list[tuple[str, list]]:
         if title is None and param.param_type_name == "argument":
             title = "Arguments"
         (panels.setdefault(title, []) if title else loose).append(param)
-    run = panels.pop(RUN_PANEL, []) + loose
-    return [*panels.items(), *([(RUN_PANEL if panels else "Options", run)] if run else [])]
+    run = panels.pop(RUN_PANEL, None)
+    last = (RUN_PANEL if run else "Options", (run or []) + loose)
+    return [*panels.items(), *([last] if last[1] else [])]
 
 
 def _panel(title: str, rows) -> Panel:
