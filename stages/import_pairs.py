@@ -161,7 +161,9 @@ class _Builder:
         if isinstance(value, list):  # conversational: one assistant message
             if len(value) != 1 or value[0].get("role") != "assistant":
                 raise IswtError(f"--data {self.path}: row {i}: {key} must be one assistant message")
-            return value[0]["content"]
+            value = value[0].get("content")
+        if not isinstance(value, str):
+            raise IswtError(f"--data {self.path}: row {i}: {key} must be text or one assistant message")
         return value
 
     def _response(self, prompt_id: str, text: str) -> int:

@@ -168,3 +168,20 @@ def test_train_takes_imported_pairs(exported, tiny_model_dir, cli, tmp_path):
     log = pq.read_table(tmp_path / "run" / "train_log.parquet").to_pylist()
     assert [r["step"] for r in log] == [0, 1]
     assert log[0]["log_ratio_mean"] == pytest.approx(0.0, abs=1e-4)  # the reference train computed is the policy
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ({"prompt": "p", "chosen": None, "rejected": "b"}, "chosen must be text or one assistant message"),
+        ({"prompt": "p", "chosen": "a", "rejected": "a"}, "chosen and rejected are the same response"),
+        ({"prompt": "p", "chosen": "a", "rejected": "b", "weight": -1}, "weight -1 must be a finite number >= 0"),
+    ],
+)
+def test_import_refuses_bad_rows_in_one_line(row, message, tmp_path, cli, tiny_model_dir):
+    data = tmp_path / "bad.jsonl"
+    data.write_text(json.dumps(row) + "\n")
+    result = cli("import-pairs", "--data", str(data), "--out-dir", str(tmp_path / "o"), "--model", tiny_model_dir)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "o" / "pairs.parquet").exists()
