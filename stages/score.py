@@ -40,7 +40,7 @@ from iswcli.results import StageResult
 
 ON_ERROR = ("fail", "skip")
 FIELD_ALIASES = {"test": "tests"}  # the code reward also accepts 'tests'
-BASE_COLUMNS = ["prompt_id", "sample_idx", "prompt", "task_fields", "response"]
+BASE_COLUMNS = ["prompt_id", "sample_idx", "prompt", "task_fields", "response", "finish_reason"]
 TOKEN_COLUMNS = ["prompt_token_ids", "response_token_ids"]
 SKIPPED_IN_PROVENANCE = 1000
 
@@ -253,6 +253,7 @@ def to_samples(table: pa.Table, where: str) -> list[Sample]:
             fields=task_fields(row["task_fields"], key, where),
             key=key,
             messages=tasks.chat_messages(row["prompt"]),
+            finish_reason=row.get("finish_reason") or "",
         )
         out.append(Sample(item, row.get("prompt_token_ids"), row.get("response_token_ids")))
     return out

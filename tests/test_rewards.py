@@ -40,11 +40,8 @@ def math_score(response: str, answer) -> RewardResult:
         ("Final Answer: $-3.5$", "-3.5"),
         (r"so the answer is \frac{3}{4}.", r"\frac{3}{4}"),
         ("answer: **1,000** apples", "1000"),
-        ("We get 3 - 5 = -2 and then 8", "8"),
-        ("x = -12", "-12"),
+        ("x = -12", "-12"),  # nothing but math: an answer stated explicitly
         ("x = −12", "-12"),
-        ("half is 1/2", "1/2"),
-        ("It is 2.5e3", "2500"),
         ("no digits here", None),
     ],
 )
@@ -52,6 +49,15 @@ def test_extract_answer(text, expected):
     found = extract_answer(text)
     assert (found and found[0]) == expected
     assert found is None or found[1] == "math-verify"
+
+
+@pytest.mark.parametrize(
+    "text, implicit",
+    [("We get 3 - 5 = -2 and then 8", "8"), ("half is 1/2", "1/2"), ("It is 2.5e3", "2500")],
+)
+def test_an_implicit_last_number_is_read_only_when_asked(text, implicit):
+    assert extract_answer(text) is None
+    assert extract_answer(text, implicit=True)[0] == implicit
 
 
 @pytest.mark.parametrize(
@@ -93,9 +99,9 @@ def test_own_rules_rewrite_only_what_the_library_misreads(text, normalized):
         ("The answer is 0.5", "1/2"),
         ("The answer is 1/2", "0.5"),
         (r"\boxed{42}", "42"),
-        ("The result is 42", r"\boxed{42}"),
-        ("It comes to 42.0", "42"),
-        ("Total: 1,000", "1000"),
+        ("The answer is 42", r"\boxed{42}"),
+        ("The answer is 42.0", "42"),
+        ("Answer: 1,000", "1000"),
         (r"$\boxed{1{,}000}$", "1000"),
         ("The answer is -7.", "-7"),
         (r"\boxed{\frac{1}{2}}", "0.5"),
@@ -119,7 +125,7 @@ def test_math_equivalent_forms_pass(response, answer):
         ("The answer is 0.5", "1/3"),
         ("The answer is -7", "7"),
         ("The answer is −7", "7"),
-        ("Total: 1,000,000", "1000"),
+        ("Answer: 1,000,000", "1000"),
         (r"\boxed{\frac{1}{3}}", "0.5"),
         (r"I think \boxed{42} ... no, \boxed{24}", "42"),
         ("The answer is 2 1/2", "1"),
@@ -178,9 +184,17 @@ def test_unknown_reward_lists_known_names():
         make_reward("bleu", RewardOptions())
 
 
-def test_math_takes_only_the_graded_variant():
-    with pytest.raises(IswtError, match="the only variant is math:graded"):
-        make_reward("math:strict", RewardOptions())
+@pytest.mark.parametrize("variant", ["strict", "graded,", "flexible,graded,x"])
+def test_math_takes_only_its_variants(variant):
+    with pytest.raises(IswtError, match="the variants are math:graded"):
+        make_reward(f"math:{variant}", RewardOptions())
+
+
+def test_math_variants_combine():
+    reward = make_reward("math:flexible,graded", RewardOptions())
+    assert reward.flexible and reward.graded
+    result = reward.score_batch([RewardItem("Q?", "It comes to 41", {"answer": "42"})])[0]
+    assert 0 < result.reward < 0.5 and "partial credit" in result.info
 
 
 def test_missing_answer_field_is_named():

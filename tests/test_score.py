@@ -101,7 +101,7 @@ MATH_ROWS = [
     math_row("m1", 0, r"so \boxed{42}", "42"),
     math_row("m1", 1, "The answer is 41.", "42"),
     math_row("m2", 0, "The answer is 0.5", "1/2"),
-    math_row("m2", 1, "Half: 1/2", "1/2"),
+    math_row("m2", 1, "Answer: 1/2", "1/2"),
 ]
 
 
@@ -129,6 +129,21 @@ def test_math_reward_end_to_end(cli, tmp_path):
     assert prov["inputs"]["samples"]["sha256"] == artifacts.file_sha256(samples)
     assert prov["reward"]["spec"] == "math"
     assert not (tmp_path / "scores.parquet.partial").exists()
+
+
+def test_math_flexible_reads_a_last_number_only_of_a_finished_response(cli, tmp_path):
+    # The sampler's finish_reason reaches the reward: cut at --max-new-tokens,
+    # a response earns nothing from the number it stopped on.
+    rows = [
+        {**math_row("m1", i, "so we get 42 and then", "42"), "finish_reason": r}
+        for i, r in enumerate(["stop", "length"])
+    ]
+    samples = write_samples(tmp_path / "s.parquet", rows)
+    for reward, expected in (("math", [0.0, 0.0]), ("math:flexible", [1.0, 0.0])):
+        out = tmp_path / f"{reward.replace(':', '-')}.parquet"
+        result = cli("--json", "score", "--samples", samples, "--reward", reward, "--out", out)
+        assert result.exit_code == 0, result.stderr
+        assert [r["reward"] for r in read_rows(out)] == expected, reward
 
 
 HUMANEVAL_IDS = ["HumanEval/0", "HumanEval/2", "HumanEval/7"]

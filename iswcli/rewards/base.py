@@ -19,7 +19,8 @@ class RewardItem:
     response: the model's response; fields: the prompt's task fields
     ('answer' for math; 'test' and 'entry_point' for HumanEval); key:
     (prompt_id, sample_idx); messages: the prompt as chat messages when it
-    was given as a conversation.
+    was given as a conversation; finish_reason: the sampler's ('stop', or
+    'length' for a response cut at --max-new-tokens), '' where unknown.
     """
 
     prompt: str
@@ -27,6 +28,7 @@ class RewardItem:
     fields: dict
     key: tuple = ()  # (prompt_id, sample_idx) where known
     messages: tuple = ()  # the prompt as chat messages; () means one user turn of `prompt`
+    finish_reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,13 @@
-"""The `math` reward: math-verify's own extraction of the final answer, compared with the task's answer parsed the same way; `math:graded` adds partial credit."""
+"""The `math` reward: the final answer a response states (a box, an answer phrase, or math alone), extracted by math-verify and compared with the task's answer parsed the same way; `math:flexible` also reads the last number of a finished response, `math:graded` adds partial credit."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
+import signal
 import threading
+from contextlib import contextmanager
 from fractions import Fraction
 
 from iswcli.errors import IswtError
@@ -60,7 +63,40 @@ from iswcli.rewards.base import (
 # - a full stop right after a number ("The answer is 10/3."): read as a
 #   decimal point (10/3. is the float 3.333..., which does not verify against
 #   10/3); dropped when whitespace or the end of the text follows.
+# - \fbox{x}: not seen as a box; read as \boxed{x}. \degree: not read;
+#   written ^\circ. A GSM8K "#### 18" line: read as "Answer: 18".
+# - digit groups with LaTeX spaces (1\,000, 1~000), or plain spaces inside
+#   the last box (\boxed{1 000}): read as 1 * 0; rewritten as plain numbers.
+# - "2.5 million", 2.5\text{ million}: read as 2.5; rewritten as 2500000.
+# - a base subscript (204_5, 2345_{6}): dropped, so 204_6 passed against
+#   204_5; written \text{204}_{5}, a symbol compared whole.
+# - a number with its unit inside \text{} or \mbox{} (\mbox{5 cm}): read as
+#   the symbol "5cm"; the number is taken out of the text.
+# - an unclosed \boxed{: dropped (no answer is inside it; math-verify's box
+#   pattern took time quadratic in how many there were).
+#
+# What earns reward at all: only a final answer stated explicitly (a box, an
+# answer phrase, or a response of math alone); math-verify's fallback to the
+# last math or number anywhere is math:flexible's, and never for a response
+# cut at --max-new-tokens. A policy finds the last-number reading first: a
+# truncated or looping response, or one that tries the gold answer and
+# rejects it, would earn reward for a number it never gave as its answer.
 
+_FBOX = re.compile(r"\\fbox\s*\{")
+_DEGREE = re.compile(r"\\(?:text)?degree(?![A-Za-z])")
+# A base subscript on digits (204_5, 2345_{6}, base 2 to 36), made a symbol
+# math-verify compares whole: it drops the subscript and reads 204.
+_BASE = re.compile(r"(?<![\w.^_])(\d+)_(?:\{(\d{1,2})\}|(\d{1,2})(?!\d))")
+# "2.5 million", 2.5\text{ million}: the number it names.
+_SCALE_WORDS = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
+_SCALED = re.compile(
+    r"(?<![\w.,])(\d+(?:\.\d+)?)(?:\s|\\[,;!]|~)*(?:\\(?:text|mbox|mathrm)\{\s*)?(thousand|million|billion|trillion)\b\s*\}?"
+)
+# Digit groups spaced by LaTeX's thin or fixed spaces (1\,000, 1~000, 1\ 000).
+_LATEX_GROUPED = re.compile(r"(?<![\d.])\d{1,3}(?:(?:\\[,;: ]|~)\d{3})+(?![\d])")
+_SPACED_GROUPS = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d.,]| \d)")
+_NUMBER_IN_TEXT = re.compile(r"\\(?:text|mbox)\{[ \t]*(-?\d[\d.,]*)[ \t]+([A-Za-z][A-Za-z ]*)\}")
+_GSM8K_ANSWER = re.compile(r"^####[ \t]*(?=-?[$\d.][\d.,$ \t]*$)", re.MULTILINE)
 _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\uff0d": "-"})
 _GROUPED = re.compile(
     r"(?<![\w.,'\u2019])(?:"
@@ -102,12 +138,19 @@ _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
 def normalize_math_text(text: str) -> str:
     """`text` with the forms math-verify misreads rewritten (see above)."""
     text = text.translate(_MINUS_SIGNS)
+    text = _FBOX.sub(r"\\boxed{", text)
+    text = _DEGREE.sub(r"^\\circ", text)
+    text = _GSM8K_ANSWER.sub("Answer: ", text)
+    text = _NUMBER_IN_TEXT.sub(r"\1\\text{ \2}", text)
+    text = _LATEX_GROUPED.sub(lambda m: re.sub(r"\D", "", m.group(0)), text)
+    text = _SCALED.sub(_scaled, text)
+    text = _BASE.sub(_based, text)
     text = _GROUPED.sub(_ungrouped, text)
     text = _SCIENTIFIC.sub(_decimal, text)
     text = _MIXED_NUMBER.sub(_improper, text)
     text = _ESCAPED_DOLLAR.sub("", text)
     text = "\n".join(_delimit_ratios(_drop_currency_dollars(line)) for line in text.split("\n"))
-    text = _unbox_all_but_last(text)
+    text = _ungroup_last_box(_unbox_all_but_last(text))
     text = _RESTATED.sub("answer is", text)
     text = _FULL_STOP.sub("", text)
     return _delimit_bare_answer(text)
@@ -119,6 +162,33 @@ def _ungrouped(match: re.Match) -> str:
     number = match.group(0)
     grouping = re.search(r"\D", number).group(0)
     return re.sub(r"\s", "", number.replace(grouping, "")).replace(",", ".")
+
+
+def _scaled(match: re.Match) -> str:
+    from decimal import Decimal
+
+    value = Decimal(match.group(1)).scaleb(_SCALE_WORDS[match.group(2)])
+    return format(value.normalize(), "f")
+
+
+def _based(match: re.Match) -> str:
+    digits, base = match.group(1), int(match.group(2) or match.group(3))
+    if not 2 <= base <= 36:
+        return match.group(0)
+    return f"\\text{{{digits}}}_{{{base}}}"
+
+
+def _ungroup_last_box(text: str) -> str:
+    """The last box's "1 000 000" as 1000000: inside a box a space between
+    groups of three digits is a thousands separator, not a list."""
+    boxes = list(_BOX.finditer(text))
+    if not boxes:
+        return text
+    close = _brace_pairs(text).get(boxes[-1].end() - 1)
+    if close is None:
+        return text
+    inner = _SPACED_GROUPS.sub(lambda m: m.group(0).replace(" ", ""), text[boxes[-1].end() : close])
+    return text[: boxes[-1].end()] + inner + text[close:]
 
 
 def _decimal(match: re.Match) -> str:
@@ -158,38 +228,65 @@ def _delimit_ratios(line: str) -> str:
     return _RATIO.sub(lambda m: f"${m.group(0)}$", line)
 
 
-def _brace_end(text: str, open_at: int) -> int:
-    """The index of the "}" closing the "{" at `open_at`, else -1."""
-    depth = 0
-    for k in range(open_at, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[k], 0)
-        if depth == 0:
-            return k
-    return -1
+def _brace_pairs(text: str) -> dict[int, int]:
+    """Each balanced "{" index mapped to its "}" index, in one pass (a stack),
+    so that unclosed or deeply nested braces cost time linear in the text."""
+    pairs, opened = {}, []
+    for k, c in enumerate(text):
+        if c == "{":
+            opened.append(k)
+        elif c == "}" and opened:
+            pairs[opened.pop()] = k
+    return pairs
+
+
+def brace_depth(text: str) -> int:
+    """How deep the balanced braces of `text` nest (linear in its length)."""
+    pairs = _brace_pairs(text)
+    closes, depth, deepest = set(pairs.values()), 0, 0
+    for k, c in enumerate(text):
+        if c == "{" and k in pairs:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c == "}" and k in closes:
+            depth -= 1
+    return deepest
 
 
 def _unbox_all_but_last(text: str) -> str:
-    """`text` with every \\boxed{x} (or \\fbox{x}) but the last written x."""
-    boxes, after = [], 0
+    """`text` with every \\boxed{x} (or \\fbox{x}) but the last written x,
+    and every unclosed \\boxed{ dropped: no answer is inside it, and left in
+    place it costs math-verify's box pattern time quadratic in their number."""
+    pairs = _brace_pairs(text)
+    boxes, unclosed, after = [], [], 0
     for m in _BOX.finditer(text):
-        close = _brace_end(text, m.end() - 1)
-        if m.start() >= after and close >= 0:
+        close = pairs.get(m.end() - 1)
+        if close is None:
+            unclosed.append((m.start(), m.end(), None))
+        elif m.start() >= after:
             boxes.append((m.start(), m.end(), close))
             after = close
-    for start, inner, close in reversed(boxes[:-1]):
-        text = text[:start] + text[inner:close] + text[close + 1 :]
-    return text
+    pieces, at = [], 0  # the edits are disjoint: an unclosed "{" is never inside a closed pair
+    for start, inner, close in sorted(boxes[:-1] + unclosed, key=lambda edit: edit[0]):
+        pieces.append(text[at:start])
+        if close is None:
+            at = inner
+        else:
+            pieces.append(text[inner:close])
+            at = close + 1
+    return "".join(pieces) + text[at:]
 
 
 def _masked(text: str) -> str:
     """`text` with LaTeX command names and brace groups blanked (same length),
     so that only the words of prose in it stay letters."""
     text = re.sub(r"\\[A-Za-z]+", lambda m: "\\" + "#" * (len(m.group(0)) - 1), text)
-    while True:
-        blanked = re.sub(r"\{[^{}]*\}", lambda m: "#" * len(m.group(0)), text)
-        if blanked == text:
-            return text
-        text = blanked
+    pairs, pieces, at = _brace_pairs(text), [], 0
+    for open_at in sorted(pairs):
+        if open_at >= at:  # an outermost group: blank it whole
+            pieces += [text[at:open_at], "#" * (pairs[open_at] - open_at + 1)]
+            at = pairs[open_at] + 1
+    return "".join(pieces) + text[at:]
 
 
 def _delimit_bare_answer(text: str) -> str:
@@ -225,18 +322,92 @@ def _as_set(listed: str) -> str:
     return ", ".join(item.replace(",", "") for item in re.findall(_ITEM, listed))
 
 
-def _parse_math(text: str, timeout_s: int) -> list:
-    """math-verify's parse with LaTeX and expression extraction; boxed answers
-    rank with the "final answer" phrases, so the last one stated wins."""
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
-
-    config = (LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig())
-    return parse(normalize_math_text(text), extraction_config=config, parsing_timeout=timeout_s)
+class OutOfTime(BaseException):
+    """The deadline of one response's scoring passed. A BaseException, as
+    math-verify's own timeout is, so that no `except Exception` on the way
+    (math-verify's, sympy's) swallows it."""
 
 
-def _parse_gold(answer: str, timeout_s: int) -> list:
+@contextmanager
+def deadline(seconds: float):
+    """Raise OutOfTime in the main thread once `seconds` have passed (no limit when infinite).
+
+    One timer covers our rewrites, math-verify's extraction and its
+    comparison alike, so that nothing a response holds runs past --timeout.
+    After the first alarm it repeats every 50 ms, so that a handler that does
+    catch BaseException somewhere does not leave the rest without a limit.
+    """
+    if not math.isfinite(seconds):
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise OutOfTime
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3), 0.05)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _quiet_math_verify() -> None:
+    """Our deadline replaces math-verify's own timeouts (its SIGALRM would
+    cancel ours); its warnings about that, and its log lines quoting a whole
+    response, would only clutter stderr."""
+    logging.getLogger("math_verify").setLevel(logging.ERROR)
+
+
+def _config(anchored: bool) -> tuple:
+    """math-verify's extraction: boxed answers rank with the "final answer"
+    phrases, so the last one stated wins; `anchored` keeps only those (a box
+    or an answer phrase), without the last math or number anywhere."""
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig
+
+    free = not anchored
+    return (
+        LatexExtractionConfig(boxed_match_priority=0, try_extract_without_anchor=free),
+        ExprExtractionConfig(try_extract_without_anchor=free),
+    )
+
+
+def _parse_math(text: str, anchored: bool = False) -> list:
+    """math-verify's parse of `text` after our rewrites, under the caller's deadline."""
+    from math_verify import parse
+
+    return parse(normalize_math_text(text), extraction_config=_config(anchored), parsing_timeout=None)
+
+
+def _parse_gold(answer: str) -> list:
     """The gold answer through the same parser, read as a whole (boxed) first."""
-    return _parse_math(f"\\boxed{{{answer}}}", timeout_s) or _parse_math(answer, timeout_s)
+    return _parse_math(f"\\boxed{{{answer}}}") or _parse_math(answer)
+
+
+# math-verify's LaTeX parser (ANTLR) takes time exponential in the depth of
+# nested braces, {{{1}}}: 1.5 s at depth 10, 9 s at 14. No answer is written
+# 10 deep, so a response nested deeper gets nothing extracted, at once.
+MAX_BRACE_DEPTH = 10
+
+
+def _lone_answer(text: str) -> bool:
+    """Whether the whole response is one line of math and numbers, with no
+    prose (such as "42" or "$x = 5$"): the answer is then stated explicitly."""
+    text = text.strip()
+    return bool(text) and "\n" not in text and not _PROSE_WORD.search(_masked(text))
+
+
+def _parse_response(text: str, implicit: bool) -> list:
+    """The response's final answer: a box or an answer phrase, or the whole
+    response when it is nothing but math; the last math or number anywhere
+    only when `implicit` (math:flexible on a response that was not cut off)."""
+    if brace_depth(text) > MAX_BRACE_DEPTH:
+        return []
+    found = _parse_math(text, anchored=True)
+    if not found and (implicit or _lone_answer(text)):
+        found = _parse_math(text)
+    return found
 
 
 def _shown(parsed: list) -> str:
@@ -244,12 +415,17 @@ def _shown(parsed: list) -> str:
     return parsed[-1] if len(parsed) > 1 and isinstance(parsed[-1], str) else str(parsed[0])
 
 
-def extract_answer(text: str, timeout_s: int = 5) -> tuple[str, str] | None:
-    """The final answer in `text` as math-verify extracts it, and how ('math-verify'), or None.
+def extract_answer(text: str, timeout_s: float = 5, implicit: bool = False) -> tuple[str, str] | None:
+    """The final answer in `text` as the math reward reads it, and how ('math-verify'), or None.
 
-    Call from the main thread (math-verify's timeouts use SIGALRM).
+    Call from the main thread (the deadline uses SIGALRM).
     """
-    parsed = _parse_math(text, timeout_s)
+    _quiet_math_verify()
+    try:
+        with deadline(timeout_s):
+            parsed = _parse_response(text, implicit)
+    except OutOfTime:
+        return None
     return (_shown(parsed), "math-verify") if parsed else None
 
 
@@ -293,33 +469,44 @@ class MathReward(BaseReward):
     name = "math"
     required_fields = ("answer",)
 
-    def __init__(self, options: RewardOptions, graded: bool = False):
-        self.verify_timeout_s = max(1, round(options.timeout_s))
+    def __init__(self, options: RewardOptions, graded: bool = False, flexible: bool = False):
+        self.timeout_s = options.timeout_s
         self.graded = graded
+        self.flexible = flexible
 
     def score_batch(self, items: list[RewardItem]) -> list[RewardResult]:
         """Score every item in the calling (main) thread."""
         require_fields("math", items, "answer")
         if threading.current_thread() is not threading.main_thread():
-            raise RuntimeError(
-                "math reward: call score_batch from the main thread (math-verify times out with SIGALRM)"
-            )
-        return [self.score_one(item.response, str(item.fields["answer"])) for item in items]
+            raise RuntimeError("math reward: call score_batch from the main thread (its deadline uses SIGALRM)")
+        _quiet_math_verify()
+        return [self.score_item(item) for item in items]
 
-    def score_one(self, response: str, answer: str) -> RewardResult:
-        """Parse both sides, verify, explain."""
+    def score_item(self, item: RewardItem) -> RewardResult:
+        """One item, all of its parsing and comparison within --timeout."""
+        answer = str(item.fields["answer"])
+        implicit = self.flexible and item.finish_reason != "length"
+        try:
+            with deadline(self.timeout_s):
+                return self.score_one(item.response, answer, implicit)
+        except OutOfTime:
+            return RewardResult(0.0, f"timed out after {self.timeout_s:g}s reading the answer; answer {quote(answer)}")
+
+    def score_one(self, response: str, answer: str, implicit: bool = False) -> RewardResult:
+        """Parse both sides, verify, explain (under the caller's deadline)."""
         from math_verify import verify
 
-        t = self.verify_timeout_s
-        pred = _parse_math(response, t)
+        depth = brace_depth(response)
+        if depth > MAX_BRACE_DEPTH:
+            return RewardResult(0.0, f"nothing extracted (braces nested {depth} deep, over {MAX_BRACE_DEPTH})")
+        pred = _parse_response(response, implicit)
         if not pred:
-            return RewardResult(
-                0.0, f"nothing extracted (no \\boxed{{}}, answer phrase, math or number); answer {quote(answer)}"
-            )
-        gold = _parse_gold(answer, t)
+            where = "no \\boxed{}, answer phrase or response of math alone" + (", math or number" if implicit else "")
+            return RewardResult(0.0, f"nothing extracted ({where}); answer {quote(answer)}")
+        gold = _parse_gold(answer)
         if not gold:
             return RewardResult(0.0, f"extracted {quote(_shown(pred))}; the answer {quote(answer)} could not be parsed")
-        ok = verify(gold, pred, timeout_seconds=t)
+        ok = verify(gold, pred, timeout_seconds=None)
         verdict = "matches" if ok else "does not match"
         why = f"extracted {quote(_shown(pred))}; {verdict} answer {quote(answer)} (math-verify)"
         if ok or not self.graded:
@@ -342,8 +529,15 @@ def partial_credit(extracted: str, answer: str) -> float:
     return _credit(as_number(extracted), as_number(answer))
 
 
+_VARIANTS = ("graded", "flexible")
+
+
 @register_reward("math")
 def _make_math(arg: str | None, options: RewardOptions) -> MathReward:
-    if arg not in (None, "graded"):
-        raise IswtError(f"--reward math:{arg}: the only variant is math:graded (partial credit for near misses)")
-    return MathReward(options, graded=arg == "graded")
+    chosen = set() if arg is None else set(arg.split(","))
+    if not chosen <= set(_VARIANTS) or (arg is not None and "" in arg.split(",")):
+        raise IswtError(
+            f"--reward math:{arg}: the variants are math:graded (partial credit for near misses), "
+            "math:flexible (also the last number of a finished response) and math:graded,flexible"
+        )
+    return MathReward(options, graded="graded" in chosen, flexible="flexible" in chosen)
