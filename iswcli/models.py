@@ -70,8 +70,23 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 def check_device(device: str) -> None:
+    """The device's name, and that the machine has it: asked for a GPU it lacks, a stage would otherwise
+    run on the CPU (accelerate falls back) and record the GPU it asked for."""
     if not _DEVICE.match(device):
         raise IswtError(f"--device {device}: must be auto, cpu, mps, cuda or cuda:N")
+    if device.startswith("cuda"):
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(":")[2] or 0)
+        if index >= count:
+            seen = "no CUDA GPU is visible" if count == 0 else f"only cuda:0 to cuda:{count - 1} are visible"
+            raise IswtError(f"--device {device}: {seen} on this machine (--device auto or cpu runs without one)")
+    if device == "mps":
+        import torch
+
+        if not torch.backends.mps.is_available():
+            raise IswtError(f"--device {device}: Apple's MPS is not available on this machine (--device auto or cpu)")
 
 
 # Files only an iswt train run directory has; such a directory is usable once its manifest exists.

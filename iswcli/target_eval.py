@@ -92,12 +92,21 @@ def z_intervals(z_path: str, beta: float) -> dict[str, tuple[float, float, float
                 f"--z {z_path}: prompt {row['prompt_id']!r} has beta {row['beta']}, but --target-beta "
                 f"is {beta}; log Z depends on beta"
             )
+        if row["log_z"] is None or not math.isfinite(row["log_z"]):
+            raise IswtError(f"--z {z_path}: log_z is not finite for prompt {row['prompt_id']!r}")
         lo, hi = row["log_z_lo"], row["log_z_hi"]
         if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
             se = row["log_z_se"] if row["log_z_se"] is not None else float("nan")
             lo, hi = row["log_z"] - 1.96 * se, row["log_z"] + 1.96 * se
         out[row["prompt_id"]] = (row["log_z"], lo, hi)
     return out
+
+
+def check_z_covers(z_path: str, beta: float, prompt_ids: list[str]) -> None:
+    """--z has a log Z for every evaluated prompt (checked before anything is sampled)."""
+    missing = sorted(set(prompt_ids) - set(z_intervals(z_path, beta)))
+    if missing:
+        raise IswtError(f"--z {z_path}: has no log Z for {len(missing)} evaluated prompts (e.g. {missing[0]!r})")
 
 
 def answer_mass_errors(p_policy, p_target, sampled: list[bool]) -> dict[str, float]:
@@ -278,6 +287,24 @@ def evaluate_targets(
     return summary
 
 
+def _check_one_beta(targets: list[str]) -> None:
+    """Targets measured at different betas are distances to different pi*: they never pair."""
+    from iswcli import artifacts
+
+    betas = {}
+    for path in targets:
+        column = artifacts.read_artifact(path, target_spec(), columns=["beta"]).table.column("beta").to_pylist()
+        betas[path] = sorted(set(column))
+    first = targets[0]
+    for path in targets[1:]:
+        if betas[path] != betas[first]:
+            ours, theirs = (", ".join(f"{b:g}" for b in betas[t]) for t in (first, path))
+            raise IswtError(
+                f"--compare: {first} measures pi* at beta {ours} and {path} at beta {theirs}: "
+                "different targets; evaluate both at one --target-beta"
+            )
+
+
 def read_target_values(path: str) -> dict[str, dict[str, float]]:
     """prompt_id -> {metric: value} of a target artifact (for --compare and the report)."""
     from iswcli import artifacts
@@ -335,6 +362,7 @@ def add_compare_values(eval_paths: list[str], common: list[str], values: list[di
     targets = [str(Path(p).with_suffix(".target.parquet")) for p in eval_paths]
     if not all(os.path.exists(t) for t in targets):
         return
+    _check_one_beta(targets)
     nan = dict.fromkeys(SUMMARY_METRICS, float("nan"))
     per_run = [read_target_values(t) for t in targets]
     exact: list[dict] = [{} for _ in values]

@@ -228,10 +228,34 @@ def check_prompts(config: EvaluateConfig) -> list[str]:
         for p in prompts:
             if p.fields.get(name) is None and (alias is None or p.fields.get(alias) is None):
                 raise IswtError(f"prompt {p.prompt_id!r} has no task field '{name}'; the {reward.name} reward needs it")
-    if reward.name == "set":  # the answers' own rules, before anything is sampled
+    if reward.name == "set":  # the answers' own rules and reachability, before anything is sampled
+        tokenizer, stops = _tokenizer_and_stops(config.model)
         for p in prompts:
-            exact_targets.parse_answers(p.fields["answers"], f"prompt {p.prompt_id!r}")
-    return [p.prompt_id for p in prompts]
+            where = f"prompt {p.prompt_id!r}"
+            answer_ids = exact_targets.tokenize_answers(
+                tokenizer, exact_targets.parse_answers(p.fields["answers"], where), where
+            )
+            exact_targets.check_reachable(answer_ids, stops, config.max_new_tokens, where)
+    ids = [p.prompt_id for p in prompts]
+    if config.z is not None:
+        target_eval.check_z_covers(config.z, config.target_beta, ids)
+    return ids
+
+
+def _tokenizer_and_stops(model: str):
+    """The sampling model's tokenizer and stop ids, from its configs (no weights loaded), as sample finds them."""
+    from types import SimpleNamespace
+
+    from transformers import AutoConfig, GenerationConfig
+
+    path = models.local_path(models.resolve_model(model))
+    try:
+        generation = GenerationConfig.from_pretrained(path)
+    except OSError:  # no generation_config.json
+        generation = None
+    tokenizer = models.load_tokenizer(path)
+    config = SimpleNamespace(generation_config=generation, config=AutoConfig.from_pretrained(path))
+    return tokenizer, models.stop_token_ids(config, tokenizer)
 
 
 def run(config: EvaluateConfig) -> EvaluateResult:

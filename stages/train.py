@@ -29,7 +29,14 @@ from accelerate import Accelerator
 from iswcli import artifacts, cache, chain, console, losses, model_card, models, outputs, run_dir, tracking, train_data
 from iswcli.errors import IswtError, raise_first_failure
 from iswcli.results import StageResult
-from iswcli.target_curves import CURVE_GROUPS, TargetCurves, heldout_prompts, set_reward_default, training_prompts
+from iswcli.target_curves import (
+    CURVE_GROUPS,
+    REFERENCE_FILE,
+    TargetCurves,
+    heldout_prompts,
+    set_reward_default,
+    training_prompts,
+)
 from iswcli.train_policy import (
     PolicyWithZ,
     load_policy,
@@ -84,7 +91,7 @@ class TrainConfig:
     batch_size: int = 8
     batch_order: str = "by-prompt"  # by-prompt: a prompt's samples (or pairs) in the same micro-batch; shuffled
     grad_accum: int = 1
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = 1.0  # 0: no clipping (HF Trainer's and TRL's meaning)
     epochs: int = 1
     max_steps: int | None = None
     precision: str = "fp32"
@@ -186,6 +193,7 @@ def validate(c: TrainConfig) -> None:
             c.eval_target_beta is None or (math.isfinite(c.eval_target_beta) and c.eval_target_beta > 0),
             f"--eval-target-beta {c.eval_target_beta}: must be a finite number > 0",
         ),
+        *_other_losses_flags(c),
     ]
     raise_first_failure(checks)
     models.check_device(c.device)
@@ -194,6 +202,23 @@ def validate(c: TrainConfig) -> None:
         raise IswtError(f"--out {c.out}: is a file; a run directory is expected")
     artifacts.check_parent_writable(c.out, "--out", directory=True)  # a read-only run directory, even with --force
     models.check_adapter(c.adapter)
+
+
+# Flags that only some losses read, and those losses: given to another loss, one would be ignored without a word.
+KL_LOSSES = ("grpo", "gspo", "dpg")
+
+
+def _other_losses_flags(c: TrainConfig) -> list[tuple[bool, str]]:
+    """A refusal for each flag set away from its default that --loss does not read."""
+    owned = [
+        ("--pairs", c.pairs is not None, losses.PAIR_LOSSES),
+        (f"--kl-coef {c.kl_coef:g}", c.kl_coef != 0, KL_LOSSES),
+        ("--z-mode learned", c.z_mode == "learned", ("tb",)),
+    ]
+    return [
+        (not given or c.loss in readers, f"{flag}: --loss {c.loss} does not read it (only {', '.join(readers)} do)")
+        for flag, given, readers in owned
+    ]
 
 
 def _frozen_z(c: TrainConfig) -> bool:
@@ -216,6 +241,11 @@ def resolve_beta(c: TrainConfig) -> TrainConfig:
         raise IswtError(
             f"--beta {c.beta}: --z {c.z} was estimated at beta {z_beta:g}, and --loss {c.loss} against it "
             "needs the same beta; omit --beta to take it from the z, or estimate Z at this beta"
+        )
+    if c.eval_target_beta is not None and c.eval_target_beta != z_beta:
+        raise IswtError(
+            f"--eval-target-beta {c.eval_target_beta:g}: --loss {c.loss} trains toward pi* at the beta of --z "
+            f"{c.z} ({z_beta:g}); curves against another pi* measure another target (omit --eval-target-beta)"
         )
     return replace(c, beta=z_beta)
 
@@ -249,6 +279,10 @@ def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifac
         inputs["pairs"] = pairs.artifact
     else:
         train_data.select_samples(data, c.loss, c.sft_select)
+    return data, inputs
+
+
+def _warn_no_signal(c: TrainConfig, data) -> None:
     if c.loss in ("tb", "grpo", "gspo") and train_data.prompts_with_equal_rewards(data) == len(data.prompt_names):
         # tb's target is then pi_ref itself and grpo's advantages are all 0: an optimizer step could only follow
         # float noise (AdamW scales even 1e-7 gradients to full learning-rate steps)
@@ -256,7 +290,6 @@ def read_inputs(c: TrainConfig) -> tuple[train_data.TrainData, dict[str, artifac
             f"--loss {c.loss}: every prompt's samples have the same reward in {c.scores}: there is no reward "
             "signal to learn from"
         )
-    return data, inputs
 
 
 def run(c: TrainConfig) -> TrainResult:
@@ -282,6 +315,9 @@ def _train(c: TrainConfig) -> TrainResult:
     curves = _target_curves(c, tokenizer, inputs) if c.eval_target_every else None
     fingerprint = run_dir.fingerprint(asdict(c), inputs)
     resume = run_dir.resume_or_start(c.out, fingerprint, resume=c.resume, force=c.force)
+    if resume:
+        _check_resumable(c, Path(c.out))
+    _warn_no_signal(c, data)  # after the resume decision: a refused resume prints its one line only
 
     accelerator = Accelerator(mixed_precision="bf16" if c.precision == "bf16" else "no", cpu=c.device == "cpu")
     run_dir.seed_everything(c.seed + accelerator.process_index)
@@ -351,7 +387,8 @@ def _train(c: TrainConfig) -> TrainResult:
                 for k, v in {"loss": loss.item(), **parts}.items():
                     totals[k] = totals.get(k, 0.0) + v / len(micro)
                 tokens += n_tok
-            grad_norm = accelerator.clip_grad_norm_(module.parameters(), c.max_grad_norm)
+            # 0 means no clipping, as in HF Trainer and TRL; the norm is still measured and logged
+            grad_norm = accelerator.clip_grad_norm_(module.parameters(), c.max_grad_norm or math.inf)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
             scheduler.step()
@@ -379,6 +416,31 @@ def _train(c: TrainConfig) -> TrainResult:
         _save_run(c, out, accelerator.unwrap_model(module), tokenizer, log_rows, inputs, identity, data, diagnostics)
     accelerator.wait_for_everyone()
     return _summary(c, log_rows, total_steps, data, diagnostics)
+
+
+def _check_resumable(c: TrainConfig, out: Path) -> None:
+    """What a resume reads from the run directory, checked before the model loads: the latest checkpoint is
+    whole (torch saves a zip archive; a truncated one lacks its directory), and a run measuring curves still
+    has the pi* it measured them against (rebuilt from the trained policy, it would be another target)."""
+    import zipfile
+
+    done = sorted(p for p in (out / "checkpoints").glob("step-*") if (p / "state.pt").exists())
+    state = done[-1] / "state.pt"
+    try:
+        with zipfile.ZipFile(state) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError):
+        broken = state.name
+    if broken is not None:
+        raise IswtError(
+            f"--resume: {state} is not a readable checkpoint (truncated or corrupt); remove {done[-1]} to "
+            "resume from the checkpoint before it, or --force to start over"
+        )
+    if c.eval_target_every and not (out / REFERENCE_FILE).exists():
+        raise IswtError(
+            f"--resume: {out / REFERENCE_FILE} is gone, so the curves cannot be measured against the pi* of "
+            "their earlier rows; --force to start over"
+        )
 
 
 def _policy_or_reference(module, step: int, accelerator):
