@@ -106,6 +106,10 @@ Z = _spec(
     ("log_z_lo", pa.float64()),  # 95% interval (bootstrap, else +-1.96 se), widened for rewards K samples may miss
     ("log_z_hi", pa.float64()),
     ("flags", pa.list_(pa.string())),
+    ("log_z_is", pa.float64()),  # the plain IS estimate, whichever estimator log_z is
+    ("log_mean_ratio", pa.float64()),  # log mean_k pi_ref/q: 0 in expectation (exactly 0 when q is pi_ref)
+    ("ratio_ess_frac", pa.float64()),
+    ("ratio_khat", pa.float64()),
 )
 
 PAIRS = _spec(

@@ -313,6 +313,14 @@ def estimate_z(
         str,
         typer.Option("--reward-transform", help="none or group-zscore (changes the target).", rich_help_panel=ESTIMATE),
     ] = "none",
+    estimator: Annotated[
+        str,
+        typer.Option(
+            "--estimator",
+            help="snis (self-normalized, within the reward bounds) or is (plain); equal when q is pi_ref.",
+            rich_help_panel=ESTIMATE,
+        ),
+    ] = "snis",
     low_ess: Annotated[
         Optional[float],
         typer.Option(
@@ -350,6 +358,7 @@ def estimate_z(
         bootstrap=bootstrap,
         seed=seed,
         reward_transform=reward_transform,
+        estimator=estimator,
         plot=plot,
         shard=shard,
         **optional,

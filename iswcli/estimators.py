@@ -1,13 +1,26 @@
 """Importance-sampling estimates of a prompt's partition function, with diagnostics.
 
-For one prompt with K samples y_k drawn from a proposal q, the log-weights are
+For one prompt with K samples y_k drawn from a proposal q, the log-ratios and
+log-weights are
 
-    lw_k = log pi_ref(y_k|x) - log q(y_k|x) + beta * r_k
+    lr_k = log pi_ref(y_k|x) - log q(y_k|x),    lw_k = lr_k + beta * r_k
 
-and Z(x) = E_{y~pi_ref}[exp(beta * r)] is estimated by Z_hat = mean_k exp(lw_k),
-that is log Z_hat = logsumexp(lw) - log K. Z_hat is unbiased; log Z_hat is
-biased low. Everything is computed in log space: beta * r of a few thousand is
-routine and exp() of it overflows.
+and Z(x) = E_{y~pi_ref}[exp(beta * r)] has two estimators:
+
+- ``is`` (plain): Z_hat = mean_k exp(lw_k), log Z_hat = logsumexp(lw) - log K.
+  Unbiased for Z, but over long sequences from a proposal that is not pi_ref
+  the ratios exp(lr) spread over many nats and their sample mean, which is 1
+  in expectation, falls far below 1: the estimate then lies below
+  beta * min r, a bound no Z can break.
+- ``snis`` (self-normalized): Z_hat = sum_k exp(lw_k) / sum_k exp(lr_k), a
+  weighted mean of exp(beta r), so it stays within [beta min r, beta max r];
+  consistent, biased O(1/K). When lr is exactly 0 both are the same number.
+
+The sample's log mean ratio, logsumexp(lr) - log K, is 0 in expectation: it
+measures how much of pi_ref's mass the proposal's samples visited, and it is
+exactly the gap between the two estimates (log Z_is = log Z_snis + it).
+Everything is computed in log space: beta * r of a few thousand is routine
+and exp() of it overflows.
 
 `estimate_groups` takes many prompts at once and works on whole arrays
 (np.unique + ufunc.reduceat); only the bootstrap draws and the Pareto tail fit
@@ -37,16 +50,29 @@ _KHAT_PRIOR_SHAPE = 0.5
 #: bootstrap, so memory stays flat for millions of prompts.
 _CHUNK_ELEMENTS = 4_000_000
 
-#: Per-prompt flags, in the order they are listed. ``tempered_proposal``: q was
-#: sampled at a temperature other than 1, so q is not pi_ref (its support is);
-#: ``truncated_proposal``: top-p, top-k or greedy cut pi_ref's support, so Z is
-#: underestimated; ``sampler_mismatch``: the sampler's raw log-probs differ from
-#: the teacher-forced reference's on the same weights (numerics, not the model).
+#: The estimators of log Z (module docstring); the first is estimate-z's default.
+ESTIMATORS = ("snis", "is")
+#: |log mean ratio| (nats) past which a prompt is flagged ``weight_mass_off``.
+WEIGHT_MASS_NATS = 0.5
+
+#: Per-prompt flags, in the order they are listed. Each says something about
+#: this prompt's estimate, not about the proposal as a whole (a tempered or
+#: truncated proposal is a fact of the samples' provenance, recorded in the z's):
+#: ``low_ess``: ESS/K of the weights below the threshold; ``high_khat``: the
+#: Pareto tail of the weights is too heavy for K; ``weight_mass_off``: the
+#: sample's mean ratio pi_ref/q is more than WEIGHT_MASS_NATS from 1 in log
+#: space, so the samples saw the wrong share of pi_ref's mass (plain IS is off
+#: by exactly that much; a top-p proposal shows here the share it cut);
+#: ``high_ratio_khat``: the same Pareto test on the ratios alone;
+#: ``outside_reward_bounds``: the estimate breaks beta min r <= log Z <= beta
+#: max r (only plain IS can); ``sampler_mismatch``: the sampler's raw
+#: log-probs differ from the teacher-forced reference's on the same weights.
 FLAG_NAMES = (
     "low_ess",
     "high_khat",
-    "tempered_proposal",
-    "truncated_proposal",
+    "weight_mass_off",
+    "high_ratio_khat",
+    "outside_reward_bounds",
     "all_equal_rewards",
     "sampler_mismatch",
 )
@@ -67,13 +93,17 @@ class ZTable:
     """
 
     group_id: np.ndarray
-    log_z: np.ndarray
+    log_z: np.ndarray  # the chosen estimator's
+    log_z_is: np.ndarray  # the plain estimate, whichever was chosen
+    log_mean_ratio: np.ndarray  # log mean_k pi_ref/q: 0 in expectation
     n_samples: np.ndarray
     ess: np.ndarray
     ess_frac: np.ndarray
+    ratio_ess_frac: np.ndarray  # Kish ESS/K of the ratios alone: what the self-normalization rests on
     max_weight_share: np.ndarray
     khat: np.ndarray
     khat_note: np.ndarray
+    ratio_khat: np.ndarray
     log_z_se: np.ndarray
     log_z_lo: np.ndarray
     log_z_hi: np.ndarray
@@ -194,25 +224,42 @@ def _segment_logsumexp(values: np.ndarray, starts: np.ndarray, counts: np.ndarra
     return peak + np.log(total)
 
 
-def _segment_stats(lw: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> dict:
-    """log Z_hat, Kish ESS, largest weight share and delta-method se per segment.
+def _segment_stats(lw: np.ndarray, lr: np.ndarray, starts: np.ndarray, counts: np.ndarray, estimator: str) -> dict:
+    """Both estimates of log Z, Kish ESS, largest weight share and the chosen estimate's se per segment.
 
-    The se uses var(w)/mean(w)^2 = K (K/ESS - 1)/(K - 1) (sample variance,
+    Plain IS: var(w)/mean(w)^2 = K (K/ESS - 1)/(K - 1) (sample variance,
     ddof=1), so se(log Z_hat) = sqrt((K/ESS - 1)/(K - 1)): no weight is ever
-    exponentiated unshifted. It is NaN for a single-sample group.
+    exponentiated unshifted. Self-normalized: the delta-method variance of a
+    ratio, sum_k w_k^2 (f_k - mean)^2 with w the normalized ratios and f =
+    e^{beta r} (shifted by its segment max), times K/(K - 1) so that with
+    equal ratios it is the plain se exactly. NaN for a single-sample group.
     """
     lse1 = _segment_logsumexp(lw, starts, counts)
     lse2 = _segment_logsumexp(2.0 * lw, starts, counts)
+    lse_ratio = _segment_logsumexp(lr, starts, counts)
     k = counts.astype(np.float64)
     ess = np.exp(2.0 * lse1 - lse2)
     share = np.exp(np.maximum.reduceat(lw, starts) - lse1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel_var = np.maximum(k / ess - 1.0, 0.0) / (k - 1.0)
+        if estimator == "is":
+            rel_var = np.maximum(k / ess - 1.0, 0.0) / (k - 1.0)
+        else:
+            tilt = lw - lr  # beta * r
+            f = np.exp(tilt - np.repeat(np.maximum.reduceat(tilt, starts), counts))
+            w = np.exp(lr - np.repeat(lse_ratio, counts))
+            mean = np.add.reduceat(w * f, starts)
+            spread = np.add.reduceat((w * (f - np.repeat(mean, counts))) ** 2, starts)
+            rel_var = spread / mean**2 * k / (k - 1.0)
     se = np.where(counts > 1, np.sqrt(rel_var), np.nan)
+    log_z_is = lse1 - np.log(k)
+    log_mean_ratio = lse_ratio - np.log(k)
     return {
-        "log_z": lse1 - np.log(k),
+        "log_z": log_z_is if estimator == "is" else lse1 - lse_ratio,
+        "log_z_is": log_z_is,
+        "log_mean_ratio": log_mean_ratio,
         "ess": ess,
         "ess_frac": ess / k,
+        "ratio_ess_frac": np.exp(2.0 * lse_ratio - _segment_logsumexp(2.0 * lr, starts, counts)) / k,
         "max_weight_share": share,
         "log_z_se": se,
     }
@@ -229,11 +276,6 @@ def khat_threshold(n_samples):
     Above it the importance-sampling estimate is unreliable for this K.
     """
     return np.minimum(1.0 - 1.0 / np.log10(np.asarray(n_samples, dtype=np.float64)), 0.7)
-
-
-# --------------------------------------------------------------------------
-# Pareto k-hat (PSIS): Zhang & Stephens (2009) fit plus the PSIS prior
-# --------------------------------------------------------------------------
 
 
 def _tail_length(n_samples: int) -> int:
@@ -320,11 +362,15 @@ def _check_bootstrap(n_boot: int, rng, level: float) -> None:
         raise IswtError(f"bootstrap level must be in (0, 1) (got {level})")
 
 
-def _bootstrap_rows(rows: np.ndarray, n_boot: int, rng: np.random.Generator, level: float):
+def _bootstrap_rows(
+    rows: np.ndarray, ratio_rows: np.ndarray | None, n_boot: int, rng: np.random.Generator, level: float
+):
     """Percentile interval of log Z_hat for each row of an (R, K) log-weight array.
 
     Resamples K indices with replacement n_boot times per row; rows are taken
-    in order and in chunks, so one rng gives reproducible results.
+    in order and in chunks, so one rng gives reproducible results. With
+    ``ratio_rows`` (the same samples' log-ratios) each draw is self-normalized
+    by the ratios of the same indices; without, divided by K.
     """
     n_rows, k = rows.shape
     quantiles = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
@@ -334,11 +380,19 @@ def _bootstrap_rows(rows: np.ndarray, n_boot: int, rng: np.random.Generator, lev
     for start in range(0, n_rows, step):
         block = rows[start : start + step]
         idx = rng.integers(0, k, size=(block.shape[0], n_boot, k))
-        draws = np.take_along_axis(block[:, None, :], idx, axis=2)
-        peak = draws.max(axis=2, keepdims=True)
-        log_z = peak[..., 0] + np.log(np.exp(draws - peak).sum(axis=2)) - math.log(k)
+        log_z = _logsumexp_last(np.take_along_axis(block[:, None, :], idx, axis=2))
+        if ratio_rows is None:
+            log_z -= math.log(k)
+        else:
+            log_z -= _logsumexp_last(np.take_along_axis(ratio_rows[start : start + step, None, :], idx, axis=2))
         lo[start : start + step], hi[start : start + step] = np.quantile(log_z, quantiles, axis=1)
     return lo, hi
+
+
+def _logsumexp_last(values: np.ndarray) -> np.ndarray:
+    """logsumexp over the last axis, shifted by its max."""
+    peak = values.max(axis=-1, keepdims=True)
+    return peak[..., 0] + np.log(np.exp(values - peak).sum(axis=-1))
 
 
 def unseen_mass_bound(n_samples: np.ndarray, level: float) -> np.ndarray:
@@ -384,6 +438,26 @@ def widen_for_unseen_rewards(lo, hi, lw, reward, starts, counts, reward_bounds, 
     return np.minimum(lo, widest_lo), np.maximum(hi, widest_hi)
 
 
+def widen_for_unvisited_mass(lo, hi, log_mean_ratio, reward_bounds, beta: float):
+    """Widen a self-normalized interval (lo, hi) by the share of pi_ref's mass the samples did not reach.
+
+    E_q[pi_ref/q] = 1, so a sample whose ratios average m < 1 accounted for
+    only m of pi_ref's mass; the self-normalized estimate spreads what it saw
+    over the rest, but that share d = 1 - m may hold any reward in
+    ``reward_bounds``. Z is a mixture, so the upper end becomes
+    (1 - d) e^hi + d e^{beta r_max} and the lower (1 - d) e^lo + d e^{beta
+    r_min}; with m >= 1 nothing moves. Over long sequences from a proposal
+    that is not pi_ref, m is routinely e^-3 (the ratios' heavy right tail is
+    never drawn) and the interval honestly spans most of the bounds.
+    """
+    deficit = np.clip(-np.expm1(log_mean_ratio), 0.0, 1.0)
+    with np.errstate(divide="ignore"):
+        stay, miss = np.log1p(-deficit), np.log(deficit)
+    lowest = np.logaddexp(stay + lo, miss + beta * reward_bounds[0])
+    highest = np.logaddexp(stay + hi, miss + beta * reward_bounds[1])
+    return np.minimum(lo, lowest), np.maximum(hi, highest)
+
+
 # --------------------------------------------------------------------------
 # Grouped driver
 # --------------------------------------------------------------------------
@@ -415,72 +489,133 @@ def _flag_bits(**on) -> np.ndarray:
 
 
 def _estimate_sorted(
-    lw, starts, counts, all_equal, *, n_boot, rng, boot_level, low_ess_frac, unseen=None, **given_flags
+    lw,
+    lr,
+    starts,
+    counts,
+    all_equal,
+    *,
+    estimator,
+    n_boot,
+    rng,
+    boot_level,
+    low_ess_frac,
+    weight_mass_nats,
+    unseen=None,
+    sampler_mismatch=False,
 ):
-    """All per-group columns for group-contiguous log-weights (groups of >= 2 samples).
+    """All per-group columns for group-contiguous log-weights and log-ratios (groups of >= 2 samples).
 
-    ``unseen``, when given, is (rewards, reward_bounds, beta) for `widen_for_unseen_rewards`.
+    ``lr`` is None when every log-ratio is exactly 0 (q is pi_ref). ``unseen``,
+    when given, is (rewards, reward_bounds, beta): the interval is widened by
+    `widen_for_unseen_rewards` (and, self-normalized, `widen_for_unvisited_mass`),
+    then cut to beta * reward_bounds, which no Z can leave, and an estimate
+    outside them is flagged.
     """
-    stats = _segment_stats(lw, starts, counts)
+    ratios = np.zeros_like(lw) if lr is None else lr
+    stats = _segment_stats(lw, ratios, starts, counts, estimator)
+    self_normalized = estimator == "snis" and lr is not None
     n_groups = counts.size
     khat = np.full(n_groups, np.nan)
     notes = np.full(n_groups, "", dtype=object)
+    ratio_khat = np.full(n_groups, np.nan)
     half_width = NormalDist().inv_cdf((1.0 + boot_level) / 2.0) * stats["log_z_se"]
     lo = stats["log_z"] - half_width
     hi = stats["log_z"] + half_width
     for size in np.unique(counts):
         groups = np.nonzero(counts == size)[0]
-        rows = np.sort(_rows_of_size(lw, starts, groups, int(size)), axis=1)
-        khat[groups], notes[groups] = _khat_rows(rows)
+        rows = _rows_of_size(lw, starts, groups, int(size))
+        ratio_rows = None if lr is None else _rows_of_size(lr, starts, groups, int(size))
+        khat[groups], notes[groups] = _khat_rows(np.sort(rows, axis=1))
+        if ratio_rows is not None:
+            ratio_khat[groups] = _khat_rows(np.sort(ratio_rows, axis=1))[0]
         if n_boot:
-            lo[groups], hi[groups] = _bootstrap_rows(rows, n_boot, rng, boot_level)
+            lo[groups], hi[groups] = _bootstrap_rows(
+                rows, ratio_rows if self_normalized else None, n_boot, rng, boot_level
+            )
+    outside = np.zeros(n_groups, dtype=bool)
     if unseen is not None:
         rewards, bounds, beta = unseen
-        lo, hi = widen_for_unseen_rewards(lo, hi, lw, rewards, starts, counts, bounds, beta, boot_level)
-    high_khat = np.nan_to_num(khat, nan=-np.inf) > khat_threshold(counts)
-    low_ess = stats["ess_frac"] < low_ess_frac
-    bits = _flag_bits(low_ess=low_ess, high_khat=high_khat, all_equal_rewards=all_equal, **given_flags)
-    return dict(stats, n_samples=counts.copy(), khat=khat, khat_note=notes, log_z_lo=lo, log_z_hi=hi, flag_bits=bits)
+        # the self-normalized estimate is plain IS on weights whose ratios average 1 in the sample
+        shift = np.repeat(stats["log_mean_ratio"], counts) if self_normalized else 0.0
+        lo, hi = widen_for_unseen_rewards(lo, hi, lw - shift, rewards, starts, counts, bounds, beta, boot_level)
+        if self_normalized:
+            lo, hi = widen_for_unvisited_mass(lo, hi, stats["log_mean_ratio"], bounds, beta)
+        floor, ceiling = beta * bounds[0], beta * bounds[1]
+        lo, hi = np.clip(lo, floor, ceiling), np.clip(hi, floor, ceiling)
+        tolerance = 1e-9 * max(1.0, abs(floor), abs(ceiling))
+        outside = (stats["log_z"] < floor - tolerance) | (stats["log_z"] > ceiling + tolerance)
+    threshold = khat_threshold(counts)
+    bits = _flag_bits(
+        low_ess=stats["ess_frac"] < low_ess_frac,
+        high_khat=np.nan_to_num(khat, nan=-np.inf) > threshold,
+        weight_mass_off=np.abs(stats["log_mean_ratio"]) > weight_mass_nats,
+        high_ratio_khat=np.nan_to_num(ratio_khat, nan=-np.inf) > threshold,
+        outside_reward_bounds=outside,
+        all_equal_rewards=all_equal,
+        sampler_mismatch=sampler_mismatch,
+    )
+    return dict(
+        stats,
+        n_samples=counts.copy(),
+        khat=khat,
+        khat_note=notes,
+        ratio_khat=ratio_khat,
+        log_z_lo=lo,
+        log_z_hi=hi,
+        flag_bits=bits,
+    )
 
 
 def estimate_groups(
     group_ids,
     lw,
     *,
+    log_ratio=None,
+    estimator: str = ESTIMATORS[0],
     rewards=None,
     n_boot: int = 0,
     rng: np.random.Generator | None = None,
     boot_level: float = 0.95,
-    tempered_proposal: bool = False,
-    truncated_proposal: bool = False,
     sampler_mismatch=None,
     low_ess_frac: float = LOW_ESS_FRAC,
+    weight_mass_nats: float = WEIGHT_MASS_NATS,
     reward_bounds: tuple[float, float] | None = None,
     beta: float | None = None,
 ) -> ZTable:
     """Estimate log Z and its diagnostics for every group (prompt) at once.
 
     ``group_ids`` and ``lw`` have one entry per sample, in any order; results
-    come in ascending group-id order. With ``rewards`` the all_equal_rewards
-    flag is set where a group's rewards are all equal. With ``n_boot`` > 0,
-    bootstrap intervals are drawn from ``rng`` group by group in that order,
-    so the same rng and input give the same intervals. Every group needs at
-    least 2 samples. ``tempered_proposal`` and ``truncated_proposal`` are
-    facts about the whole proposal; ``sampler_mismatch``, when given, is one
+    come in ascending group-id order. ``log_ratio`` (log pi_ref - log q, the
+    part of ``lw`` that is not beta * r) is None when it is exactly 0; then
+    both estimators give the same numbers. With ``rewards`` the
+    all_equal_rewards flag is set where a group's rewards are all equal. With
+    ``n_boot`` > 0, bootstrap intervals are drawn from ``rng`` group by group
+    in that order, so the same rng and input give the same intervals. Every
+    group needs at least 2 samples. ``sampler_mismatch``, when given, is one
     bool per group in the order of the results.
 
     The interval (``log_z_lo``, ``log_z_hi``) is the bootstrap's with
-    ``n_boot`` > 0, else log Z_hat +- the normal quantile times the se. With
-    ``rewards``, ``reward_bounds`` (the lowest and highest reward any sample
-    could earn, as far as the caller knows) and ``beta`` it is widened by
-    the rewards the samples may have missed (`widen_for_unseen_rewards`).
+    ``n_boot`` > 0 (for ``snis`` each draw self-normalized), else log Z_hat
+    +- the normal quantile times the delta-method se. With ``rewards``,
+    ``reward_bounds`` (the lowest and highest reward any sample could earn,
+    as far as the caller knows) and ``beta`` it is widened by the rewards the
+    samples may have missed (`widen_for_unseen_rewards`), for ``snis`` by the
+    share of pi_ref's mass they did not reach (`widen_for_unvisited_mass`),
+    and cut to [beta * lowest, beta * highest].
     """
+    if estimator not in ESTIMATORS:
+        raise IswtError(f"estimator {estimator!r}: must be one of {', '.join(ESTIMATORS)}")
     lw = _finite_array(lw, "log-weights")
     group_ids = np.asarray(group_ids)
     if group_ids.shape != lw.shape:
         raise IswtError("group ids and log-weights must have one value per sample")
     if lw.size == 0:
         raise IswtError("no samples to estimate log Z from")
+    if log_ratio is not None:
+        log_ratio = _finite_array(log_ratio, "log-ratios")
+        if log_ratio.shape != lw.shape:
+            raise IswtError("log-ratios and log-weights must have one value per sample")
     _check_bootstrap(n_boot, rng, boot_level)
     unique, order, starts, counts = _group_layout(group_ids)
     if counts.min() < 2:
@@ -500,16 +635,17 @@ def estimate_groups(
         unseen = (r, reward_bounds, _positive(beta, "beta"))
     columns = _estimate_sorted(
         lw[order],
+        None if log_ratio is None else log_ratio[order],
         starts,
         counts,
         all_equal,
+        estimator=estimator,
         n_boot=n_boot,
         rng=rng,
         boot_level=boot_level,
         low_ess_frac=low_ess_frac,
+        weight_mass_nats=weight_mass_nats,
         unseen=unseen,
-        tempered_proposal=tempered_proposal,
-        truncated_proposal=truncated_proposal,
         sampler_mismatch=False if sampler_mismatch is None else sampler_mismatch,
     )
     return ZTable(group_id=unique, **columns)

@@ -43,6 +43,7 @@ class EstimateZConfig:
     bootstrap: int = 0
     seed: int = 0
     reward_transform: str = "none"
+    estimator: str = estimators.ESTIMATORS[0]  # snis (self-normalized) or is (plain); the same when q is pi_ref
     low_ess: float = estimators.LOW_ESS_FRAC
     plot: str | None = None
     shard: str | None = None  # i/n: this job's share of the prompts (by sha256 of prompt_id, as score)
@@ -57,6 +58,10 @@ def validate(config: EstimateZConfig) -> None:
         (
             config.reward_transform in REWARD_TRANSFORMS,
             f"--reward-transform {config.reward_transform}: must be one of {', '.join(REWARD_TRANSFORMS)}",
+        ),
+        (
+            config.estimator in estimators.ESTIMATORS,
+            f"--estimator {config.estimator}: must be one of {', '.join(estimators.ESTIMATORS)}",
         ),
         (0 < config.low_ess <= 1, f"--low-ess {config.low_ess}: must be in (0, 1]"),
         (
@@ -78,10 +83,12 @@ class EstimateZResult(StageResult):
     prompts: int | None = None
     samples: int | None = None
     log_ratio: str | None = None  # proposal_facts.LOG_RATIO_REF or LOG_RATIO_ZERO, as in the provenance
+    estimator: str | None = None
     reward_transform: str | None = None
     ess_frac: dict[str, float] | None = None  # ESS/K over prompts: min, median, max
     share_flagged: dict[str, float] | None = None  # flag -> share of prompts
     log_z: dict[str, float] | None = None  # min, max
+    log_mean_ratio: dict[str, float] | None = None  # min, median, max over prompts: 0 in expectation
     khat_nan: int | None = None
     interval_width: dict[str, float] | None = None  # the 95% interval's width: min, median, max
     bootstrap: bool | None = None  # the interval is a bootstrap one
@@ -97,10 +104,12 @@ class EstimateZResult(StageResult):
             "prompts": self.prompts,
             "samples": self.samples,
             "log-ratio": self.log_ratio if self.log_ratio == proposal_facts.LOG_RATIO_REF else zero,
+            "estimator": self.estimator,
             "reward transform": self.reward_transform,
             "ESS/K": self.ess_frac,
             "share flagged": self.share_flagged,
             "log Z": self.log_z,
+            "log mean ratio (0 expected)": self.log_mean_ratio,
             "k-hat NaN": self.khat_nan,
             "95% interval width" + (" (bootstrap)" if self.bootstrap else ""): self.interval_width,
         }
@@ -156,6 +165,7 @@ def run(config: EstimateZConfig) -> EstimateZResult:
                 seed=config.seed,
                 beta=config.beta,
                 log_ratio=proposal_facts.LOG_RATIO_REF if use_ref else proposal_facts.LOG_RATIO_ZERO,
+                estimator=config.estimator,
                 proposal_sampling=proposal,
                 sampler_gap=gap_report,
                 reward_transform=_transform_note(config.reward_transform),
@@ -177,6 +187,7 @@ def run(config: EstimateZConfig) -> EstimateZResult:
                 f"{config.mismatch_threshold} nats (flag sampler_mismatch): the sampler's numerics are not the "
                 "reference's (another engine or dtype); its logprob_q is used as what q was"
             )
+        notes += _flag_notes(estimate.flag_counts, config.estimator)
         for note in notes:
             console.warn(note)
         return _result(config, sha, stream.rows, estimate, use_ref, notes, gap_report)
@@ -204,10 +215,12 @@ class EstimatesByBatch:
         target_reward = reward
         if config.reward_transform == "group-zscore":
             target_reward = estimators.group_zscore(reward, scored.group)
+        log_ratio = None
         if self.use_ref:
             ref = scored.finite("logprob_ref", config.scores, "reference log-probs must be finite")
             q = scored.finite("logprob_q", config.proposal, "proposal log-probs must be finite")
             lw = estimators.log_weights(ref, q, target_reward, config.beta)
+            log_ratio = ref - q
         else:
             lw = estimators.log_weights(None, None, target_reward, config.beta)
         n_prompts = len(scored.prompt_ids)
@@ -218,11 +231,11 @@ class EstimatesByBatch:
         z = estimators.estimate_groups(
             scored.group,
             lw,
+            log_ratio=log_ratio,
+            estimator=config.estimator,
             rewards=reward,
             n_boot=config.bootstrap,
             rng=self.rng,
-            tempered_proposal=self.proposal["tempered"],
-            truncated_proposal=self.proposal["truncated"],
             sampler_mismatch=None if gap is None else gap["flagged"],
             low_ess_frac=config.low_ess,
             reward_bounds=self.bounds,
@@ -232,6 +245,7 @@ class EstimatesByBatch:
             self.flag_counts[name] += int(np.count_nonzero(z.flag_bits >> i & 1))
         self._keep(
             log_z=z.log_z,
+            log_mean_ratio=z.log_mean_ratio,
             ess_frac=z.ess_frac,
             khat=z.khat,
             width=z.log_z_hi - z.log_z_lo,
@@ -315,6 +329,10 @@ def _z_table(prompt_ids: pa.Array, z: estimators.ZTable, beta: float) -> pa.Tabl
             "max_weight_share": z.max_weight_share,
             "khat": z.khat,
             "khat_note": pa.array(z.khat_note, pa.string()),
+            "log_z_is": z.log_z_is,
+            "log_mean_ratio": z.log_mean_ratio,
+            "ratio_ess_frac": z.ratio_ess_frac,
+            "ratio_khat": z.ratio_khat,
             "log_z_se": z.log_z_se,
             "log_z_lo": z.log_z_lo,
             "log_z_hi": z.log_z_hi,
@@ -334,13 +352,34 @@ def _warnings(proposal: dict, config: EstimateZConfig) -> list[str]:
     if proposal["truncated"]:
         notes.append(
             f"the proposal was sampled with temperature {proposal['temperature']}, top_p {proposal['top_p']}, "
-            f"top_k {proposal['top_k']}: q can miss part of pi_ref's support, so Z is underestimated "
-            "(flag truncated_proposal)"
+            f"top_k {proposal['top_k']}: q misses part of pi_ref's support, and no estimate sees what lies there "
+            "(per prompt, log_mean_ratio estimates the log of the share q covers; flag weight_mass_off)"
         )
     elif not proposal["known"]:
-        notes.append(f"{config.proposal}: {proposal['why']}; truncated_proposal could not be checked")
+        notes.append(f"{config.proposal}: {proposal['why']}; whether q truncates pi_ref's support is unknown")
     if config.reward_transform != "none":
         notes.append(f"--reward-transform {config.reward_transform} changes the target distribution")
+    return notes
+
+
+def _flag_notes(counts: dict[str, int], estimator: str) -> list[str]:
+    """A warning for each flag that says an estimate is unusable as it stands."""
+    notes = []
+    if counts["weight_mass_off"]:
+        consequence = (
+            "plain IS (--estimator is) is off by that log mean ratio there; --estimator snis is not"
+            if estimator == "is"
+            else "the self-normalized estimate there rests on the part of pi_ref the samples reached"
+        )
+        notes.append(
+            f"{counts['weight_mass_off']} prompt(s) flagged weight_mass_off: their samples' mean ratio pi_ref/q, "
+            f"1 in expectation, is more than {estimators.WEIGHT_MASS_NATS} nats from 1 in log space; {consequence}"
+        )
+    if counts["outside_reward_bounds"]:
+        notes.append(
+            f"{counts['outside_reward_bounds']} prompt(s) flagged outside_reward_bounds: log Z lies outside "
+            "[beta * lowest reward, beta * highest reward], where no Z can be; --estimator snis stays inside"
+        )
     return notes
 
 
@@ -354,10 +393,12 @@ def _result(
         prompts=int(log_z.size),
         samples=int(n_samples),
         log_ratio=proposal_facts.LOG_RATIO_REF if use_ref else proposal_facts.LOG_RATIO_ZERO,
+        estimator=config.estimator,
         reward_transform=config.reward_transform,
         ess_frac=_spread(estimate.joined("ess_frac")),
         share_flagged={name: count / log_z.size for name, count in estimate.flag_counts.items()},
         log_z={"min": float(log_z.min()), "max": float(log_z.max())},
+        log_mean_ratio=_spread(estimate.joined("log_mean_ratio")),
         khat_nan=int(np.isnan(estimate.joined("khat")).sum()),
         interval_width=_spread(estimate.joined("width")),
         bootstrap=bool(config.bootstrap),

@@ -126,12 +126,15 @@ def test_log_z_of_an_untruncated_proposal_is_logsumexp_minus_log_k(cli, tmp_path
         assert row["n_samples"] == 3 and row["beta"] == BETA
         assert math.isnan(row["khat"]) and "K=3" in row["khat_note"]
         # no --bootstrap: log Z_hat +- 1.96 se, widened by a missed share p of weight e^{1.5 * 3} (the highest
-        # reward) or e^{1.5 * -1} (the lowest); lw of a prompt's top and bottom sample is 1.5 r, as the ratio is 0
+        # reward) or e^{1.5 * -1} (the lowest); lw of a prompt's top and bottom sample is 1.5 r, as the ratio is 0;
+        # then cut to [1.5 * -1, 1.5 * 3], where every log Z lies
         half = NormalDist().inv_cdf(0.975) * row["log_z_se"]
         lo, hi = row["log_z"] - half, row["log_z"] + half
         p = 1 - 0.025 ** (1 / 3)
-        assert row["log_z_hi"] == pytest.approx(max(hi, math.log((1 - p) * math.exp(hi) + p * math.exp(4.5))))
-        assert row["log_z_lo"] == pytest.approx(min(lo, math.log((1 - p) * math.exp(lo) + p * math.exp(-1.5))))
+        hi = max(hi, math.log((1 - p) * math.exp(hi) + p * math.exp(4.5)))
+        lo = min(lo, math.log((1 - p) * math.exp(lo) + p * math.exp(-1.5)))
+        assert row["log_z_hi"] == pytest.approx(min(hi, 4.5))
+        assert row["log_z_lo"] == pytest.approx(max(lo, -1.5))
     assert summary["prompts"] == 2 and summary["samples"] == 6
     assert summary["khat_nan"] == 2
     assert summary["log_z"]["min"] == pytest.approx(min(r["log_z"] for r in rows.values()))
@@ -146,11 +149,21 @@ def test_logprob_ref_turns_on_the_importance_ratio(cli, tmp_path):
     scores = write_scores(tmp_path / "sc.parquet", PIDS, IDX, REWARDS, logprob_ref=lref)
     result, out = _run(cli, tmp_path, samples=samples, scores=scores)
     summary_of(result)
+    plain, plain_out = _run(cli, tmp_path / "is", "--estimator", "is", samples=samples, scores=scores)
+    summary_of(plain)
+    plain_rows = _rows(plain_out)
     for pid, row in _rows(out).items():
         mine = np.array(PIDS) == pid
-        lw = lref[mine] - lq[mine] + BETA * REWARDS[mine]
-        assert row["log_z"] == pytest.approx(_logsumexp(lw) - math.log(3), rel=1e-12)
-    assert artifacts.read_artifact(str(out), artifacts.Z).provenance["log_ratio"] == LOG_RATIO_REF
+        ratio = lref[mine] - lq[mine]
+        lw = ratio + BETA * REWARDS[mine]
+        # the default self-normalizes by the ratios; plain IS divides by K; they differ by the log mean ratio
+        assert row["log_z"] == pytest.approx(_logsumexp(lw) - _logsumexp(ratio), rel=1e-12)
+        assert row["log_z_is"] == pytest.approx(_logsumexp(lw) - math.log(3), rel=1e-12)
+        assert row["log_mean_ratio"] == pytest.approx(_logsumexp(ratio) - math.log(3), rel=1e-12)
+        assert plain_rows[pid]["log_z"] == pytest.approx(row["log_z_is"], rel=1e-12)
+    for path, estimator in ((out, "snis"), (plain_out, "is")):
+        provenance = artifacts.read_artifact(str(path), artifacts.Z).provenance
+        assert provenance["log_ratio"] == LOG_RATIO_REF and provenance["estimator"] == estimator
 
 
 def test_binary_rewards_match_the_closed_form(cli, tmp_path):
@@ -189,15 +202,20 @@ def test_provenance_records_both_inputs_and_the_frozen_output_hash(cli, tmp_path
         assert row["log_z"] == pytest.approx(_logsumexp(BETA * zr) - math.log(3), rel=1e-12)
 
 
-def test_truncated_proposal_is_flagged_and_said_to_underestimate(cli, tmp_path):
+def test_truncated_proposal_shows_the_share_it_covers_and_is_said_to_miss_support(cli, tmp_path):
+    # top-p renormalized what it kept: every sample is e (1 nat) likelier under q than under pi_ref,
+    # so q covers e^-1 of pi_ref's mass, which the log mean ratio shows and weight_mass_off flags
     lq = np.full(6, -1.0)
     samples = write_samples(tmp_path / "s.parquet", PIDS, IDX, lq, untruncated=False, top_p=0.9)
-    scores = write_scores(tmp_path / "sc.parquet", PIDS, IDX, REWARDS, logprob_ref=lq - 0.5)
+    scores = write_scores(tmp_path / "sc.parquet", PIDS, IDX, REWARDS, logprob_ref=lq - 1.0)
     result, out = _run(cli, tmp_path, samples=samples, scores=scores)
     summary = summary_of(result)
-    assert all("truncated_proposal" in row["flags"] for row in _rows(out).values())
-    assert summary["share_flagged"]["truncated_proposal"] == 1.0
-    assert any("underestimated" in note for note in summary["notes"])
+    for row in _rows(out).values():
+        assert row["log_mean_ratio"] == pytest.approx(-1.0, rel=1e-12)
+        assert "weight_mass_off" in row["flags"]
+    assert summary["share_flagged"]["weight_mass_off"] == 1.0
+    assert any("misses part of pi_ref's support" in note for note in summary["notes"])
+    assert any("2 prompt(s) flagged weight_mass_off" in note for note in summary["notes"])
 
 
 def test_low_ess_threshold_and_seeded_bootstrap(cli, tmp_path):

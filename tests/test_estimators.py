@@ -236,9 +236,9 @@ def test_khat_threshold():
 
 def test_flags():
     heavy = np.log(stats.genpareto.rvs(1.5, size=1000, random_state=np.random.default_rng(1)))
-    e = one.estimate(heavy, truncated_proposal=True)
+    e = one.estimate(heavy)
     assert e.khat > est.khat_threshold(1000)
-    assert e.flags == ("low_ess", "high_khat", "truncated_proposal")
+    assert e.flags == ("low_ess", "high_khat")
 
     spread = one.estimate(np.linspace(0.0, 0.1, 50))
     assert spread.flags == ()
@@ -252,13 +252,16 @@ def test_groups_match_single_group_results_in_any_row_order():
     lw = rng.normal(size=ids.size) * 2
     rewards = np.where(ids == "a", 1.0, rng.random(ids.size))
     perm = rng.permutation(ids.size)
-    table = est.estimate_groups(ids[perm], lw[perm], rewards=rewards[perm], truncated_proposal=True)
+    log_ratio = rng.normal(size=ids.size)
+    table = est.estimate_groups(ids[perm], lw[perm], log_ratio=log_ratio[perm], rewards=rewards[perm])
     assert list(table.group_id) == ["a", "b", "c"]
     for i, gid in enumerate(table.group_id):
-        single = one.estimate(lw[ids == gid], all_equal_rewards=(gid == "a"), truncated_proposal=True)
+        single = one.estimate(lw[ids == gid], all_equal_rewards=(gid == "a"), log_ratio=log_ratio[ids == gid])
         assert table.log_z[i] == pytest.approx(single.log_z, rel=1e-12)
         assert table.ess[i] == pytest.approx(single.ess, rel=1e-12)
         assert table.log_z_se[i] == pytest.approx(single.log_z_se, rel=1e-12)
+        assert table.log_mean_ratio[i] == pytest.approx(single.log_mean_ratio, rel=1e-12)
+        np.testing.assert_equal(table.ratio_khat[i], single.ratio_khat)
         assert table.n_samples[i] == single.n_samples
         np.testing.assert_equal(table.khat[i], single.khat)
         assert table.khat_note[i] == single.khat_note
@@ -306,3 +309,117 @@ def test_bad_log_weights_and_groups():
         est.estimate_groups(np.array(["x", "y", "y"]), np.zeros(3))
     with pytest.raises(IswtError, match="rng"):
         one.estimate(np.zeros(5), n_boot=10)
+
+
+# --------------------------------------------------------------------------
+# A proposal that is not the reference: self-normalized against plain IS
+# --------------------------------------------------------------------------
+
+
+def _from_q(n_groups, k, seed, estimator, **options):
+    """The mismatched 30-outcome prompt above, estimated with its log-ratios given (as estimate-z does)."""
+    y = np.random.default_rng(seed).choice(N_OUTCOMES, size=(n_groups, k), p=Q)
+    ratio = (np.log(PI_REF) - np.log(Q))[y].ravel()
+    lw = est.log_weights(np.log(PI_REF)[y].ravel(), np.log(Q)[y].ravel(), REWARD[y].ravel(), BETA)
+    groups = np.repeat(np.arange(n_groups), k)
+    return est.estimate_groups(groups, lw, log_ratio=ratio, estimator=estimator, **options)
+
+
+def test_plain_minus_self_normalized_is_the_log_mean_ratio():
+    snis, plain = _from_q(50, 16, 1, "snis"), _from_q(50, 16, 1, "is")
+    np.testing.assert_allclose(plain.log_z, snis.log_z_is, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(plain.log_z - snis.log_z, snis.log_mean_ratio, rtol=0, atol=1e-12)
+    # by hand: ratios 1/2 and 2, rewards 0 and 1, beta 1: mean ratio 5/4; IS (1/2 + 2e)/2; SNIS (1/2 + 2e)/(5/2)
+    lr = np.log([0.5, 2.0])
+    e = one.estimate(lr + np.array([0.0, 1.0]), log_ratio=lr)
+    assert e.log_mean_ratio == pytest.approx(math.log(1.25), rel=1e-12)
+    assert e.log_z_is == pytest.approx(math.log((0.5 + 2 * math.e) / 2), rel=1e-12)
+    assert e.log_z == pytest.approx(math.log((0.5 + 2 * math.e) / 2.5), rel=1e-12)
+
+
+def test_equal_ratios_make_both_estimators_the_same_numbers():
+    lw = np.random.default_rng(3).normal(size=40)
+    for log_ratio in (None, np.full(40, -7.0)):  # any constant log-ratio cancels in the self-normalized one
+        snis = one.estimate(lw + (0.0 if log_ratio is None else log_ratio), log_ratio=log_ratio, estimator="snis")
+        plain = one.estimate(lw, estimator="is")
+        assert snis.log_z == pytest.approx(plain.log_z, rel=1e-12)
+        assert snis.log_z_se == pytest.approx(plain.log_z_se, rel=1e-9)
+        assert snis.ess == pytest.approx(plain.ess, rel=1e-12)
+
+
+def test_self_normalized_estimate_converges_and_its_se_matches_its_spread():
+    table = _from_q(100, 2048, 2, "snis")
+    assert abs(table.log_z.mean() - LOG_Z) < 3 * table.log_z.std(ddof=1) / math.sqrt(table.log_z.size)
+    spread = _from_q(400, 256, 3, "snis")
+    assert spread.log_z_se.mean() == pytest.approx(spread.log_z.std(ddof=1), rel=0.2)
+    boot = _from_q(200, 256, 5, "snis", n_boot=200, rng=np.random.default_rng(6))
+    assert ((boot.log_z_lo <= LOG_Z) & (LOG_Z <= boot.log_z_hi)).mean() >= 0.85
+
+
+def _tempered_sequences(length, k, n_groups, beta, seed):
+    """Sequences of ``length`` binary tokens: pi_ref says 1 with p = 0.3 per token, q is pi_ref at temperature 0.7.
+
+    A sequence earns 1 when it has at most ``c`` ones (c: the 10% quantile
+    under pi_ref, a region q favours). Everything depends on the count of
+    ones, so the exact Z = 1 + (e^beta - 1) P_ref(count <= c) comes from the
+    binomial, and the log-ratio sums one term per token, as over a
+    reasoning trace: its spread grows with the square root of the length.
+    """
+    p_ref = 0.3
+    q1 = p_ref ** (1 / 0.7) / (p_ref ** (1 / 0.7) + (1 - p_ref) ** (1 / 0.7))
+    c = int(stats.binom.ppf(0.1, length, p_ref))
+    log_z = math.log1p(math.expm1(beta) * stats.binom.cdf(c, length, p_ref))
+    ones = np.random.default_rng(seed).binomial(length, q1, size=n_groups * k)
+    log_ratio = ones * math.log(p_ref / q1) + (length - ones) * math.log((1 - p_ref) / (1 - q1))
+    reward = (ones <= c).astype(np.float64)
+    return np.repeat(np.arange(n_groups), k), log_ratio, reward, log_z
+
+
+@pytest.mark.parametrize("length", [100, 400])
+def test_long_tempered_sequences_break_plain_is_and_are_flagged(length):
+    """The issue's failure, exactly: plain IS falls below beta * min r; the self-normalized estimate cannot."""
+    beta, k = 1.0, 32
+    groups, log_ratio, reward, log_z = _tempered_sequences(length, k, 300, beta, seed=length)
+    lw = log_ratio + beta * reward
+    options = dict(log_ratio=log_ratio, rewards=reward, reward_bounds=(0.0, 1.0), beta=beta)
+    plain = est.estimate_groups(groups, lw, estimator="is", **options)
+    snis = est.estimate_groups(groups, lw, estimator="snis", n_boot=200, rng=np.random.default_rng(0), **options)
+    bit = {name: 1 << i for i, name in enumerate(est.FLAG_NAMES)}
+
+    assert np.all((snis.log_z >= -1e-9) & (snis.log_z <= beta + 1e-9))
+    below = plain.log_z < 0.0
+    assert below.mean() > 0.4  # plain estimates break a bound no Z can break ...
+    assert np.all(plain.flag_bits[below] & bit["outside_reward_bounds"])  # ... and each says so
+    assert not np.any(snis.flag_bits & bit["outside_reward_bounds"])
+    # the weight-mass flag marks every plain estimate off by more than 0.5 nats for want of mass
+    bad_plain = np.abs(plain.log_z - log_z) > 0.5 + np.abs(snis.log_z - log_z)
+    assert np.all(plain.flag_bits[bad_plain] & bit["weight_mass_off"])
+    assert np.median(np.abs(snis.log_z - log_z)) < np.median(np.abs(plain.log_z - log_z)) / 2
+    covered = (snis.log_z_lo <= log_z) & (log_z <= snis.log_z_hi)
+    assert covered.mean() >= 0.8  # the interval spans the share of pi_ref the samples did not reach
+    if length == 400:  # where the proposal never reaches pi_ref's typical set, every miss is flagged
+        assert np.all(snis.flag_bits[~covered] & bit["weight_mass_off"])
+
+
+def test_a_truncated_proposal_shows_the_share_it_covers_in_the_mean_ratio():
+    """q = pi_ref cut to its 10 likeliest outcomes and renormalized: E_q[pi_ref/q] = pi_ref(those 10)."""
+    keep = np.argsort(PI_REF)[-10:]
+    q = np.zeros(N_OUTCOMES)
+    q[keep] = PI_REF[keep] / PI_REF[keep].sum()
+    y = np.random.default_rng(8).choice(N_OUTCOMES, size=(200, 64), p=q)
+    ratio = (np.log(PI_REF) - np.log(np.where(q > 0, q, 1.0)))[y].ravel()
+    table = est.estimate_groups(
+        np.repeat(np.arange(200), 64), ratio + BETA * REWARD[y].ravel(), log_ratio=ratio, weight_mass_nats=0.5
+    )
+    covered = PI_REF[keep].sum()
+    np.testing.assert_allclose(table.log_mean_ratio, math.log(covered), rtol=1e-9)  # every ratio is that share
+    assert (math.log(covered) < -0.5) == bool(table.flag_bits[0] & (1 << est.FLAG_NAMES.index("weight_mass_off")))
+
+
+def test_unknown_estimator_and_misshapen_log_ratios_are_refused():
+    with pytest.raises(IswtError, match="estimator 'mean'"):
+        est.estimate_groups(np.zeros(4), np.zeros(4), estimator="mean")
+    with pytest.raises(IswtError, match="one value per sample"):
+        est.estimate_groups(np.zeros(4), np.zeros(4), log_ratio=np.zeros(3))
+    with pytest.raises(IswtError, match="log-ratios contains NaN"):
+        est.estimate_groups(np.zeros(4), np.zeros(4), log_ratio=np.array([0.0, np.nan, 0.0, 0.0]))

@@ -75,6 +75,10 @@ def write_z(directory, samples, scores, rewards):
             "log_z_lo": z.log_z_lo,
             "log_z_hi": z.log_z_hi,
             "flags": pa.array([list(f) for f in z.flags], pa.list_(pa.string())),
+            "log_z_is": z.log_z_is,
+            "log_mean_ratio": z.log_mean_ratio,
+            "ratio_ess_frac": z.ratio_ess_frac,
+            "ratio_khat": z.ratio_khat,
         }
     )
     provenance = artifacts.make_provenance(
