@@ -11,6 +11,8 @@ log-probs of the same pairs under the same two models.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -28,6 +30,27 @@ TRL_ROWS = [  # standard format; responses start with a space, as they follow th
     {"prompt": "Name a colour.", "chosen": " blue", "rejected": " green", "weight": 1.0},
     {"prompt": "Name a day of the week.", "chosen": " Monday", "rejected": " Friday", "weight": 1.0},
 ]
+
+
+# TRL's side, in a subprocess: its DPOTrainer on the exported dataset, one batch of every pair, no update.
+TRL_LOSS = """
+import json, torch
+from datasets import load_dataset
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import DPOConfig, DPOTrainer
+ds = load_dataset("parquet", data_files="{data}", split="train", cache_dir="{out}/datasets")
+args = DPOConfig(output_dir="{out}", beta={beta}, loss_type=["sigmoid"], per_device_train_batch_size=ds.num_rows,
+                 report_to="none", use_cpu=True, precompute_ref_log_probs=False)
+trainer = DPOTrainer(model=AutoModelForCausalLM.from_pretrained("{policy}").eval(),
+                     ref_model=AutoModelForCausalLM.from_pretrained("{ref}").eval(), args=args, train_dataset=ds,
+                     processing_class=AutoTokenizer.from_pretrained("{ref}"))
+batch = next(iter(trainer.get_train_dataloader()))
+with torch.no_grad():
+    loss = float(trainer.compute_loss(trainer.model, batch))
+    trl_ref = torch.stack(trainer.compute_ref_log_probs(trainer.ref_model, batch), dim=1)
+exported_ref = torch.stack([batch["ref_chosen_logps"], batch["ref_rejected_logps"]], dim=1)
+print(json.dumps({{"loss": loss, "trl_ref": trl_ref.tolist(), "exported_ref": exported_ref.tolist()}}))
+"""
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +105,11 @@ def test_import_makes_artifacts_train_reads(exported):
     assert samples.num_rows == 5  # red, green, blue; Monday, Friday: green once though in two pairs
 
 
-def test_export_is_trl_preference_data_that_datasets_loads(exported):
+def test_export_is_trl_preference_data_that_datasets_loads(exported, tmp_path):
     from datasets import load_dataset
 
     for name, kind in (("out.parquet", "parquet"), ("out.jsonl", "json")):
-        ds = load_dataset(kind, data_files=str(exported / name), split="train")
+        ds = load_dataset(kind, data_files=str(exported / name), split="train", cache_dir=str(tmp_path / kind))
         assert ds.num_rows == 3
         assert {"prompt", "chosen", "rejected", "weight", "ref_chosen_logps", "ref_rejected_logps"} <= set(
             ds.column_names
@@ -100,32 +123,16 @@ def test_export_is_trl_preference_data_that_datasets_loads(exported):
 
 
 def test_trl_dpo_sigmoid_loss_equals_iswt_at_uniform_weights(exported, tiny_model_dir, policy_dir, tmp_path):
-    from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
-
-    ds = load_dataset("parquet", data_files=str(exported / "out.parquet"), split="train")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    args = DPOConfig(
-        output_dir=str(tmp_path),
-        beta=BETA,
-        loss_type=["sigmoid"],
-        per_device_train_batch_size=ds.num_rows,
-        report_to="none",
-        use_cpu=True,
-        precompute_ref_log_probs=False,
+    # TRL's trainer sets accelerate's process-wide state (CPU): run it in a process of its own
+    script = TRL_LOSS.format(
+        data=exported / "out.parquet", ref=tiny_model_dir, policy=policy_dir, out=tmp_path, beta=BETA
     )
-    policy = AutoModelForCausalLM.from_pretrained(policy_dir).eval()
-    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
-    trainer = DPOTrainer(model=policy, ref_model=reference, args=args, train_dataset=ds, processing_class=tokenizer)
-    batch = next(iter(trainer.get_train_dataloader()))
-    with torch.no_grad():
-        trl_loss = float(trainer.compute_loss(trainer.model, batch))
-        trl_ref = torch.stack(trainer.compute_ref_log_probs(trainer.ref_model, batch), dim=1).numpy()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    trl = json.loads(done.stdout.strip().splitlines()[-1])
+    trl_loss = trl["loss"]
     # the exported reference log-probs are what TRL's own reference pass computes on the exported text
-    np.testing.assert_allclose(
-        trl_ref, np.stack([batch["ref_chosen_logps"], batch["ref_rejected_logps"]], axis=1), rtol=0, atol=LOGP_TOLERANCE
-    )
+    np.testing.assert_allclose(trl["trl_ref"], trl["exported_ref"], rtol=0, atol=LOGP_TOLERANCE)
 
     def logprob(name):  # iswt's teacher-forced sequence log-probs, by (prompt_id, sample_idx)
         t = pq.read_table(exported / f"{name}.parquet").to_pylist()
