@@ -24,7 +24,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from iswcli import artifacts, metrics
-from iswcli.target_curves import read_ends
+from iswcli.errors import IswtError
+from iswcli.target_curves import PER_PROMPT_FILE, read_ends
 from iswcli.target_eval import read_target_values
 from iswcli.train_steps import diverging
 
@@ -33,9 +34,39 @@ ORDER = ("disa", "dpg", "learned", "sft", "iso", "iso-all", "direct", "rso", "rs
 GROUP_NAMES = {"train": "training", "heldout": "held-out"}
 SWEEP_CELL = re.compile(r"n(\d+)-s(\d+)")
 SWEEP_RUN = re.compile(r"(.+)-lr(.+)")
+USAGE = (
+    "usage: sample_efficiency_table.py OUT [--lr-from DIR] | lr OUT METHOD | grid-lr RUN | permute SCORES OUT --seed S"
+)
 
 
 # ---------------------------------------------------------------- reading runs
+
+
+def ends(run: Path, group: str | None = None) -> dict:
+    """read_ends of a finished run (or of one of its groups), refusing by name a run without those curves."""
+    found = read_ends(run)
+    if found is None:
+        raise IswtError(f"{run}: no {PER_PROMPT_FILE} (trained without --eval-target-every)")
+    if group is not None and group not in found:
+        raise IswtError(f"{run}: no {GROUP_NAMES[group]} curves (trained without --eval-prompts)")
+    return found if group is None else found[group]
+
+
+def log_rows(run: Path) -> list[dict]:
+    """A run's train_log.parquet rows, through the readable-artifact guard."""
+    path = run / "train_log.parquet"
+    if not path.exists():
+        raise IswtError(f"{run}: no train_log.parquet")
+    with artifacts.readable(str(path)):
+        return pq.read_table(path).to_pylist()
+
+
+def cell_of(directory: Path) -> tuple[int, int]:
+    """(N, seed) of a grid cell named nN-sSEED."""
+    m = SWEEP_CELL.fullmatch(directory.name)
+    if m is None:
+        raise IswtError(f"{directory}: a cell directory holding runs must be named nN-sSEED (e.g. n32-s0)")
+    return int(m.group(1)), int(m.group(2))
 
 
 def sweep_runs(out: Path, sweep_cell: str) -> dict[str, dict[str, Path]]:
@@ -50,7 +81,7 @@ def sweep_runs(out: Path, sweep_cell: str) -> dict[str, dict[str, Path]]:
 def sweep_cell(out: Path) -> str:
     cells = sorted({p.parent.parent.name for p in out.glob("*/*-lr*/manifest.json")})
     if len(cells) != 1:
-        raise SystemExit(f"{out}: expected the sweep's runs in one cell, found {cells or 'none'}")
+        raise IswtError(f"{out}: expected the sweep's runs in one cell, found {', '.join(cells) or 'none'}")
     return cells[0]
 
 
@@ -58,8 +89,8 @@ def chosen_lr(out: Path, method: str) -> str:
     """The rate with the lowest final training kl_set in the sweep (ties: the smaller rate)."""
     runs = sweep_runs(out, sweep_cell(out)).get(method)
     if not runs:
-        raise SystemExit(f"{out}: no finished sweep runs for {method}")
-    score = {lr: np.mean([v["kl_set"] for v in read_ends(run)["train"].values()]) for lr, run in runs.items()}
+        raise IswtError(f"{out}: no finished sweep runs for {method}")
+    score = {lr: np.mean([v["kl_set"] for v in ends(run, "train").values()]) for lr, run in runs.items()}
     return min(score, key=lambda lr: (score[lr], float(lr)))
 
 
@@ -67,10 +98,10 @@ def grid(out: Path) -> dict[tuple[str, int], dict[int, Path]]:
     """(method, N) -> seed -> run directory: the grid's runs (the sweep's chosen runs are copied into it)."""
     runs: dict[tuple[str, int], dict[int, Path]] = defaultdict(dict)
     for manifest in sorted(out.glob("n*-s*/*/manifest.json")):
-        cell, name = manifest.parent.parent.name, manifest.parent.name
+        name = manifest.parent.name
         if name.startswith("defaults-") or SWEEP_RUN.fullmatch(name):
             continue
-        n, seed = map(int, SWEEP_CELL.fullmatch(cell).groups())
+        n, seed = cell_of(manifest.parent.parent)
         runs[name, n][seed] = manifest.parent
     return runs
 
@@ -82,7 +113,7 @@ def per_prompt_change(runs: dict[int, Path], group: str, metric: str) -> dict[st
     """Each prompt's (final - base) metric, averaged over the seeds that finished."""
     changes: dict[str, list[float]] = defaultdict(list)
     for run in runs.values():
-        for prompt, v in read_ends(run)[group].items():
+        for prompt, v in ends(run, group).items():
             changes[prompt].append(v[metric] - v[f"base_{metric}"])
     return {p: float(np.mean(v)) for p, v in changes.items()}
 
@@ -119,9 +150,9 @@ def sweep_table(sweep: Path, out: Path) -> list[str]:
     base = None
     for method, runs in sorted(sweep_runs(sweep, cell).items(), key=lambda kv: _rank(kv[0])):
         for lr, run in sorted(runs.items(), key=lambda kv: float(kv[0])):
-            fb = read_ends(run)
-            base = np.mean([v["base_kl_set"] for v in fb["train"].values()])
-            log = [r for r in pq.read_table(run / "train_log.parquet").to_pylist() if r.get("loss") is not None]
+            fb = ends(run)
+            base = np.mean([v["base_kl_set"] for v in ends(run, "train").values()])
+            log = [r for r in log_rows(run) if r.get("loss") is not None]
             losses = [r["loss"] for r in log if np.isfinite(r["loss"])]
             diverged = next((i for i in range(len(losses)) if diverging(losses[: i + 1])), None)  # today's rule
             chosen = " (chosen)" if grid_lr(out, cell, method) == float(lr) else ""
@@ -149,8 +180,7 @@ def change_table(out: Path, group: str) -> list[str]:
     )
     base = {}
     for (_, n), seeds in runs.items():
-        fb = read_ends(next(iter(seeds.values())))
-        base[n] = np.mean([v["base_kl_set"] for v in fb[group].values()])
+        base[n] = np.mean([v["base_kl_set"] for v in ends(next(iter(seeds.values())), group).values()])
     for method in sorted({m for m, _ in runs}, key=_rank):
         cells = []
         for n in ns:
@@ -210,7 +240,7 @@ def defaults_table(out: Path) -> list[str]:
     """train with only the loss, the inputs and --epochs 3 (the `defaults` target)."""
     runs: dict[str, dict[int, Path]] = defaultdict(dict)
     for manifest in sorted(out.glob("n*-s*/defaults-*/manifest.json")):
-        seed = int(SWEEP_CELL.fullmatch(manifest.parent.parent.name).group(2))
+        seed = cell_of(manifest.parent.parent)[1]
         runs[manifest.parent.name.removeprefix("defaults-")][seed] = manifest.parent
     lines = [
         "train's defaults (lr 1e-4, warm-up a tenth, batch 8, LoRA) with --epochs 3: kl_set change from the base "
@@ -249,12 +279,11 @@ def online_table(out: Path, sweep_n: int = 32) -> list[str]:
         if not common:
             lines.append(f"| {method} | no offline run on the same seed |  |  |  |")
             continue
-        offline_ends = {s: read_ends(offline[s]) for s in common}
         cells = []
         for group in ("train", "heldout"):
-            online, ends = final[method, group], {s: offline_ends[s][group] for s in common}
-            change = [np.mean([online[s][p] - ends[s][p]["base_kl_set"] for s in common]) for p in ends[common[0]]]
-            versus = [np.mean([online[s][p] - ends[s][p]["kl_set"] for s in common]) for p in ends[common[0]]]
+            online, at = final[method, group], {s: ends(offline[s], group) for s in common}
+            change = [np.mean([online[s][p] - at[s][p]["base_kl_set"] for s in common]) for p in at[common[0]]]
+            versus = [np.mean([online[s][p] - at[s][p]["kl_set"] for s in common]) for p in at[common[0]]]
             cells += [f"{ci_text(interval(change))} ({len(common)})", f"{ci_text(interval(versus))} ({len(common)})"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     if ("iso", "train") in final and ("rso", "train") in final:
@@ -274,7 +303,7 @@ def long_table(out: Path, group: str) -> list[str]:
     rates: dict[str, float] = {}
     seeds: dict[str, int] = defaultdict(int)
     for manifest in sorted(out.glob("long-s*/*/manifest.json")):
-        method, log = manifest.parent.name, pq.read_table(manifest.parent / "train_log.parquet").to_pylist()
+        method, log = manifest.parent.name, log_rows(manifest.parent)
         seeds[method] += 1
         for row in log:
             if row.get(f"{group}_kl_set") is not None and not np.isnan(row[f"{group}_kl_set"]):
@@ -353,19 +382,44 @@ def permute(scores: str, out: str, seed: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if argv[:1] == ["lr"]:
-        print(chosen_lr(Path(argv[1]), argv[2]))
-    elif argv[:1] == ["grid-lr"]:
+    """Each form's arguments checked before any work; a refusal is one line on stderr and exit code 2."""
+    try:
+        run_command(argv)
+    except IswtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run_command(argv: list[str]) -> None:
+    command = argv[0] if argv else None
+    if command == "lr":
+        _arguments(argv, 3)
+        print(chosen_lr(_directory(argv[1]), argv[2]))
+    elif command == "grid-lr":
+        _arguments(argv, 2)
         run = Path(argv[1])
-        print(grid_lr(run.parent.parent, run.parent.name, run.name))
-    elif argv[:1] == ["permute"]:
-        permute(argv[1], argv[2], int(argv[argv.index("--seed") + 1]))
+        lr = grid_lr(run.parent.parent, run.parent.name, run.name)
+        if lr is None:
+            raise IswtError(f"{run}: no finished run there (no manifest.json)")
+        print(lr)
+    elif command == "permute":
+        if len(argv) != 5 or argv[3] != "--seed" or not argv[4].lstrip("-").isdigit():
+            raise IswtError(f"permute needs SCORES OUT --seed S (an integer); {USAGE}")
+        permute(argv[1], argv[2], int(argv[4]))
     else:
-        out = Path(argv[0])
-        lr_from = Path(argv[argv.index("--lr-from") + 1]) if "--lr-from" in argv else out
-        sweeps = [sweep_table(d, out) for d in dict.fromkeys((lr_from, out))]
-        for lines in (
-            *sweeps,
+        if (
+            not argv
+            or argv[0].startswith("-")
+            or len(argv) not in (1, 3)
+            or (len(argv) == 3 and argv[1] != "--lr-from")
+        ):
+            raise IswtError(USAGE)
+        out = _directory(argv[0])
+        lr_from = _directory(argv[2]) if len(argv) == 3 else out
+        if not grid(out):
+            raise IswtError(f"{out}: holds no finished grid run (nN-sSEED/METHOD/manifest.json)")
+        tables = [sweep_table(d, out) for d in dict.fromkeys((lr_from, out))]
+        tables += [
             change_table(out, "train"),
             change_table(out, "heldout"),
             versus_rso_table(out, "train"),
@@ -376,9 +430,21 @@ def main(argv: list[str]) -> None:
             online_table(out),
             long_table(out, "train"),
             long_table(out, "heldout"),
-        ):
+        ]  # every table read before anything is printed or plotted
+        for lines in tables:
             print("\n".join(lines) + "\n")
         print(f"plot: {plot(out)}")
+
+
+def _arguments(argv: list[str], count: int) -> None:
+    if len(argv) != count:
+        raise IswtError(f"{argv[0]}: expects {count - 1} argument(s); {USAGE}")
+
+
+def _directory(path: str) -> Path:
+    if not Path(path).is_dir():
+        raise IswtError(f"{path}: no such directory")
+    return Path(path)
 
 
 if __name__ == "__main__":

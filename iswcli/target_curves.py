@@ -152,11 +152,24 @@ def set_reward_default(scores_provenance: dict, scores_path: str) -> float:
 
 def read_ends(run: Path) -> dict[str, dict[str, dict[str, float]]] | None:
     """A finished run's per-prompt curves at step 0 and after its last update, from its PER_PROMPT_FILE:
-    {group: {prompt_id: {metric: last value, 'base_' + metric: step-0 value}}}; None without curves."""
+    {group: {prompt_id: {metric: last value, 'base_' + metric: step-0 value}}}; None without curves.
+
+    A file that cannot be read, holds no rows, lacks a column or step 0, or a prompt measured at one end
+    only, is an IswtError naming the file, so that a reader can skip that run with a note.
+    """
+    from iswcli import artifacts
+
     path = Path(run) / PER_PROMPT_FILE
     if not (Path(run) / "manifest.json").exists() or not path.exists():
         return None
-    rows = pq.read_table(path).to_pylist()
+    with artifacts.readable(str(path)):
+        rows = pq.read_table(path).to_pylist()
+    needed = ("step", "group", "prompt_id", *CURVE_METRICS)
+    missing = [c for c in needed if rows and c not in rows[0]]
+    if not rows or missing:
+        raise IswtError(f"{path}: {'holds no rows' if not rows else 'has no column ' + repr(missing[0])}")
+    if not any(r["step"] == 0 for r in rows):
+        raise IswtError(f"{path}: has no step-0 rows, so the change from the base model is unknown")
     last = max(r["step"] for r in rows)
     ends: dict[str, dict[str, dict[str, float]]] = {}
     for r in rows:
@@ -164,4 +177,8 @@ def read_ends(run: Path) -> dict[str, dict[str, dict[str, float]]] | None:
             entry = ends.setdefault(r["group"], {}).setdefault(r["prompt_id"], {})
             for m in CURVE_METRICS:
                 entry[m if r["step"] == last else f"base_{m}"] = r[m]
+    for group, per_prompt in ends.items():
+        for prompt_id, entry in per_prompt.items():
+            if len(entry) != 2 * len(CURVE_METRICS):
+                raise IswtError(f"{path}: prompt {prompt_id!r} ({group}) is not measured at both step 0 and {last}")
     return ends

@@ -21,6 +21,7 @@ bootstrap intervals over prompts.
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,35 +113,43 @@ def run(config: ReportConfig) -> ReportResult:
                 f"{', '.join(config.inputs)}: nothing to report: found {what} "
                 "(give scores, z, pairs, eval or diversity artifacts, train run directories, or a directory holding them)"
             )
-        figures = FigureWriter(config.figures_dir)
-        builders = (
-            overview_section,
-            rewards_section,
-            importance_section,
-            pairs_section,
-            training_section,
-            evaluation_section,
-            diversity_section,
-            exact_target_section,
-            target_by_n_section,
-        )
-        sections = [section for build in builders for section in build(found, config.options, figures)]
-        if not sections:
-            raise IswtError(
-                f"nothing to report: no input could be read ({found.notes[0] if found.notes else 'no notes'})"
-            )
-        outputs.write_atomically(config.out, render_page(config.options, found, sections))
-        figures.remove_stale()
-        for note in found.notes[:5]:
-            console.warn(note)
-        if len(found.notes) > 5:
-            console.warn(f"... and {len(found.notes) - 5} more notes (listed in the report)")
-        return ReportResult(
-            output=config.out,
-            figures_dir=str(figures.directory),
-            figures_written=len(figures.written),
-            sections=tuple(s.title for s in sections),
-            artifacts={kind: len(found.of_kind(kind)) for kind in artifacts.SPECS if found.of_kind(kind)},
-            train_runs=len(found.runs),
-            notes=len(found.notes),
-        )
+        staging = config.figures_dir.with_name(f".{config.figures_dir.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        figures = FigureWriter(staging)  # published beside the page only once the page is written
+        try:
+            return _write(config, found, figures)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write(config: ReportConfig, found, figures: FigureWriter) -> ReportResult:
+    """Every section's figures and tables, the page, then its figures beside it."""
+    builders = (
+        overview_section,
+        rewards_section,
+        importance_section,
+        pairs_section,
+        training_section,
+        evaluation_section,
+        diversity_section,
+        exact_target_section,
+        target_by_n_section,
+    )
+    sections = [section for build in builders for section in build(found, config.options, figures)]
+    if not sections:
+        raise IswtError(f"nothing to report: no input could be read ({found.notes[0] if found.notes else 'no notes'})")
+    outputs.write_atomically(config.out, render_page(config.options, found, sections))
+    figures.publish(config.figures_dir)
+    for note in found.notes[:5]:
+        console.warn(note)
+    if len(found.notes) > 5:
+        console.warn(f"... and {len(found.notes) - 5} more notes (listed in the report)")
+    return ReportResult(
+        output=config.out,
+        figures_dir=str(figures.directory),
+        figures_written=len(figures.written),
+        sections=tuple(s.title for s in sections),
+        artifacts={kind: len(found.of_kind(kind)) for kind in artifacts.SPECS if found.of_kind(kind)},
+        train_runs=len(found.runs),
+        notes=len(found.notes),
+    )

@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,6 +137,17 @@ class FigureWriter:
         for old in self.directory.glob("[0-9][0-9]-*.png"):
             if old not in self.written:
                 old.unlink()
+
+    def publish(self, target: Path) -> None:
+        """Move the figures written so far (into a staging directory) to `target`, once the page is written:
+        a report refused half-way leaves the earlier report's figures as they were, and no new ones."""
+        target.mkdir(parents=True, exist_ok=True)
+        moved = []
+        for path in self.written:
+            os.replace(path, target / path.name)
+            moved.append(target / path.name)
+        self.directory, self.written = target, moved
+        self.remove_stale()
 
     def add(self, fig, name: str, alt: str) -> str:
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -388,7 +388,11 @@ def target_by_n_section(found: Found, config: ReportOptions, figures: FigureWrit
     changes: dict[tuple[str, int], list[dict]] = {}  # (run name, N) -> each seed's {group: {prompt: change}}
     used = []
     for run in found.runs:
-        ends = read_ends(run.path)
+        try:
+            ends = read_ends(run.path)
+        except IswtError as exc:
+            found.notes.append(f"{exc}; run {run.path} left out of the distance against N")
+            continue
         n = _samples_per_prompt(run)
         if ends is None or n is None:
             continue
