@@ -20,6 +20,32 @@ def hf_spec(spec: str, split: str | None) -> tuple[str, str]:
     return name, own or split or "train"
 
 
+_OFFLINE = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+_PROXIES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _check_hub_reachable(label: str, timeout_s: float = 3.0) -> None:
+    """One connection attempt to the Hub before datasets tries: offline, datasets retries for half a minute
+    and prints each retry. Skipped in offline mode (the local cache answers) and behind a proxy (a direct
+    connection says nothing about the proxy's)."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in _OFFLINE):
+        return
+    if any(os.environ.get(v) for v in _PROXIES):
+        return
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise IswtError(
+            f"{label}: the Hugging Face Hub ({host}) is unreachable ({exc.strerror or exc}); give a local dataset "
+            "directory, or set HF_HUB_OFFLINE=1 to read a copy from the local cache"
+        ) from None
+
+
 def _is_path(name: str) -> bool:
     return name.startswith(("/", ".", "~")) or os.path.exists(name)
 
@@ -40,6 +66,7 @@ def hf_prompts(spec: str, split: str | None, limit: int | None) -> list[Prompt]:
         saved = any(os.path.isfile(os.path.join(path, f)) for f in ("state.json", "dataset_dict.json"))
     else:
         path, saved = name, False
+        _check_hub_reachable(label)
     try:
         if saved:
             ds = datasets.load_from_disk(path)
