@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from iswcli import console
+from iswcli import artifacts, console
 from tests.test_estimate_z import assert_one_line_error, write_samples, write_scores
 from tests.test_evaluate import write_eval
 
@@ -346,3 +346,291 @@ def test_a_reward_too_large_to_compute_with_is_named_in_one_line(cli, tmp_path, 
     result = cli(*stage, samples, "--scores", scores, "--out", tmp_path / "o.parquet")
     assert_one_line_error(result, "c.parquet: column 'reward' holds 1e+308 at (prompt_id='a', sample_idx=1)")
     assert _files(tmp_path) == ["c.parquet", "s.parquet"]
+
+
+# --------------------------------------------------------------------------- issue 35: evaluate before sampling
+
+
+def _z_edited(tmp_path, edit) -> list[str]:
+    """An estimate-z artifact at beta 1 of the tiny prompts, its table edited (provenance kept)."""
+    pids, idx = ["colour", "colour", "planet", "planet"], [0, 1, 0, 1]
+    samples = write_samples(tmp_path / "own.parquet", pids, idx)
+    scores = write_scores(tmp_path / "c.parquet", pids, idx, [0.0, 1.0, 1.0, 0.0])
+    args = ["estimate-z", "--beta", "1", "--proposal", samples, "--scores", scores, "--out", tmp_path / "z.parquet"]
+    from typer.testing import CliRunner
+
+    from iswcli.cli import app
+
+    assert CliRunner().invoke(app, [str(a) for a in args]).exit_code == 0
+    meta = pq.ParquetFile(tmp_path / "z.parquet").metadata.metadata
+    pq.write_table(edit(pq.read_table(tmp_path / "z.parquet")).replace_schema_metadata(meta), tmp_path / "z.parquet")
+    return ["--z", str(tmp_path / "z.parquet")]
+
+
+def _nan_log_z(table):
+    log_z = [float("nan")] + table["log_z"].to_pylist()[1:]
+    return table.set_column(table.schema.get_field_index("log_z"), "log_z", pa.array(log_z, pa.float64()))
+
+
+def _prompts_with(tmp_path, answers) -> str:
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({**p, "answers": answers if i else p["answers"]}) + "\n"
+                            for i, p in enumerate(PROMPTS)))  # fmt: skip
+    return str(path)
+
+
+EVALUATE_EARLY_CASES = {
+    "z with a NaN log Z": (lambda t: _z_edited(t, _nan_log_z), None, "log_z is not finite for prompt 'colour'"),
+    "z missing a prompt": (lambda t: _z_edited(t, lambda z: z.slice(0, 1)), None, "has no log Z for 1 evaluated"),
+    "an answer holding the stop token": (lambda t: [], {"Red<|im_end|>": 1.0}, "contains a stop token"),
+    "an answer longer than --max-new-tokens": (lambda t: [], {"one two three four five": 1.0}, "more than --max-new"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVALUATE_EARLY_CASES))
+def test_evaluate_checks_what_needs_no_samples_before_the_first(cli, tiny_model_dir, tiny_samples, tmp_path, case):
+    make_flags, answers, shown = EVALUATE_EARLY_CASES[case]
+    prompts = _prompts_with(tmp_path, answers) if answers else tiny_samples[0]
+    flags = make_flags(tmp_path)
+    before = _files(tmp_path)
+    result = cli(*_evaluate_args(tiny_model_dir, prompts, tmp_path / "e.parquet"), *flags)
+    assert_one_line_error(result, shown)
+    assert _files(tmp_path) == before  # no e.samples.parquet: refused before sampling
+
+
+def _target(path, beta: float, pids) -> None:
+    from iswcli.target_eval import target_spec
+
+    spec = target_spec()
+    rows = [{"prompt_id": p, "beta": beta, "n_answers": 1, **{c: 0.5 for c in spec.schema.names[3:-3]}} for p in pids]
+    table = pa.Table.from_pylist([{**r, "answers": "[]", "p_answers": [], "p_answers_target": []} for r in rows],
+                                 schema=spec.schema)  # fmt: skip
+    artifacts.write_artifact(table, str(path), spec, artifacts.make_provenance("evaluate", {}))
+
+
+def test_compare_never_pairs_targets_of_different_betas(cli, tmp_path):
+    keys = [(pid, j, "") for pid in ("a", "b") for j in (0, 1)]
+    a, b = write_eval(tmp_path / "a.parquet", keys), write_eval(tmp_path / "b.parquet", keys)
+    _target(tmp_path / "a.target.parquet", 2.0, ["a", "b"])
+    _target(tmp_path / "b.target.parquet", 3.0, ["a", "b"])
+    assert_one_line_error(cli("evaluate", "--compare", a, b), "measures pi* at beta 2 and", "at beta 3")
+    _target(tmp_path / "b.target.parquet", 2.0, ["a", "b"])
+    assert cli("evaluate", "--compare", a, b).exit_code == 0
+
+
+# --------------------------------------------------------------------------- issue 35: train's semantic checks
+
+
+def _train(toy_model_dir, toy_pipeline, run, *extra) -> list:
+    from tests.toy import train_args
+
+    return train_args(toy_pipeline, toy_model_dir, run, *extra)
+
+
+TRAIN_REFUSALS = {
+    "dpg given pairs": (["--loss", "dpg", "--z", "{z}", "--pairs", "{z}"], "--pairs: --loss dpg does not read it"),
+    "tb given a KL coefficient": (["--loss", "tb", "--z", "{z}", "--kl-coef", "0.5"], "--kl-coef 0.5: --loss tb"),
+    "sft given a learned z": (["--loss", "sft", "--z-mode", "learned"], "--z-mode learned: --loss sft does not"),
+    "curves against another beta than the z's": (
+        ["--loss", "tb", "--z", "{z}", "--eval-target-every", "2", "--eval-target-beta", "3"],
+        "--eval-target-beta 3: --loss tb trains toward pi* at the beta of --z",
+    ),
+    "a GPU the machine lacks": (["--loss", "sft", "--device", "cuda:99"], "--device cuda:99: "),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TRAIN_REFUSALS))
+def test_train_refuses_flags_it_would_ignore_or_misread(cli, toy_model_dir, toy_pipeline, tmp_path, case):
+    extra, shown = TRAIN_REFUSALS[case]
+    extra = [str(a).replace("{z}", str(toy_pipeline / "z.parquet")) for a in extra]
+    run = tmp_path / "run"
+    assert_one_line_error(cli(*_train(toy_model_dir, toy_pipeline, run, *extra)), shown)
+    assert not run.exists()
+
+
+def test_max_grad_norm_zero_means_no_clipping(cli, toy_model_dir, toy_pipeline, tmp_path):
+    common = [
+        "--loss",
+        "tb",
+        "--z",
+        toy_pipeline / "z.parquet",
+        "--batch-size",
+        "16",
+        "--max-steps",
+        "3",
+        "--lr",
+        "1e-2",
+    ]
+    logs = {}
+    for norm in ("0", "1e9", "1e-6"):
+        run = tmp_path / f"run-{norm}"
+        assert cli(*_train(toy_model_dir, toy_pipeline, run, *common, "--max-grad-norm", norm)).exit_code == 0
+        logs[norm] = pq.read_table(run / "train_log.parquet").column("loss").to_pylist()
+    assert logs["0"] == logs["1e9"]  # 0: the unclipped run, step for step
+    assert logs["0"] != logs["1e-6"]  # (a real clip changes it)
+
+
+def _checkpointed(cli, toy_model_dir, toy_pipeline, run) -> list:
+    """A tb run cut off after its step-2 checkpoint, and the command that resumes it."""
+    args = ["--loss", "tb", "--z", toy_pipeline / "z.parquet", "--batch-size", "16", "--max-steps", "4",
+            "--save-every", "2"]  # fmt: skip
+    assert cli(*_train(toy_model_dir, toy_pipeline, run, *args)).exit_code == 0
+    for name in ("manifest.json", "train_log.parquet", "adapter_model.safetensors"):
+        (run / name).unlink()
+    return _train(toy_model_dir, toy_pipeline, run, *args, "--resume")
+
+
+def _truncate(path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+RESUME_REFUSALS = {
+    "a truncated state.pt": (lambda cp: _truncate(cp / "state.pt"), "state.pt is not a readable checkpoint"),
+    "a state.pt of garbage": (lambda cp: cp.joinpath("state.pt").write_bytes(b"\0" * 64), "not a readable checkpoint"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(RESUME_REFUSALS))
+def test_a_resume_checks_its_checkpoint_before_loading_the_model(cli, toy_model_dir, toy_pipeline, tmp_path, case):
+    run = tmp_path / "run"
+    resume = _checkpointed(cli, toy_model_dir, toy_pipeline, run)
+    damage, shown = RESUME_REFUSALS[case]
+    damage(run / "checkpoints" / "step-0000002")
+    before = sorted(str(p) for p in run.rglob("*"))
+    assert_one_line_error(cli(*resume), shown)
+    assert sorted(str(p) for p in run.rglob("*")) == before
+
+
+# --------------------------------------------------------------------------- issue 35: report and the study table
+
+
+def _study_run(run, rows) -> None:
+    """A finished run as `iswt report` and the table script find it: manifest, a train log, curves."""
+    from iswcli.target_curves import PER_PROMPT_FILE
+
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"config": {"lr": 1e-5}}))
+    pq.write_table(
+        pa.Table.from_pylist([{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}]), run / "train_log.parquet"
+    )
+    if rows:
+        pq.write_table(pa.Table.from_pylist(rows), run / PER_PROMPT_FILE)
+
+
+def _curve_rows(steps=(0, 4), groups=("train", "heldout")) -> list[dict]:
+    metrics = {"kl_set": 0.5, "tv_set": 0.1, "p_valid": 0.5, "eff_answers": 2.0}
+    return [{"step": s, "group": g, "prompt_id": p, **metrics} for s in steps for g in groups for p in ("p0", "p1")]
+
+
+def _broken(kind: str):
+    def make(run):
+        from iswcli.target_curves import PER_PROMPT_FILE
+
+        _study_run(run, _curve_rows(steps=(4,)) if kind == "no step 0" else _curve_rows())
+        path = run / PER_PROMPT_FILE
+        if kind == "truncated":
+            _truncate(path)
+        elif kind == "corrupt":
+            path.write_bytes(b"PAR1" + b"\xab" * 200 + b"PAR1")
+        elif kind == "empty":
+            pq.write_table(pa.Table.from_pylist(_curve_rows()).slice(0, 0), path)
+
+    return make
+
+
+BROKEN_CURVES = ("corrupt", "truncated", "empty", "no step 0")
+
+
+@pytest.mark.parametrize("kind", BROKEN_CURVES)
+def test_report_leaves_out_a_run_with_broken_curves_with_a_note(cli, tmp_path, kind):
+    _broken(kind)(tmp_path / "study" / "n8-s0" / "disa")
+    write_scores(tmp_path / "study" / "c.parquet", PIDS, IDX, REWARDS)  # something to report besides
+    result = cli("report", tmp_path / "study", "--out", tmp_path / "r.html")
+    assert result.exit_code == 0, result.stderr
+    assert "target_curves.parquet" in result.stderr and "left out" in result.stderr
+    assert (tmp_path / "r.html").exists()
+
+
+def test_a_report_refused_half_way_leaves_the_earlier_figures_as_they_were(cli, tmp_path, monkeypatch):
+    import stages.report
+    from iswcli.errors import IswtError
+
+    write_scores(tmp_path / "c.parquet", PIDS, IDX, REWARDS)
+    assert cli("report", tmp_path / "c.parquet", "--out", tmp_path / "r.html").exit_code == 0
+    earlier = {p.name: p.read_bytes() for p in (tmp_path / "r_figures").iterdir()}
+    assert earlier
+
+    def refuse(*args):  # a refusal after the rewards section has drawn its figures
+        raise IswtError("refused half-way")
+
+    monkeypatch.setattr(stages.report, "target_by_n_section", refuse)
+    write_scores(tmp_path / "c.parquet", PIDS, IDX, [9.0, *REWARDS[1:]])  # other figures if they were drawn
+    assert_one_line_error(cli("report", tmp_path / "c.parquet", "--out", tmp_path / "r.html"), "refused half-way")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "r_figures").iterdir()} == earlier
+    assert _files(tmp_path) == ["c.parquet", "r.html", "r_figures"]  # no staging directory left
+
+
+@pytest.fixture(scope="module")
+def table_script():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "sample_efficiency_table.py"
+    spec = importlib.util.spec_from_file_location("sample_efficiency_table", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TABLE_SCRIPT_CASES = {
+    "no arguments": (lambda t: [], "usage: sample_efficiency_table.py OUT"),
+    "a missing directory": (lambda t: [str(t / "nope")], "nope: no such directory"),
+    "an empty directory": (lambda t: [str(t)], "holds no finished grid run"),
+    "a run without curves": (lambda t: [_made(t, "n8-s0/disa", None)], "no target_curves.parquet"),
+    "a run without held-out curves": (
+        lambda t: [_made(t, "n8-s0/disa", _curve_rows(groups=("train",)))],
+        "no held-out curves (trained without --eval-prompts)",
+    ),
+    "corrupt curves": (lambda t: [_made(t, "n8-s0/disa", "corrupt")], "not a readable Parquet file"),
+    "a cell not named nN-sS": (lambda t: [_made(t, "n8-sx/disa", _curve_rows())], "must be named nN-sSEED"),
+    "permute without --seed": (lambda t: ["permute", "s.parquet", "o.parquet"], "permute needs SCORES OUT --seed"),
+    "grid-lr of a missing run": (lambda t: ["grid-lr", str(t / "n8-s0" / "disa")], "no finished run there"),
+    "lr with too few arguments": (lambda t: ["lr", str(t)], "lr: expects 2 argument(s)"),
+}
+
+
+def _made(root, where: str, rows) -> str:
+    if rows == "corrupt":
+        _broken("corrupt")(root / where)
+    else:
+        _study_run(root / where, rows)
+    return str(root)
+
+
+@pytest.mark.parametrize("case", sorted(TABLE_SCRIPT_CASES))
+def test_the_study_table_script_says_what_is_missing_in_one_line(table_script, tmp_path, capsys, case):
+    argv = TABLE_SCRIPT_CASES[case][0](tmp_path)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    with pytest.raises(SystemExit) as exit_info:
+        table_script.main(argv)
+    captured = capsys.readouterr()
+    assert exit_info.value.code == 2 and captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and TABLE_SCRIPT_CASES[case][1] in lines[0], captured.err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # no plot written
+
+
+# --------------------------------------------------------------------------- issue 35: the hub offline
+
+
+def test_hub_prompts_offline_are_one_line_at_once(cli, tmp_path, monkeypatch):
+    import time
+
+    for proxy in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
+    start = time.monotonic()
+    result = cli("sample", "--prompts", "hf:someorg/somedata", "--out", tmp_path / "s.parquet")
+    assert_one_line_error(result, "hf:someorg/somedata: the Hugging Face Hub (127.0.0.1) is unreachable")
+    assert time.monotonic() - start < 10 and _files(tmp_path) == []
