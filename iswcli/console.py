@@ -37,9 +37,30 @@ def _line(label: str, style: str, message: str) -> None:
     err.print(Text.assemble((label, style), " ", one_line(message)), highlight=False, soft_wrap=True)
 
 
+_held: list[str] | None = None  # warnings held by held_warnings(), else None
+
+
 def warn(message: str) -> None:
-    if not settings.quiet:
+    if _held is not None:
+        _held.append(message)
+    elif not settings.quiet:
         _line("warning:", "yellow", message)
+
+
+@contextmanager
+def held_warnings() -> Iterator[None]:
+    """Warnings inside are printed once the block completes and dropped when it raises, so that a refusal
+    found after them (a resume with other flags, say) is still the one line the user gets."""
+    global _held
+    outer, _held = _held, []
+    try:
+        yield
+    except BaseException:
+        _held = outer
+        raise
+    held, _held = _held, outer
+    for message in held:
+        warn(message)
 
 
 @dataclass

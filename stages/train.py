@@ -307,17 +307,18 @@ def _train(c: TrainConfig) -> TrainResult:
     cached = _up_to_date(c)
     if cached:
         return cached
-    data, inputs = read_inputs(c)
-    ref = models.resolve_model(c.model)
-    path = models.local_path(ref)
-    identity = models.model_identity(ref, path, c.adapter)
-    tokenizer = models.load_tokenizer(path)
-    curves = _target_curves(c, tokenizer, inputs) if c.eval_target_every else None
-    fingerprint = run_dir.fingerprint(asdict(c), inputs)
-    resume = run_dir.resume_or_start(c.out, fingerprint, resume=c.resume, force=c.force)
-    if resume:
-        _check_resumable(c, Path(c.out))
-    _warn_no_signal(c, data)  # after the resume decision: a refused resume prints its one line only
+    with console.held_warnings():  # a refusal up to the resume decision is the only line printed
+        data, inputs = read_inputs(c)
+        ref = models.resolve_model(c.model)
+        path = models.local_path(ref)
+        identity = models.model_identity(ref, path, c.adapter)
+        tokenizer = models.load_tokenizer(path)
+        curves = _target_curves(c, tokenizer, inputs) if c.eval_target_every else None
+        fingerprint = run_dir.fingerprint(asdict(c), inputs)
+        resume = run_dir.resume_or_start(c.out, fingerprint, resume=c.resume, force=c.force)
+        if resume:
+            _check_resumable(c, Path(c.out))
+        _warn_no_signal(c, data)
 
     accelerator = Accelerator(mixed_precision="bf16" if c.precision == "bf16" else "no", cpu=c.device == "cpu")
     run_dir.seed_everything(c.seed + accelerator.process_index)

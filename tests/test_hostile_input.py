@@ -634,3 +634,39 @@ def test_hub_prompts_offline_are_one_line_at_once(cli, tmp_path, monkeypatch):
     result = cli("sample", "--prompts", "hf:someorg/somedata", "--out", tmp_path / "s.parquet")
     assert_one_line_error(result, "hf:someorg/somedata: the Hugging Face Hub (127.0.0.1) is unreachable")
     assert time.monotonic() - start < 10 and _files(tmp_path) == []
+
+
+def test_a_refused_resume_prints_no_warning_before_its_one_line(cli, toy_model_dir, toy_pipeline, tmp_path):
+    import shutil
+
+    from tests.toy import train_args
+    from tests.toy import write_scores as write_toy_scores
+
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(toy_pipeline / "samples.parquet", data / "samples.parquet")
+    write_toy_scores(data / "samples.parquet", data / "scores.parquet", reward_of=lambda ids: 1.0)  # no signal
+    run = tmp_path / "run"
+    args = ["--loss", "grpo", "--batch-size", "16", "--max-steps", "4", "--save-every", "2"]
+    loud = lambda *extra: train_args(data, toy_model_dir, run, *args, *extra)[1:]  # noqa: E731 (without --quiet)
+    first = cli(*loud())
+    assert first.exit_code == 0 and "no reward signal" in first.stderr  # the warning of a run that goes ahead
+    for name in ("manifest.json", "train_log.parquet", "adapter_model.safetensors"):
+        (run / name).unlink()
+    refused = cli(*loud("--lr", "3e-4"))
+    assert_one_line_error(refused, "holds an unfinished run with a different lr")
+
+
+def test_a_resume_whose_target_reference_is_gone_is_refused(cli, tiny_model_dir, tiny_samples, tmp_path):
+    # Rebuilt from the trained policy, pi* would be another target than the earlier curve rows measured.
+    samples = tiny_samples[1]
+    scores = tmp_path / "c.parquet"
+    assert cli("score", "--samples", samples, "--reward", "set", "--batch-size", "1", "--out", scores).exit_code == 0
+    run = tmp_path / "run"
+    args = ["--quiet", "train", "--model", tiny_model_dir, "--samples", samples, "--scores", scores, "--loss", "sft",
+            "--sft-select", "all", "--batch-size", "2", "--max-steps", "2", "--save-every", "1",
+            "--eval-target-every", "1", "--eval-target-beta", "1", "--out", run]  # fmt: skip
+    assert cli(*args).exit_code == 0
+    for name in ("manifest.json", "train_log.parquet", "adapter_model.safetensors", "target_reference.json"):
+        (run / name).unlink()
+    assert_one_line_error(cli(*args), "target_reference.json is gone")
