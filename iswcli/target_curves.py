@@ -50,8 +50,14 @@ def training_prompts(samples_path: str, tokenizer) -> tuple[list[SetPrompt], lis
     return [_set_prompt(pid, ids, answers, tokenizer) for pid, (ids, answers) in prompts.items()], stops, chat_template
 
 
-def heldout_prompts(spec: str, tokenizer, chat_template: bool) -> list[SetPrompt]:
-    """--eval-prompts: a prompts file (JSONL, ...) or TASK:SPLIT (e.g. sets:test), rendered as sample renders them."""
+def heldout_prompts(
+    spec: str, tokenizer, chat_template: bool, stops: list[int] | None = None, max_new_tokens: int | None = None
+) -> list[SetPrompt]:
+    """--eval-prompts: a prompts file (JSONL, ...) or TASK:SPLIT (e.g. sets:test), rendered as sample renders them.
+
+    Each answer is refused, as score and evaluate refuse it, when no sample could be it: it holds one of the
+    sampler's stop tokens, or is longer than the training samples' --max-new-tokens.
+    """
     from iswcli import models, tasks
 
     if os.path.exists(spec):
@@ -66,9 +72,13 @@ def heldout_prompts(spec: str, tokenizer, chat_template: bool) -> list[SetPrompt
         raw = (p.fields or {}).get("answers")
         if raw is None:
             raise IswtError(f"--eval-prompts {spec}: prompt {p.prompt_id!r} has no task field 'answers'")
-        answers = exact_targets.parse_answers(raw, f"--eval-prompts {spec}: prompt {p.prompt_id!r}")
+        where = f"--eval-prompts {spec}: prompt {p.prompt_id!r}"
+        answers = exact_targets.parse_answers(raw, where)
         _, ids = models.render_prompt(tokenizer, tasks.messages_of(p), chat_template)
-        out.append(_set_prompt(p.prompt_id, ids, answers, tokenizer))
+        prompt = _set_prompt(p.prompt_id, ids, answers, tokenizer)
+        if stops is not None:
+            exact_targets.check_reachable(dict(zip(answers, prompt.answer_ids)), stops, max_new_tokens, where)
+        out.append(prompt)
     return out
 
 

@@ -173,6 +173,7 @@ def validate(c: TrainConfig) -> None:
         (c.batch_size >= 1, f"--batch-size {c.batch_size}: must be at least 1"),
         (c.grad_accum >= 1, f"--grad-accum {c.grad_accum}: must be at least 1"),
         (c.lr > 0, f"--lr {c.lr}: must be > 0"),
+        (c.weight_decay >= 0, f"--weight-decay {c.weight_decay}: must be a number >= 0"),  # AdamW's, before loading
         (c.epochs >= 1, f"--epochs {c.epochs}: must be at least 1"),
         (c.max_steps is None or c.max_steps >= 1, f"--max-steps {c.max_steps}: must be at least 1"),
         (0 <= c.lora_dropout < 1, f"--lora-dropout {c.lora_dropout}: must be in [0, 1)"),
@@ -452,11 +453,12 @@ def _policy_or_reference(module, step: int, accelerator):
 def _target_curves(c: TrainConfig, tokenizer, inputs: dict) -> TargetCurves:
     """The exact-target curves' prompts (training, and --eval-prompts), checked before any heavy work."""
     prompts, stops, chat_template = training_prompts(c.samples, tokenizer)
-    groups = {"train": prompts}
-    if c.eval_prompts is not None:
-        groups["heldout"] = heldout_prompts(c.eval_prompts, tokenizer, chat_template)
     if not stops:
         raise IswtError(f"--eval-target-every: {c.samples} records no stop tokens, so no response is an exact answer")
+    groups = {"train": prompts}
+    if c.eval_prompts is not None:
+        max_new_tokens = (inputs["samples"].provenance.get("config") or {}).get("max_new_tokens")
+        groups["heldout"] = heldout_prompts(c.eval_prompts, tokenizer, chat_template, stops, max_new_tokens)
     r0 = set_reward_default(inputs["scores"].provenance, c.scores)
     return TargetCurves(groups, stops, tokenizer.pad_token_id, r0, c.eval_target_beta or c.beta)
 

@@ -670,3 +670,19 @@ def test_a_resume_whose_target_reference_is_gone_is_refused(cli, tiny_model_dir,
     for name in ("manifest.json", "train_log.parquet", "adapter_model.safetensors", "target_reference.json"):
         (run / name).unlink()
     assert_one_line_error(cli(*args), "target_reference.json is gone")
+
+
+@pytest.mark.parametrize(
+    "answers, shown",
+    [({"Red<|im_end|>": 1.0}, "contains a stop token"), ({"one two three four five": 1.0}, "more than --max-new")],
+)
+def test_train_refuses_held_out_answers_no_sample_could_be(cli, tiny_model_dir, tiny_samples, tmp_path, answers, shown):
+    samples = tiny_samples[1]
+    scores = tmp_path / "c.parquet"
+    assert cli("score", "--samples", samples, "--reward", "set", "--batch-size", "1", "--out", scores).exit_code == 0
+    run = tmp_path / "run"
+    args = ["train", "--model", tiny_model_dir, "--samples", samples, "--scores", scores, "--loss", "sft",
+            "--max-steps", "1", "--eval-target-every", "1", "--eval-target-beta", "1",
+            "--eval-prompts", _prompts_with(tmp_path, answers), "--out", run]  # fmt: skip
+    assert_one_line_error(cli(*args), "--eval-prompts", "prompt 'planet'", shown)
+    assert not run.exists()
