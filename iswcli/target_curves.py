@@ -50,13 +50,12 @@ def training_prompts(samples_path: str, tokenizer) -> tuple[list[SetPrompt], lis
     return [_set_prompt(pid, ids, answers, tokenizer) for pid, (ids, answers) in prompts.items()], stops, chat_template
 
 
-def heldout_prompts(
-    spec: str, tokenizer, chat_template: bool, stops: list[int] | None = None, max_new_tokens: int | None = None
-) -> list[SetPrompt]:
+def heldout_prompts(spec: str, tokenizer, chat_template: bool, stops: list[int] | None = None) -> list[SetPrompt]:
     """--eval-prompts: a prompts file (JSONL, ...) or TASK:SPLIT (e.g. sets:test), rendered as sample renders them.
 
-    Each answer is refused, as score and evaluate refuse it, when no sample could be it: it holds one of the
-    sampler's stop tokens, or is longer than the training samples' --max-new-tokens.
+    An answer holding one of the sampler's stop tokens is refused, as score and evaluate refuse it: no
+    response can be it. (Its length is not: these prompts were never sampled, and teacher forcing measures
+    the policy's probability of any length.)
     """
     from iswcli import models, tasks
 
@@ -77,7 +76,7 @@ def heldout_prompts(
         _, ids = models.render_prompt(tokenizer, tasks.messages_of(p), chat_template)
         prompt = _set_prompt(p.prompt_id, ids, answers, tokenizer)
         if stops is not None:
-            exact_targets.check_reachable(dict(zip(answers, prompt.answer_ids)), stops, max_new_tokens, where)
+            exact_targets.check_reachable(dict(zip(answers, prompt.answer_ids)), stops, None, where)
         out.append(prompt)
     return out
 

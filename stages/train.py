@@ -457,8 +457,7 @@ def _target_curves(c: TrainConfig, tokenizer, inputs: dict) -> TargetCurves:
         raise IswtError(f"--eval-target-every: {c.samples} records no stop tokens, so no response is an exact answer")
     groups = {"train": prompts}
     if c.eval_prompts is not None:
-        max_new_tokens = (inputs["samples"].provenance.get("config") or {}).get("max_new_tokens")
-        groups["heldout"] = heldout_prompts(c.eval_prompts, tokenizer, chat_template, stops, max_new_tokens)
+        groups["heldout"] = heldout_prompts(c.eval_prompts, tokenizer, chat_template, stops)
     r0 = set_reward_default(inputs["scores"].provenance, c.scores)
     return TargetCurves(groups, stops, tokenizer.pad_token_id, r0, c.eval_target_beta or c.beta)
 

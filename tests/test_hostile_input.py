@@ -672,10 +672,7 @@ def test_a_resume_whose_target_reference_is_gone_is_refused(cli, tiny_model_dir,
     assert_one_line_error(cli(*args), "target_reference.json is gone")
 
 
-@pytest.mark.parametrize(
-    "answers, shown",
-    [({"Red<|im_end|>": 1.0}, "contains a stop token"), ({"one two three four five": 1.0}, "more than --max-new")],
-)
+@pytest.mark.parametrize("answers, shown", [({"Red<|im_end|>": 1.0}, "contains a stop token")])
 def test_train_refuses_held_out_answers_no_sample_could_be(cli, tiny_model_dir, tiny_samples, tmp_path, answers, shown):
     samples = tiny_samples[1]
     scores = tmp_path / "c.parquet"
