@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from iswcli import artifacts
+from iswcli import artifacts, console
 from iswcli.errors import IswtError, first_line
 from iswcli.tasks import shard_index
 
@@ -468,8 +468,14 @@ def _one_beta(art: artifacts.Artifact) -> float | None:
 
 
 def load_z(path: str, scored: Scored) -> FrozenZ:
-    """The z made from exactly these samples and scores, with a finite log Z for every prompt."""
-    art = artifacts.read_artifact(path, artifacts.Z, columns=["log_z", "beta"])
+    """The z made from exactly these samples and scores, with a finite log Z for every prompt.
+
+    A z whose flags say an estimate cannot be right (``outside_reward_bounds``:
+    beta min r <= log Z <= beta max r broken) is refused; prompts flagged
+    ``weight_mass_off`` are counted in a warning, since trajectory balance and
+    dpg inherit whatever their log Z is off by.
+    """
+    art = artifacts.read_artifact(path, artifacts.Z, columns=["log_z", "beta", "flags"])
     check_made_from(art, "proposal", scored.samples)
     check_made_from(art, "scores", scored.scores)
     position = pc.index_in(scored.prompt_ids, value_set=art.table["prompt_id"].combine_chunks())
@@ -483,8 +489,29 @@ def load_z(path: str, scored: Scored) -> FrozenZ:
     if not np.all(np.isfinite(log_z)):
         bad = scored.prompt_ids[int(np.argmin(np.isfinite(log_z)))].as_py()
         raise IswtError(f"{path}: log_z is not finite for prompt {bad!r}")
+    check_z_flags(path, art.table.take(pa.array(rows)))
     transform = (art.provenance.get("reward_transform") or {}).get("name", "none")
     return FrozenZ(art, log_z, float(_one_beta(art)), transform)
+
+
+def check_z_flags(path: str, z: pa.Table) -> None:
+    """Refuse the z's prompts whose log Z breaks the reward bounds; warn of those whose samples missed mass."""
+    flags = z["flags"].to_pylist()
+    ids = z["prompt_id"].to_pylist()
+    broken = [pid for pid, f in zip(ids, flags) if "outside_reward_bounds" in (f or ())]
+    if broken:
+        raise IswtError(
+            f"{path}: {len(broken)} prompt(s) have a log Z outside [beta * lowest reward, beta * highest reward], "
+            f"where no log Z can be (flag outside_reward_bounds), first {broken[0]!r}; "
+            "re-estimate with `iswt estimate-z --estimator snis`"
+        )
+    off = sum("weight_mass_off" in (f or ()) for f in flags)
+    if off:
+        console.warn(
+            f"{path}: {off} of {len(flags)} prompt(s) are flagged weight_mass_off: their samples reached a share of "
+            "pi_ref's mass far from all of it, so their log Z is uncertain (see log_z_lo/log_z_hi) and the "
+            "objective inherits its error; a proposal closer to the reference, or more samples, narrows it"
+        )
 
 
 @dataclass(frozen=True)

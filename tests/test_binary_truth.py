@@ -132,3 +132,16 @@ def test_the_truth_script_prints_coverage_and_refuses_a_proposal_as_the_referenc
     )
     assert tempered.returncode == 2
     assert tempered.stderr.strip().count("\n") == 0 and "not a sample of the reference itself" in tempered.stderr
+
+
+def test_train_refuses_a_z_that_breaks_the_bounds_and_warns_of_missed_mass(toy_run, toy_model_dir, tmp_path, cli):
+    d = toy_run
+    train = ["train", "--model", toy_model_dir, "--samples", d / "q.parquet", "--scores", d / "q.scores.parquet"]
+    train += ["--loss", "tb", "--max-steps", "1", "--batch-size", "8"]
+    refused = cli(*train, "--z", d / "z-is.parquet", "--out", tmp_path / "is-run")
+    assert refused.exit_code == 2, refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "outside_reward_bounds" in refused.stderr
+    assert not (tmp_path / "is-run").exists()
+    ran = cli(*train, "--z", d / "z-snis.parquet", "--out", tmp_path / "snis-run")
+    assert ran.exit_code == 0, ran.stderr
+    assert "flagged weight_mass_off" in ran.stderr
