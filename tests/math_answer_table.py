@@ -432,6 +432,8 @@ CLASSES = {
         ("Subtracting, 50 - 8 = 42, and now dividing both sides by", "42", False),
         ("It is either 9 or 10; I cannot tell which.", "10", False),
         ("The question asks how many of the 30 students like tea.", "30", False),
+        ("1 2 3 4 5 6 7 8 9 10", "10", False),  # an enumeration is not a lone answer
+        ("42 43 44", "44", False),
     ],
     # The forms issue 35 named (a base subscript, \\fbox, \\degree, spaced
     # thousands in a box, "million"), written with the rules that read them.

@@ -391,11 +391,19 @@ def _parse_gold(answer: str) -> list:
 MAX_BRACE_DEPTH = 10
 
 
+# Two numbers side by side, or a list, after the last "=": an enumeration
+# ("1 2 3 4 5"), whose last number math-verify would read as the answer.
+_SEVERAL_NUMBERS = re.compile(r"\d(?:\s+|\s*,\s*(?!\d{3}(?!\d)))[-+]?\.?\d")
+
+
 def _lone_answer(text: str) -> bool:
-    """Whether the whole response is one line of math and numbers, with no
-    prose (such as "42" or "$x = 5$"): the answer is then stated explicitly."""
+    """Whether the whole response is one line holding one expression and no
+    prose (such as "42" or "$x = 5$"): the answer is then stated explicitly.
+    An enumeration of numbers ("1 2 3 4 5", "1, 2, 3") is not one."""
     text = text.strip()
-    return bool(text) and "\n" not in text and not _PROSE_WORD.search(_masked(text))
+    if not text or "\n" in text or _PROSE_WORD.search(_masked(text)):
+        return False
+    return not _SEVERAL_NUMBERS.search(text.rsplit("=", 1)[-1])
 
 
 def _parse_response(text: str, implicit: bool) -> list:
