@@ -683,3 +683,19 @@ def test_train_refuses_held_out_answers_no_sample_could_be(cli, tiny_model_dir, 
             "--eval-prompts", _prompts_with(tmp_path, answers), "--out", run]  # fmt: skip
     assert_one_line_error(cli(*args), "--eval-prompts", "prompt 'planet'", shown)
     assert not run.exists()
+
+
+@pytest.mark.parametrize("reward, ok", [("math", True), ("math:flexible", True), ("code", False)])
+def test_an_infinite_timeout_is_no_limit_for_reading_answers_and_refused_for_running_code(reward, ok):
+    # Library callers (the CLI bounds --timeout itself): no OverflowError anywhere.
+    from iswcli.errors import IswtError
+    from iswcli.rewards import RewardItem, RewardOptions, make_reward
+
+    if not ok:
+        with pytest.raises(IswtError, match="finite time limit"):
+            make_reward(reward, RewardOptions(timeout_s=float("inf")))
+        return
+    result = make_reward(reward, RewardOptions(timeout_s=float("inf"))).score_batch(
+        [RewardItem("Q?", r"So \boxed{12}.", {"answer": "12"})]
+    )[0]
+    assert result.reward == 1.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from iswcli import sandbox
@@ -92,6 +93,8 @@ class CodeReward(BaseReward):
     def __init__(self, options: RewardOptions):
         if options.workers < 1:
             raise IswtError(f"--workers {options.workers}: must be at least 1")
+        if not (math.isfinite(options.timeout_s) and options.timeout_s > 0):  # the sandbox's CPU limit is an int
+            raise IswtError(f"--timeout {options.timeout_s:g}: generated code runs only under a finite time limit > 0")
         self.options = options
         self.isolation = sandbox.sandbox_isolation()
 
