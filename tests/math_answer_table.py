@@ -434,6 +434,9 @@ CLASSES = {
         ("The question asks how many of the 30 students like tea.", "30", False),
         ("1 2 3 4 5 6 7 8 9 10", "10", False),  # an enumeration is not a lone answer
         ("42 43 44", "44", False),
+        ("The answer is 5 or 6.", "6", False),  # a hedge is not an answer: read as the set {5, 6}
+        ("The answer is 5 or 6.", "5", False),
+        ("The answer is not 7.", "7", False),  # nor a negation
     ],
     # The forms issue 35 named (a base subscript, \\fbox, \\degree, spaced
     # thousands in a box, "million"), written with the rules that read them.

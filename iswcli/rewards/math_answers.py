@@ -59,7 +59,8 @@ from iswcli.rewards.base import (
 #   delimiters, read as its first number: LaTeX ("3\sqrt{2}", "2^{10}",
 #   "x^2 + 1": 3, 2 and 1) and lists, tuples and intervals of numbers ("3,4"
 #   as 3.4, "3, 4" and "3 and 4" as 3, "(1, 2]" as 2) are put between dollars
-#   (lists as "3, 4"), up to the first word of prose;
+#   (lists as "3, 4"; "3 or 4" too, a hedge: no single number of it passes),
+#   up to the first word of prose; "the answer is not 7" is no answer phrase;
 # - a full stop right after a number ("The answer is 10/3."): read as a
 #   decimal point (10/3. is the float 3.333..., which does not verify against
 #   10/3); dropped when whitespace or the end of the text follows.
@@ -117,6 +118,8 @@ _RATIO = re.compile(r"(?<![\w.:,/\\])\d+(?:\.\d+)?(?::\d+(?:\.\d+)?)+(?![\w:]|[.
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _RESTATED = re.compile(r"\banswer\s+(?:to|for|of)\b(?:[^\n.!?$]|\.(?=\d)){1,80}?\s(?:is|equals)\b", re.IGNORECASE)
 _FULL_STOP = re.compile(r"(?<=\d)\.(?=\s|$)")
+# "The answer is not 7" states no answer; math-verify anchors on the word "answer" and reads 7.
+_NEGATED_ANSWER = re.compile(r"\banswer(?=\s+(?:is|was)\s+not\b|\s+isn't\b)", re.IGNORECASE)
 _ANSWER_PHRASE = re.compile(r"answer\s*(?:is|:|=)[\s:*]*", re.IGNORECASE)
 # A word of prose: two or more letters on their own, not a LaTeX command's
 # name and not a variable's product such as 2xy.
@@ -129,7 +132,7 @@ _UNIT_POWER = re.compile(r"(?<=\d)\s*(?:mm|cm|dm|m|km|in|ft|yd|mi)\^[23]\b")
 # A list item: a number, with thousands separators only in groups of three
 # (so "3,400" is one item and "3,4" two).
 _ITEM = r"-?(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+(?!,\d{3}(?!\d)))(?:\.\d+)?(?:/\d+)?"
-_LIST_SEP = r"\s*(?:,|;|,?\s+and\b)\s*"
+_LIST_SEP = r"\s*(?:,|;|,?\s+(?:and|or)\b)\s*"
 _NUMBER_LIST = re.compile(rf"({_ITEM})((?:{_LIST_SEP}{_ITEM})+)(?![\d.,]|\s*[-+*/^=])")
 _BRACKETED = re.compile(rf"[(\[]\s*{_ITEM}(?:\s*,\s*{_ITEM})+\s*[)\]](?!\s*[-+*/^=])")
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{(-?\d+)\}\{(-?\d+)\}$")
@@ -151,7 +154,7 @@ def normalize_math_text(text: str) -> str:
     text = _ESCAPED_DOLLAR.sub("", text)
     text = "\n".join(_delimit_ratios(_drop_currency_dollars(line)) for line in text.split("\n"))
     text = _ungroup_last_box(_unbox_all_but_last(text))
-    text = _RESTATED.sub("answer is", text)
+    text = _NEGATED_ANSWER.sub("guess", _RESTATED.sub("answer is", text))
     text = _FULL_STOP.sub("", text)
     return _delimit_bare_answer(text)
 
@@ -305,12 +308,12 @@ def _delimit_bare_answer(text: str) -> str:
     if listed:
         return f"{text[:start]}${_as_set(listed.group(0))}${rest[listed.end() :]}{text[end:]}"
     masked = _masked(rest)
-    prose = (m for m in _PROSE_WORD.finditer(masked) if m.group(0) != "and")  # "and" joins list items
+    prose = (m for m in _PROSE_WORD.finditer(masked) if m.group(0) not in ("and", "or"))  # they join list items
     cut = min((m.start() for m in (next(prose, None), _SENTENCE_END.search(masked)) if m), default=len(rest))
     answer = re.sub(r"(?:[\s,;*]|\band\b)+$", "", rest[:cut])
     if not _LATEX_MARKUP.search(_UNIT_POWER.sub("", answer)):
         return text
-    joined = re.sub(r"\s*,?\s+and\s+", ", ", answer)
+    joined = re.sub(r"\s*,?\s+(?:and|or)\s+", ", ", answer)
     return f"{text[:start]}${joined}${rest[len(answer) :]}{text[end:]}"
 
 
