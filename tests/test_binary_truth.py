@@ -21,6 +21,7 @@ from iswcli.errors import IswtError
 REWARD = "python:tests/pipeline_reward.py:has_letter_d"
 BETA = 2.0
 PROMPTS = [("p-q", "q"), ("p-a", "a"), ("p-bq", "b q"), ("p-hc", "h c")]
+Z_FILE = {"snis": "z-t05-b2.parquet", "is": "z-is.parquet"}
 
 
 def test_clopper_pearson_is_the_exact_binomial_interval():
@@ -48,7 +49,9 @@ def toy_run(toy_model_dir, tmp_path_factory):
 
     from iswcli.cli import app
 
-    d = tmp_path_factory.mktemp("binary-truth")
+    # laid out as examples/log_z_reasoning.mk lays out one cap: RUN/tokens12/{ref,t05}.parquet, z-t05-bB.parquet
+    d = tmp_path_factory.mktemp("binary-truth") / "tokens12"
+    d.mkdir()
     prompts = d / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt_id": p, "prompt": t}) + "\n" for p, t in PROMPTS))
     common = ["--model", toy_model_dir, "--prompts", str(prompts), "--max-new-tokens", "12", "--no-chat-template"]
@@ -59,25 +62,25 @@ def toy_run(toy_model_dir, tmp_path_factory):
 
     run("sample", *common, "--n", "1024", "--batch-size", "512", "--out", str(d / "ref.parquet"))
     run("score", "--samples", str(d / "ref.parquet"), "--reward", REWARD, "--out", str(d / "ref.scores.parquet"))
-    run("sample", *common, "--n", "64", "--temperature", "0.5", "--seed", "1", "--out", str(d / "q.parquet"))
+    run("sample", *common, "--n", "64", "--temperature", "0.5", "--seed", "1", "--out", str(d / "t05.parquet"))
     run(
         "score",
         "--samples",
-        str(d / "q.parquet"),
+        str(d / "t05.parquet"),
         "--reward",
         REWARD,
         "--ref-model",
         toy_model_dir,
         "--out",
-        str(d / "q.scores.parquet"),
+        str(d / "t05.scores.parquet"),
     )
     for estimator in ("snis", "is"):
         run(
             "estimate-z",
             "--proposal",
-            str(d / "q.parquet"),
+            str(d / "t05.parquet"),
             "--scores",
-            str(d / "q.scores.parquet"),
+            str(d / "t05.scores.parquet"),
             "--beta",
             str(BETA),
             "--estimator",
@@ -85,14 +88,14 @@ def toy_run(toy_model_dir, tmp_path_factory):
             "--bootstrap",
             "200",
             "--out",
-            str(d / f"z-{estimator}.parquet"),
+            str(d / ("z-t05-b2.parquet" if estimator == "snis" else "z-is.parquet")),
         )
     return d
 
 
 def _against(d, estimator):
     counts = binary_truth.reference_counts(str(d / "ref.parquet"), str(d / "ref.scores.parquet"))
-    return binary_truth.against_truth(str(d / f"z-{estimator}.parquet"), counts).to_pylist()
+    return binary_truth.against_truth(str(d / Z_FILE[estimator]), counts).to_pylist()
 
 
 def test_on_longer_sequences_the_default_stays_in_bounds_and_covers_what_it_does_not_flag(toy_run):
@@ -118,7 +121,7 @@ def test_the_truth_script_prints_coverage_and_refuses_a_proposal_as_the_referenc
             "--reference",
             str(d / "ref.parquet"),
             "--z",
-            str(d / "z-snis.parquet"),
+            str(d / Z_FILE["snis"]),
         ],
         capture_output=True,
         text=True,
@@ -126,7 +129,7 @@ def test_the_truth_script_prints_coverage_and_refuses_a_proposal_as_the_referenc
     assert ok.returncode == 0, ok.stderr
     assert "interval covers the truth on" in ok.stdout
     tempered = subprocess.run(
-        [*script, str(d / "q.scores.parquet"), "--reference", str(d / "q.parquet"), "--z", str(d / "z-snis.parquet")],
+        [*script, str(d / "t05.scores.parquet"), "--reference", str(d / "t05.parquet"), "--z", str(d / Z_FILE["snis"])],
         capture_output=True,
         text=True,
     )
@@ -136,12 +139,30 @@ def test_the_truth_script_prints_coverage_and_refuses_a_proposal_as_the_referenc
 
 def test_train_refuses_a_z_that_breaks_the_bounds_and_warns_of_missed_mass(toy_run, toy_model_dir, tmp_path, cli):
     d = toy_run
-    train = ["train", "--model", toy_model_dir, "--samples", d / "q.parquet", "--scores", d / "q.scores.parquet"]
+    train = ["train", "--model", toy_model_dir, "--samples", d / "t05.parquet", "--scores", d / "t05.scores.parquet"]
     train += ["--loss", "tb", "--max-steps", "1", "--batch-size", "8"]
-    refused = cli(*train, "--z", d / "z-is.parquet", "--out", tmp_path / "is-run")
+    refused = cli(*train, "--z", d / Z_FILE["is"], "--out", tmp_path / "is-run")
     assert refused.exit_code == 2, refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "outside_reward_bounds" in refused.stderr
     assert not (tmp_path / "is-run").exists()
-    ran = cli(*train, "--z", d / "z-snis.parquet", "--out", tmp_path / "snis-run")
+    ran = cli(*train, "--z", d / Z_FILE["snis"], "--out", tmp_path / "snis-run")
     assert ran.exit_code == 0, ran.stderr
     assert "flagged weight_mass_off" in ran.stderr
+
+
+def test_the_study_table_reads_the_runs_and_agrees_with_estimate_z(toy_run):
+    sys.path.insert(0, "examples")
+    import log_z_reasoning_table as table
+
+    rows = table.study_rows(toy_run.parent, [BETA], [8, 64])  # also checks z-t05-b2.parquet against the library
+    cells = {(r["k"], r["estimator"]) for r in rows}
+    assert cells == {(8, "snis"), (8, "is"), (64, "snis"), (64, "is")}
+    assert sum(1 for r in rows if r["k"] == 8 and r["estimator"] == "snis") == len(PROMPTS) * 8
+    by_prompt = {r["prompt"]: r for r in rows if r["k"] == 64 and r["estimator"] == "snis"}
+    truth = {row["prompt_id"]: row for row in _against(toy_run, "snis")}
+    for i, (pid, _) in enumerate(sorted(PROMPTS)):
+        assert by_prompt[i]["log_z"] == pytest.approx(truth[pid]["log_z"], abs=1e-9)
+        assert by_prompt[i]["true"] == pytest.approx(truth[pid]["log_z_true"], abs=1e-12)
+    assert all(-1e-9 <= r["log_z"] <= BETA + 1e-9 for r in rows if r["estimator"] == "snis")
+    text = table.render(rows, 0.5, "RUN")
+    assert "| 12 | temperature 0.5 | 2 | 8 | snis | 32 |" in text and "weight_mass_off" in text
