@@ -61,6 +61,14 @@ def log_rows(run: Path) -> list[dict]:
         return pq.read_table(path).to_pylist()
 
 
+def manifest_lr(manifest: Path) -> float:
+    """The learning rate a finished run's manifest.json records."""
+    try:
+        return float(json.loads(manifest.read_text())["config"]["lr"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IswtError(f"{manifest}: not a readable train manifest with config.lr ({type(exc).__name__})") from None
+
+
 def cell_of(directory: Path) -> tuple[int, int]:
     """(N, seed) of a grid cell named nN-sSEED."""
     m = SWEEP_CELL.fullmatch(directory.name)
@@ -132,7 +140,7 @@ def ci_text(ci) -> str:
 def grid_lr(out: Path, cell: str, method: str) -> float | None:
     """The learning rate the grid's run of METHOD in CELL trained at (None when it has not run)."""
     manifest = out / cell / method / "manifest.json"
-    return float(json.loads(manifest.read_text())["config"]["lr"]) if manifest.exists() else None
+    return manifest_lr(manifest) if manifest.exists() else None
 
 
 def sweep_table(sweep: Path, out: Path) -> list[str]:
@@ -308,7 +316,7 @@ def long_table(out: Path, group: str) -> list[str]:
         for row in log:
             if row.get(f"{group}_kl_set") is not None and not np.isnan(row[f"{group}_kl_set"]):
                 curves[method][row["step"]].append(row[f"{group}_kl_set"])
-        rates[method] = json.loads(manifest.read_text())["config"]["lr"]
+        rates[method] = manifest_lr(manifest)
     if not curves:
         return ["No longer runs in this study."]
     methods = sorted(curves, key=_rank)

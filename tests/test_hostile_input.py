@@ -597,14 +597,21 @@ TABLE_SCRIPT_CASES = {
     "permute without --seed": (lambda t: ["permute", "s.parquet", "o.parquet"], "permute needs SCORES OUT --seed"),
     "grid-lr of a missing run": (lambda t: ["grid-lr", str(t / "n8-s0" / "disa")], "no finished run there"),
     "lr with too few arguments": (lambda t: ["lr", str(t)], "lr: expects 2 argument(s)"),
+    "grid-lr of a run whose manifest is not JSON": (
+        lambda t: ["grid-lr", _made(t, "n8-s0/disa", _curve_rows(), manifest="{oops")],
+        "manifest.json: not a readable train manifest",
+    ),
 }
 
 
-def _made(root, where: str, rows) -> str:
+def _made(root, where: str, rows, manifest: str | None = None) -> str:
     if rows == "corrupt":
         _broken("corrupt")(root / where)
     else:
         _study_run(root / where, rows)
+    if manifest is not None:
+        (root / where / "manifest.json").write_text(manifest)
+        return str(root / where)
     return str(root)
 
 
