@@ -200,3 +200,17 @@ def test_an_infinite_timeout_is_no_limit():
 def test_math_verify_logs_nothing_on_its_own(capsys):
     make_reward("math", RewardOptions(timeout_s=1)).score_batch([RewardItem("Q?", "\\boxed{" * 5000, {"answer": "1"})])
     assert capsys.readouterr().err == ""
+
+
+def test_the_deadline_leaves_a_callers_own_alarm_running():
+    import signal
+
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *_: fired.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        make_reward("math", RewardOptions(timeout_s=1)).score_batch([RewardItem("Q?", r"\boxed{1}", {"answer": "1"})])
+        left, _ = signal.setitimer(signal.ITIMER_REAL, 0)
+        assert 20 < left <= 30 and not fired
+    finally:
+        signal.signal(signal.SIGALRM, previous)
