@@ -317,7 +317,7 @@ def estimate_z(
         str,
         typer.Option(
             "--estimator",
-            help="snis (self-normalized, within the reward bounds) or is (plain); equal when q is pi_ref.",
+            help="snis (self-normalized), cv (control variate) or is (plain); all equal when q is pi_ref.",
             rich_help_panel=ESTIMATE,
         ),
     ] = "snis",

@@ -14,7 +14,12 @@ and Z(x) = E_{y~pi_ref}[exp(beta * r)] has two estimators:
   beta * min r, a bound no Z can break.
 - ``snis`` (self-normalized): Z_hat = sum_k exp(lw_k) / sum_k exp(lr_k), a
   weighted mean of exp(beta r), so it stays within [beta min r, beta max r];
-  consistent, biased O(1/K). When lr is exactly 0 both are the same number.
+  consistent, biased O(1/K).
+- ``cv`` (control variate): mean(e^lw) - c (mean(e^lr) - 1) with the
+  regression slope c, using E_q[pi_ref/q] = 1 to cancel the sample's error
+  in it (`control_variate`); cut to the bounds.
+
+When lr is exactly 0 all three are the same number.
 
 The sample's log mean ratio, logsumexp(lr) - log K, is 0 in expectation: it
 measures how much of pi_ref's mass the proposal's samples visited, and it is
@@ -50,8 +55,8 @@ _KHAT_PRIOR_SHAPE = 0.5
 #: bootstrap, so memory stays flat for millions of prompts.
 _CHUNK_ELEMENTS = 4_000_000
 
-#: The estimators of log Z (module docstring); the first is estimate-z's default.
-ESTIMATORS = ("snis", "is")
+#: The estimators of log Z (module docstring); the first is estimate-z's default (docs/study/log_z_reasoning_study.md).
+ESTIMATORS = ("snis", "cv", "is")
 #: |log mean ratio| (nats) past which a prompt is flagged ``weight_mass_off``.
 WEIGHT_MASS_NATS = 0.5
 
@@ -227,6 +232,8 @@ def _segment_logsumexp(values: np.ndarray, starts: np.ndarray, counts: np.ndarra
 def _segment_stats(lw: np.ndarray, lr: np.ndarray, starts: np.ndarray, counts: np.ndarray, estimator: str) -> dict:
     """Both estimates of log Z, Kish ESS, largest weight share and the chosen estimate's se per segment.
 
+    (``cv`` gets the self-normalized numbers here; `_estimate_sorted` replaces them per block of rows.)
+
     Plain IS: var(w)/mean(w)^2 = K (K/ESS - 1)/(K - 1) (sample variance,
     ddof=1), so se(log Z_hat) = sqrt((K/ESS - 1)/(K - 1)): no weight is ever
     exponentiated unshifted. Self-normalized: the delta-method variance of a
@@ -362,15 +369,13 @@ def _check_bootstrap(n_boot: int, rng, level: float) -> None:
         raise IswtError(f"bootstrap level must be in (0, 1) (got {level})")
 
 
-def _bootstrap_rows(
-    rows: np.ndarray, ratio_rows: np.ndarray | None, n_boot: int, rng: np.random.Generator, level: float
-):
-    """Percentile interval of log Z_hat for each row of an (R, K) log-weight array.
+def _bootstrap_rows(rows: np.ndarray, ratio_rows: np.ndarray, estimate, n_boot: int, rng, level: float):
+    """Percentile interval of log Z_hat for each row of (R, K) log-weights and the same samples' log-ratios.
 
-    Resamples K indices with replacement n_boot times per row; rows are taken
-    in order and in chunks, so one rng gives reproducible results. With
-    ``ratio_rows`` (the same samples' log-ratios) each draw is self-normalized
-    by the ratios of the same indices; without, divided by K.
+    Resamples K indices with replacement n_boot times per row and applies
+    ``estimate(lw, lr)`` (over the last axis) to each draw, the ratios drawn
+    with their samples; rows are taken in order and in chunks, so one rng
+    gives reproducible results.
     """
     n_rows, k = rows.shape
     quantiles = [(1.0 - level) / 2.0, (1.0 + level) / 2.0]
@@ -378,14 +383,13 @@ def _bootstrap_rows(
     hi = np.empty(n_rows)
     step = max(1, _CHUNK_ELEMENTS // (n_boot * k))
     for start in range(0, n_rows, step):
-        block = rows[start : start + step]
-        idx = rng.integers(0, k, size=(block.shape[0], n_boot, k))
-        log_z = _logsumexp_last(np.take_along_axis(block[:, None, :], idx, axis=2))
-        if ratio_rows is None:
-            log_z -= math.log(k)
-        else:
-            log_z -= _logsumexp_last(np.take_along_axis(ratio_rows[start : start + step, None, :], idx, axis=2))
-        lo[start : start + step], hi[start : start + step] = np.quantile(log_z, quantiles, axis=1)
+        block = slice(start, start + step)
+        idx = rng.integers(0, k, size=(rows[block].shape[0], n_boot, k))
+        log_z = estimate(
+            np.take_along_axis(rows[block, None, :], idx, axis=2),
+            np.take_along_axis(ratio_rows[block, None, :], idx, axis=2),
+        )
+        lo[block], hi[block] = np.quantile(log_z, quantiles, axis=1)
     return lo, hi
 
 
@@ -393,6 +397,52 @@ def _logsumexp_last(values: np.ndarray) -> np.ndarray:
     """logsumexp over the last axis, shifted by its max."""
     peak = values.max(axis=-1, keepdims=True)
     return peak[..., 0] + np.log(np.exp(values - peak).sum(axis=-1))
+
+
+def control_variate(lr: np.ndarray, tilt: np.ndarray, floor=None, ceiling=None) -> tuple[np.ndarray, np.ndarray]:
+    """log of the regression estimate of Z over the last axis, and its delta-method se.
+
+    With rho = e^lr and f = e^tilt (tilt = beta r), Z_hat = mean(rho f) -
+    c (mean(rho) - 1), c = Cov(rho f, rho) / Var(rho): E_q[rho] = 1 is known,
+    so the sample's error in mean(rho) is subtracted in proportion to how
+    much mean(rho f) moves with it. c = 0 is plain IS; c = Z is, to first
+    order, the self-normalized estimate; the regression picks c from the
+    data. Computed with rho and f scaled by their row maxima (no overflow);
+    with equal ratios it is the mean of f. It can leave the bounds, so it is
+    cut to [floor, ceiling] (log units; default the row's own range of
+    tilt). se: the residuals rho f - c rho, sd / sqrt(K) / Z_hat.
+    """
+    k = lr.shape[-1]
+    a = np.minimum(lr.max(axis=-1, keepdims=True), 700.0)
+    b = tilt.max(axis=-1, keepdims=True)
+    rho, f = np.exp(lr - a), np.exp(tilt - b)
+    g = rho * f
+    rho_bar, g_bar = rho.mean(axis=-1, keepdims=True), g.mean(axis=-1, keepdims=True)
+    spread = rho - rho_bar
+    var = (spread * spread).sum(axis=-1, keepdims=True)
+    c = np.divide((spread * (g - g_bar)).sum(axis=-1, keepdims=True), var, out=np.zeros_like(var), where=var > 0)
+    scaled = np.where(var > 0, np.exp(a) * (g_bar - c * rho_bar) + c, g_bar / rho_bar)  # Z_hat / e^b
+    low = np.exp(tilt.min(axis=-1, keepdims=True) - b) if floor is None else np.exp(floor - b)
+    high = 1.0 if ceiling is None else np.exp(ceiling - b)
+    scaled = np.clip(scaled, low, high)
+    residual = np.exp(a) * (g - c * rho)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = (
+            residual.std(axis=-1, ddof=1) / math.sqrt(k) / scaled[..., 0]
+            if k > 1
+            else np.full(scaled[..., 0].shape, np.nan)
+        )
+    return (b + np.log(scaled))[..., 0], se
+
+
+def _row_estimator(estimator: str, bounds=None):
+    """``estimate(lw, lr)``: log Z_hat over the last axis of log-weights and log-ratios, for `_bootstrap_rows`."""
+    if estimator == "is":
+        return lambda lw, lr: _logsumexp_last(lw) - math.log(lw.shape[-1])
+    if estimator == "snis":
+        return lambda lw, lr: _logsumexp_last(lw) - _logsumexp_last(lr)
+    floor, ceiling = (None, None) if bounds is None else bounds
+    return lambda lw, lr: control_variate(lr, lw - lr, floor, ceiling)[0]
 
 
 def unseen_mass_bound(n_samples: np.ndarray, level: float) -> np.ndarray:
@@ -514,32 +564,40 @@ def _estimate_sorted(
     """
     ratios = np.zeros_like(lw) if lr is None else lr
     stats = _segment_stats(lw, ratios, starts, counts, estimator)
-    self_normalized = estimator == "snis" and lr is not None
+    # snis and cv lean on the ratios' known mean of 1; with a log-ratio of exactly 0 all three are plain IS
+    uses_ratio_mean = estimator != "is" and lr is not None
+    log_bounds = None if unseen is None else (unseen[2] * unseen[1][0], unseen[2] * unseen[1][1])
+    estimate = _row_estimator(estimator, log_bounds)
     n_groups = counts.size
     khat = np.full(n_groups, np.nan)
     notes = np.full(n_groups, "", dtype=object)
     ratio_khat = np.full(n_groups, np.nan)
-    half_width = NormalDist().inv_cdf((1.0 + boot_level) / 2.0) * stats["log_z_se"]
-    lo = stats["log_z"] - half_width
-    hi = stats["log_z"] + half_width
+    booted = np.zeros(n_groups, dtype=bool)
+    lo, hi = np.empty(n_groups), np.empty(n_groups)
     for size in np.unique(counts):
         groups = np.nonzero(counts == size)[0]
         rows = _rows_of_size(lw, starts, groups, int(size))
-        ratio_rows = None if lr is None else _rows_of_size(lr, starts, groups, int(size))
+        ratio_rows = _rows_of_size(ratios, starts, groups, int(size))
         khat[groups], notes[groups] = _khat_rows(np.sort(rows, axis=1))
-        if ratio_rows is not None:
+        if lr is not None:
             ratio_khat[groups] = _khat_rows(np.sort(ratio_rows, axis=1))[0]
-        if n_boot:
-            lo[groups], hi[groups] = _bootstrap_rows(
-                rows, ratio_rows if self_normalized else None, n_boot, rng, boot_level
+        if estimator == "cv":
+            stats["log_z"][groups], stats["log_z_se"][groups] = control_variate(
+                ratio_rows, rows - ratio_rows, *(log_bounds or (None, None))
             )
+        if n_boot:
+            lo[groups], hi[groups] = _bootstrap_rows(rows, ratio_rows, estimate, n_boot, rng, boot_level)
+            booted[groups] = True
+    half_width = NormalDist().inv_cdf((1.0 + boot_level) / 2.0) * stats["log_z_se"]
+    lo = np.where(booted, lo, stats["log_z"] - half_width)
+    hi = np.where(booted, hi, stats["log_z"] + half_width)
     outside = np.zeros(n_groups, dtype=bool)
     if unseen is not None:
         rewards, bounds, beta = unseen
-        # the self-normalized estimate is plain IS on weights whose ratios average 1 in the sample
-        shift = np.repeat(stats["log_mean_ratio"], counts) if self_normalized else 0.0
+        # snis is plain IS on weights whose ratios average 1 in the sample; cv is read as it
+        shift = np.repeat(stats["log_mean_ratio"], counts) if uses_ratio_mean else 0.0
         lo, hi = widen_for_unseen_rewards(lo, hi, lw - shift, rewards, starts, counts, bounds, beta, boot_level)
-        if self_normalized:
+        if uses_ratio_mean:
             lo, hi = widen_for_unvisited_mass(lo, hi, stats["log_mean_ratio"], bounds, beta)
         floor, ceiling = beta * bounds[0], beta * bounds[1]
         lo, hi = np.clip(lo, floor, ceiling), np.clip(hi, floor, ceiling)

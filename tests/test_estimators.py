@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from examples import log_z_sequences
 from iswcli import estimators as est
 from iswcli.errors import IswtError
 from tests import per_prompt as one
@@ -356,30 +357,15 @@ def test_self_normalized_estimate_converges_and_its_se_matches_its_spread():
     assert ((boot.log_z_lo <= LOG_Z) & (LOG_Z <= boot.log_z_hi)).mean() >= 0.85
 
 
-def _tempered_sequences(length, k, n_groups, beta, seed):
-    """Sequences of ``length`` binary tokens: pi_ref says 1 with p = 0.3 per token, q is pi_ref at temperature 0.7.
-
-    A sequence earns 1 when it has at most ``c`` ones (c: the 10% quantile
-    under pi_ref, a region q favours). Everything depends on the count of
-    ones, so the exact Z = 1 + (e^beta - 1) P_ref(count <= c) comes from the
-    binomial, and the log-ratio sums one term per token, as over a
-    reasoning trace: its spread grows with the square root of the length.
-    """
-    p_ref = 0.3
-    q1 = p_ref ** (1 / 0.7) / (p_ref ** (1 / 0.7) + (1 - p_ref) ** (1 / 0.7))
-    c = int(stats.binom.ppf(0.1, length, p_ref))
-    log_z = math.log1p(math.expm1(beta) * stats.binom.cdf(c, length, p_ref))
-    ones = np.random.default_rng(seed).binomial(length, q1, size=n_groups * k)
-    log_ratio = ones * math.log(p_ref / q1) + (length - ones) * math.log((1 - p_ref) / (1 - q1))
-    reward = (ones <= c).astype(np.float64)
-    return np.repeat(np.arange(n_groups), k), log_ratio, reward, log_z
-
-
 @pytest.mark.parametrize("length", [100, 400])
 def test_long_tempered_sequences_break_plain_is_and_are_flagged(length):
-    """The issue's failure, exactly: plain IS falls below beta * min r; the self-normalized estimate cannot."""
+    """The issue's failure, exactly: plain IS falls below beta * min r; the self-normalized estimate cannot.
+
+    Sequences of binary tokens from the reference at temperature 0.7, with an exact Z
+    (examples/log_z_sequences.py): the log-ratio sums a term per token, as over a reasoning trace.
+    """
     beta, k = 1.0, 32
-    groups, log_ratio, reward, log_z = _tempered_sequences(length, k, 300, beta, seed=length)
+    groups, log_ratio, reward, log_z = log_z_sequences.sequences(length, k, 300, beta, 0.7, seed=length)
     lw = log_ratio + beta * reward
     options = dict(log_ratio=log_ratio, rewards=reward, reward_bounds=(0.0, 1.0), beta=beta)
     plain = est.estimate_groups(groups, lw, estimator="is", **options)
@@ -423,3 +409,30 @@ def test_unknown_estimator_and_misshapen_log_ratios_are_refused():
         est.estimate_groups(np.zeros(4), np.zeros(4), log_ratio=np.zeros(3))
     with pytest.raises(IswtError, match="log-ratios contains NaN"):
         est.estimate_groups(np.zeros(4), np.zeros(4), log_ratio=np.array([0.0, np.nan, 0.0, 0.0]))
+
+
+def test_control_variate_estimate_by_hand():
+    """Z_hat = mean(rho f) - c (mean(rho) - 1), c = Cov(rho f, rho) / Var(rho), cut to the reward bounds."""
+    rho, reward, beta = np.array([0.5, 2.0, 1.0, 0.25]), np.array([0.0, 1.0, 0.0, 1.0]), 1.0
+    g = rho * np.exp(beta * reward)
+    c = np.sum((rho - rho.mean()) * (g - g.mean())) / np.sum((rho - rho.mean()) ** 2)
+    expected = g.mean() - c * (rho.mean() - 1.0)
+    assert 1.0 < expected < math.e  # inside the bounds here, so nothing is cut
+    lr = np.log(rho)
+    e = one.estimate(lr + beta * reward, log_ratio=lr, estimator="cv")
+    assert e.log_z == pytest.approx(math.log(expected), rel=1e-12)
+    residual = g - c * rho
+    assert e.log_z_se == pytest.approx(residual.std(ddof=1) / 2.0 / expected, rel=1e-12)
+    # equal ratios: the mean of e^{beta r}, the plain estimate
+    flat = one.estimate(beta * reward, log_ratio=np.zeros(4), estimator="cv")
+    assert flat.log_z == pytest.approx(math.log(np.exp(beta * reward).mean()), rel=1e-12)
+
+
+def test_control_variate_converges_and_stays_within_the_bounds():
+    table = _from_q(100, 2048, 2, "cv")
+    assert abs(table.log_z.mean() - LOG_Z) < 3 * table.log_z.std(ddof=1) / math.sqrt(table.log_z.size)
+    groups, log_ratio, reward, _ = log_z_sequences.sequences(400, 8, 300, 1.0, 0.5, seed=1)
+    cut = est.estimate_groups(
+        groups, log_ratio + reward, log_ratio=log_ratio, estimator="cv", rewards=reward, reward_bounds=(0, 1), beta=1
+    )
+    assert np.all((cut.log_z >= -1e-12) & (cut.log_z <= 1 + 1e-12))
