@@ -335,6 +335,7 @@ CLASSES = {
         ("It is 1,000.99", "1000.99", True),  # math-verify's tests
     ],
     "negative numbers, .5, scientific notation": [
+        ("The answer is 1e999999.", "1", False),  # an exponent too long to expand is not dropped
         ("The temperature drops to −5 degrees. The answer is −5.", "-5", True),
         ("The temperature drops to −5 degrees. The answer is −5.", "5", False),
         ("x = −12", "-12", True),
@@ -437,6 +438,7 @@ CLASSES = {
         ("The answer is 5 or 6.", "6", False),  # a hedge is not an answer: read as the set {5, 6}
         ("The answer is 5 or 6.", "5", False),
         ("The answer is not 7.", "7", False),  # nor a negation
+        ("1.000.000.000.000.000" * 12, "1", False),  # a page of digits is no lone answer
     ],
     # The forms issue 35 named (a base subscript, \\fbox, \\degree, spaced
     # thousands in a box, "million"), written with the rules that read them.

@@ -110,7 +110,7 @@ _GROUPED = re.compile(
     r"|\d{1,3}(?: \d{3})+,\d+"  # 1 234,5 (fr)
     r")(?![\w.,'\u2019]?\d)"
 )
-_SCIENTIFIC = re.compile(r"(?<![\w.\\^{])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d{1,3})(?!\w|\.\d)")
+_SCIENTIFIC = re.compile(r"(?<![\w.\\^{])(\d+(?:\.\d*)?|\.\d+)[eE]([+-]?\d+)(?!\w|\.\d)")
 _MIXED_NUMBER = re.compile(r"(?<![\w.,/\\{}^])(\d+)[ \t]+(\d+)/(\d+)(?!\w|\.\d|[/^])")
 _ESCAPED_DOLLAR = re.compile(r"\\\$(?=[ \t]?[\d.])")
 _DOLLAR = re.compile(r"(?<![\\$])\$(?!\$)")
@@ -198,6 +198,8 @@ def _ungroup_last_box(text: str) -> str:
 def _decimal(match: re.Match) -> str:
     from decimal import Decimal
 
+    if len(match.group(2).lstrip("+-")) > 3:  # 1e999999: kept whole as a symbol, so it is not read as 1
+        return f"\\text{{{match.group(0)}}}"
     plain = format(Decimal(f"{match.group(1)}e{match.group(2)}"), "f")
     return plain.rstrip("0").rstrip(".") if "." in plain else plain
 
@@ -403,12 +405,16 @@ MAX_BRACE_DEPTH = 10
 _SEVERAL_NUMBERS = re.compile(r"\d(?:\s+|\s*,\s*(?!\d{3}(?!\d)))[-+]?\.?\d")
 
 
+_LONE_MAX = 200  # characters: an answer written alone is short; a page of digits is not one
+
+
 def _lone_answer(text: str) -> bool:
     """Whether the whole response is one line holding one expression and no
     prose (such as "42" or "$x = 5$"): the answer is then stated explicitly.
-    An enumeration of numbers ("1 2 3 4 5", "1, 2, 3") is not one."""
+    An enumeration of numbers ("1 2 3 4 5", "1, 2, 3"), or a line longer than
+    _LONE_MAX, is not one."""
     text = text.strip()
-    if not text or "\n" in text or _PROSE_WORD.search(_masked(text)):
+    if not text or len(text) > _LONE_MAX or "\n" in text or _PROSE_WORD.search(_masked(text)):
         return False
     return not _SEVERAL_NUMBERS.search(text.rsplit("=", 1)[-1])
 
