@@ -160,7 +160,7 @@ def test_pair_losses_converge_to_margins_not_to_a_distribution(enumerable, toy_m
 def test_a_diverging_run_is_named_with_its_step(enumerable, toy_model_dir, cli, tmp_path):
     run = tmp_path / "run"
     args = train_args(enumerable, toy_model_dir, run, "--full", "--loss", "tb", "--z", enumerable / "z.parquet")
-    result = cli(*[a for a in args if a != "--quiet"], "--lr", "3", "--max-steps", 30, "--warmup-steps", 0)
+    result = cli(*[a for a in args if a != "--quiet"], "--lr", "1", "--max-steps", 30, "--warmup-steps", 0)
     assert result.exit_code == 0, result.stderr
     manifest = json.loads((run / "manifest.json").read_text())
     step = manifest["diverged_at_step"]
