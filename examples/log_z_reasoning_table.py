@@ -132,6 +132,7 @@ def _replicates(cap, name, scored, ratio, reward, beta, k, estimator, true) -> l
             "log_z": float(z.log_z[i]),
             "true": float(true[p]),
             "covered": bool(z.log_z_lo[i] <= true[p] <= z.log_z_hi[i]),
+            "width": float(z.log_z_hi[i] - z.log_z_lo[i]),
             "log_mean_ratio": float(z.log_mean_ratio[i]),
             "flags": z.flags[i],
         }
@@ -166,8 +167,8 @@ def _cells(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
 def error_table(rows: list[dict]) -> list[str]:
     lines = [
         "| cap | proposal | beta | K | estimator | estimates | mean abs error | largest | mean error | covered | "
-        "outside bounds | mean log mean ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "median width | outside bounds | mean log mean ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (cap, proposal, beta, k, estimator), cell in sorted(
         _cells(rows, ("cap", "proposal", "beta", "k", "estimator")).items()
@@ -177,7 +178,7 @@ def error_table(rows: list[dict]) -> list[str]:
         lines.append(
             f"| {cap} | {PROPOSALS[proposal]} | {beta:g} | {k} | {estimator} | {len(cell)} | "
             f"{np.abs(error).mean():.3f} | {np.abs(error).max():.3f} | {error.mean():+.3f} | "
-            f"{np.mean([r['covered'] for r in cell]):.2f} | {outside:.2f} | "
+            f"{np.mean([r['covered'] for r in cell]):.2f} | {np.median([r['width'] for r in cell]):.2f} | {outside:.2f} | "
             f"{np.mean([r['log_mean_ratio'] for r in cell]):+.2f} |"
         )
     return lines
