@@ -13,7 +13,9 @@
 #   python examples/log_z_truth.py --reference OUT/tokens96/ref.parquet \
 #       --reference-scores OUT/tokens96/ref.scores.parquet --z OUT/tokens96/z-t07-b1.parquet
 #
-# Proposals: t1 the reference itself (an independent draw), t07 and t05 tempered, topp09 top-p 0.9 (truncated).
+# Proposals: t1 the reference itself (an independent draw), t07 and t05 tempered, topp09 top-p 0.9 (truncated),
+# sft and disa LoRA adapters trained on the reference's own samples at ADAPTER_CAP (`make ... adapters`, then add
+# them to PROPOSALS): SFT on its correct samples, DISA (tb) against its log Z at ADAPTER_BETA.
 
 ISWT ?= iswt
 PYTHON ?= python3
@@ -30,17 +32,25 @@ BATCH ?= 128
 SEED ?= 0
 PROPOSALS ?= t07 t05 t1 topp09
 TABLE_OUT ?= docs/study/log_z_reasoning.md
+ADAPTER_CAP ?= 96
+ADAPTER_BETA ?= 2
+ADAPTER_STEPS ?= 64
+ADAPTERS := $(OUT)/adapters
 
 SAMPLING_t1 := --temperature 1 --seed 1
 SAMPLING_t07 := --temperature 0.7 --seed 2
 SAMPLING_t05 := --temperature 0.5 --seed 3
 SAMPLING_topp09 := --top-p 0.9 --seed 4
+SAMPLING_sft := --adapter $(ADAPTERS)/sft --seed 5
+SAMPLING_disa := --adapter $(ADAPTERS)/disa --seed 6
+NEEDS_sft := $(ADAPTERS)/sft/manifest.json
+NEEDS_disa := $(ADAPTERS)/disa/manifest.json
 
 SAMPLE = $(ISWT) sample --model $(MODEL) --prompts $(PROMPTS) --limit $(LIMIT) --batch-size $(BATCH)
 comma := ,
 Z_FILES = $(foreach c,$(CAPS),$(foreach p,$(PROPOSALS),$(foreach b,$(BETAS),$(OUT)/tokens$(c)/z-$(p)-b$(b).parquet)))
 
-.PHONY: all table
+.PHONY: all table adapters
 .SECONDARY:
 all: table
 
@@ -57,9 +67,23 @@ $(OUT)/tokens$(1)/ref.scores.parquet: $(OUT)/tokens$(1)/ref.parquet
 	$(ISWT) score --samples $$< --reward math --out $$@
 endef
 
+# adapters trained on the reference's samples at ADAPTER_CAP, used as proposals at every cap
+REF_AT := --samples $(OUT)/tokens$(ADAPTER_CAP)/ref.parquet --scores $(OUT)/tokens$(ADAPTER_CAP)/ref.scores.parquet
+TRAIN = $(ISWT) train --model $(MODEL) $(REF_AT) --batch-order shuffled --batch-size 8 --seed $(SEED)
+adapters: $(NEEDS_sft) $(NEEDS_disa)
+
+$(ADAPTERS)/z-ref.parquet: $(OUT)/tokens$(ADAPTER_CAP)/ref.scores.parquet
+	$(ISWT) estimate-z --proposal $(OUT)/tokens$(ADAPTER_CAP)/ref.parquet --scores $< --beta $(ADAPTER_BETA) --out $@
+
+$(ADAPTERS)/sft/manifest.json: $(OUT)/tokens$(ADAPTER_CAP)/ref.scores.parquet
+	$(TRAIN) --loss sft --sft-select correct --epochs 3 --out $(@D)
+
+$(ADAPTERS)/disa/manifest.json: $(ADAPTERS)/z-ref.parquet
+	$(TRAIN) --loss tb --z $< --max-steps $(ADAPTER_STEPS) --out $(@D)
+
 # proposal P at cap C: K_MAX samples per prompt, scored with the reference's teacher-forced log-probs
 define PROPOSAL_RULES
-$(OUT)/tokens$(1)/$(2).parquet: | $(OUT)/tokens$(1)/ref.scores.parquet
+$(OUT)/tokens$(1)/$(2).parquet: $(NEEDS_$(2)) | $(OUT)/tokens$(1)/ref.scores.parquet
 	$(SAMPLE) --n $(K_MAX) --max-new-tokens $(1) $(SAMPLING_$(2)) --out $$@
 
 $(OUT)/tokens$(1)/$(2).scores.parquet: $(OUT)/tokens$(1)/$(2).parquet
