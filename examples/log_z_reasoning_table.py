@@ -79,6 +79,9 @@ def study_rows(run: Path, betas: list[float], ks: list[int]) -> list[dict]:
         raise IswtError(f"{run}: no tokensN directories (run examples/log_z_reasoning.mk first)")
     rows = []
     for cap in caps:
+        if not (cap / "ref.scores.parquet").exists():
+            print(f"note: {cap} has no ref.scores.parquet yet (the truth); left out", file=sys.stderr)
+            continue
         counts = binary_truth.reference_counts(str(cap / "ref.parquet"), str(cap / "ref.scores.parquet"))
         position = {pid: i for i, pid in enumerate(counts.prompt_ids)}
         for name in PROPOSALS:
