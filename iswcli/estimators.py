@@ -657,11 +657,11 @@ def estimate_groups(
     bool per group in the order of the results.
 
     The interval (``log_z_lo``, ``log_z_hi``) is the bootstrap's with
-    ``n_boot`` > 0 (for ``snis`` each draw self-normalized), else log Z_hat
+    ``n_boot`` > 0 (each draw estimated as the whole is), else log Z_hat
     +- the normal quantile times the delta-method se. With ``rewards``,
     ``reward_bounds`` (the lowest and highest reward any sample could earn,
     as far as the caller knows) and ``beta`` it is widened by the rewards the
-    samples may have missed (`widen_for_unseen_rewards`), for ``snis`` by the
+    samples may have missed (`widen_for_unseen_rewards`), for ``snis`` and ``cv`` by the
     share of pi_ref's mass they did not reach (`widen_for_unvisited_mass`),
     and cut to [beta * lowest, beta * highest].
     """
