@@ -43,7 +43,7 @@ class EstimateZConfig:
     bootstrap: int = 0
     seed: int = 0
     reward_transform: str = "none"
-    estimator: str = estimators.ESTIMATORS[0]  # snis (self-normalized) or is (plain); the same when q is pi_ref
+    estimator: str = estimators.ESTIMATORS[0]  # snis, cv or is (iswcli/estimators.py); all equal when q is pi_ref
     low_ess: float = estimators.LOW_ESS_FRAC
     plot: str | None = None
     shard: str | None = None  # i/n: this job's share of the prompts (by sha256 of prompt_id, as score)
